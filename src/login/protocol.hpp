@@ -1,0 +1,162 @@
+#pragma once
+// The boundary between the protocol-independent login engine and the protocol
+// plug-ins. A plug-in is sans-I/O: it gets bytes or lines and returns what the
+// engine must do next; only the engine touches sockets, TLS and timers.
+//
+// Per client connection the engine creates one Frontend (pre-login server
+// dialogue). When the client has given credentials and the passdb says
+// `proxy`, the engine asks the Frontend for a BackendLogin (the proxy-client
+// machine for one backend connection attempt; a fresh one per retry).
+//
+// Threading: every object here lives on the session's worker thread.
+
+#include <asio/ip/address.hpp>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "login/failure.hpp"
+#include "sasl/sasl.hpp"
+
+namespace portier::login {
+
+/// What the engine knows about the client connection. Owned by the session;
+/// the Frontend holds a reference and may update it (a trusted client's ID or
+/// XCLIENT can override addresses, session id and TTL).
+struct ClientInfo {
+  asio::ip::address remote_ip;
+  uint16_t remote_port = 0;
+  asio::ip::address local_ip;
+  uint16_t local_port = 0;
+  bool tls = false;            // TLS active on the client leg now
+  bool tls_configured = false; // listener is tls=starttls and a cert is loaded
+  bool trusted = false;        // remote_ip in login.trusted_networks
+  bool end_client_tls = false; // the *end* client used TLS (inherited from a trusted hop)
+  std::string session_id;
+  unsigned proxy_ttl = 5;      // incoming TTL (default or from a trusted upstream)
+
+  /// Dovecot's "secured": TLS active, or local connection (remote == local IP),
+  /// or a trusted network.
+  bool secured() const { return tls || trusted || (remote_ip == local_ip); }
+  /// STARTTLS may be offered.
+  bool starttls_available() const { return tls_configured && !tls; }
+};
+
+/// Settings a Frontend needs, taken from the config snapshot at accept time.
+struct FrontendSettings {
+  std::string hostname;
+  std::string greeting;
+  bool allow_cleartext = false;
+  std::vector<std::string> mechanisms;  // upper-case SASL names, e.g. PLAIN, LOGIN
+  size_t max_line_length = 8192;
+  size_t max_literal_size = 65536;
+  unsigned max_invalid_commands = 3;
+};
+
+/// What the Frontend wants the engine to do next.
+enum class FrontendEvent {
+  NeedInput,     // flush output(), then read more client bytes and feed() them
+  StartTls,      // flush output(), TLS handshake on the client leg, then tls_started()
+  Authenticate,  // flush output(), then verify take_credentials() and proxy
+  Close,         // flush output(), then close the connection
+};
+
+/// Local (engine-side) authentication failures the Frontend renders.
+enum class AuthFailure {
+  Failed,          // wrong password or unknown user
+  TempFail,        // passdb unavailable, bad proxy fields
+  Disabled,        // nologin without referral
+  CleartextDenied, // cleartext mechanism on an insecure connection
+};
+
+/// Everything a BackendLogin needs for one backend connection.
+struct BackendLoginParams {
+  std::string user;       // destuser (or the login user)
+  std::string password;   // pass (or the client's password)
+  std::string master;     // master user: SASL authid, forces AUTHENTICATE PLAIN
+  std::string mech;       // proxy_mech, upper-case; empty = protocol default
+  bool starttls = false;  // upgrade the backend leg with the protocol's STARTTLS
+  bool tls = false;       // any TLS on the backend leg (ssl or starttls)
+  bool nopipelining = false;
+  bool not_trusted = false;  // never send ID / XCLIENT
+  std::vector<std::pair<std::string, std::string>> forward;  // forward_<k>=<v>, k without prefix
+  std::string hostname;   // our own host name (EHLO)
+  const ClientInfo* client = nullptr;  // addresses, session id, TTL, transport
+};
+
+/// What the BackendLogin wants after a line or a TLS handshake.
+enum class BackendEvent {
+  Continue,  // flush output(); read the next backend line
+  StartTls,  // flush output(); TLS handshake on the backend leg, then on_tls_ready()
+  Success,   // flush output(); send client_reply() to the client; start relaying
+  Failure,   // see failure(); engine decides retry or final reply
+};
+
+/// The proxy-client machine for one backend connection attempt.
+class BackendLogin {
+ public:
+  virtual ~BackendLogin() = default;
+  /// One backend line, without CR LF (at most 4096 bytes; the engine enforces it).
+  virtual BackendEvent on_line(std::string_view line) = 0;
+  /// The TLS handshake requested with StartTls has completed.
+  virtual BackendEvent on_tls_ready() = 0;
+  /// Bytes to write to the backend before acting on the last event; the engine clears it.
+  std::string& output() { return output_; }
+  /// After Success: the complete reply for the client (CRLF-terminated lines).
+  const std::string& client_reply() const { return client_reply_; }
+  /// After Failure.
+  const ProxyFailure& failure() const { return failure_; }
+  /// The proxy state for log lines, e.g. `id+login/banner` or `login1`.
+  virtual std::string state() const = 0;
+
+ protected:
+  std::string output_;
+  std::string client_reply_;
+  ProxyFailure failure_;
+};
+
+/// The pre-login server dialogue with one client.
+class Frontend {
+ public:
+  virtual ~Frontend() = default;
+  /// Queue the greeting (called once, after any implicit TLS handshake).
+  virtual void start() = 0;
+  /// Client bytes as read from the socket (decrypted).
+  virtual void feed(std::string_view data) = 0;
+  /// Parse buffered input and return the next thing to do; may queue output.
+  virtual FrontendEvent next() = 0;
+  /// Bytes for the client; the engine writes and clears it.
+  std::string& output() { return output_; }
+  /// The TLS handshake after StartTls completed (ClientInfo::tls is already true).
+  virtual void tls_started() = 0;
+  /// After Authenticate: the credentials the client gave (moved out).
+  virtual sasl::Credentials take_credentials() = 0;
+  /// The local passdb refused the login; render the reply. `reason` may be empty.
+  virtual void auth_failed(AuthFailure kind, std::string_view reason) = 0;
+  /// A BackendLogin for the current login attempt.
+  virtual std::unique_ptr<BackendLogin> make_backend_login(const BackendLoginParams& p) = 0;
+  /// The backend login finally failed: render the client reply for `f`
+  /// (uses f.client_reply where the machine already rendered one).
+  virtual void proxy_failed(const ProxyFailure& f) = 0;
+  /// The pre-login timeout fired; queue the protocol's goodbye (e.g. `* BYE Timeout...`).
+  virtual void timed_out() = 0;
+  /// Client bytes received after the login command (pipelined); moved out at relay start.
+  virtual std::string take_pending_input() = 0;
+
+ protected:
+  std::string output_;
+};
+
+/// A protocol plug-in: one entry per protocol in the registry.
+struct Protocol {
+  std::string_view name;     // config name: "imap"
+  std::string_view service;  // log prefix: "imap-login"
+  uint16_t default_port = 0;
+  uint16_t default_tls_port = 0;
+  std::unique_ptr<Frontend> (*make_frontend)(const FrontendSettings&, ClientInfo&) = nullptr;
+};
+
+}  // namespace portier::login

@@ -1,0 +1,23 @@
+#include "protocols/registry.hpp"
+
+#include <array>
+
+#include "protocols/imap/imap.hpp"
+
+namespace portier::protocols {
+
+namespace {
+constexpr std::array<const login::Protocol*, 1> kProtocols = {
+    &imap::kProtocol,
+};
+}  // namespace
+
+std::span<const login::Protocol* const> all() { return kProtocols; }
+
+const login::Protocol* find(std::string_view name) {
+  for (const auto* p : kProtocols)
+    if (p->name == name) return p;
+  return nullptr;
+}
+
+}  // namespace portier::protocols

@@ -1,0 +1,192 @@
+#include "sasl/sasl.hpp"
+
+#include <algorithm>
+
+#include "core/secure.hpp"
+#include "core/strings.hpp"
+
+namespace portier::sasl {
+
+Credentials::~Credentials() { core::secure_zero(password); }
+
+ServerMech::~ServerMech() = default;
+ClientMech::~ClientMech() = default;
+
+namespace {
+
+Step cont(std::string challenge) { return Step{Status::Continue, std::move(challenge), {}}; }
+Step done() { return Step{Status::Done, {}, {}}; }
+Step fail(std::string why) { return Step{Status::Failed, {}, std::move(why)}; }
+
+// ---- PLAIN (RFC 4616) -------------------------------------------------------
+
+class PlainServer final : public ServerMech {
+ public:
+  PlainServer() { creds_.mech = "PLAIN"; }
+
+  Step start(std::optional<std::string_view> ir) override {
+    if (state_ != State::Initial) return fail("PLAIN: start called twice");
+    if (!ir) {
+      state_ = State::WaitMessage;
+      return cont("");
+    }
+    return parse(*ir);
+  }
+
+  Step step(std::string_view response) override {
+    if (state_ != State::WaitMessage) return fail("PLAIN: unexpected response");
+    return parse(response);
+  }
+
+  const Credentials& credentials() const override { return creds_; }
+
+ private:
+  enum class State { Initial, WaitMessage, Finished };
+
+  Step parse(std::string_view msg) {
+    state_ = State::Finished;
+    if (std::count(msg.begin(), msg.end(), '\0') != 2)
+      return fail("PLAIN: invalid message (expected authzid NUL authcid NUL password)");
+    size_t a = msg.find('\0');
+    size_t b = msg.find('\0', a + 1);
+    std::string_view authzid = msg.substr(0, a);
+    std::string_view authcid = msg.substr(a + 1, b - a - 1);
+    std::string_view password = msg.substr(b + 1);
+    if (authcid.empty()) return fail("PLAIN: empty authentication identity");
+    creds_.authzid.assign(authzid);
+    creds_.authcid.assign(authcid);
+    creds_.password.assign(password);
+    return done();
+  }
+
+  State state_ = State::Initial;
+  Credentials creds_;
+};
+
+// ---- LOGIN ------------------------------------------------------------------
+
+class LoginServer final : public ServerMech {
+ public:
+  LoginServer() { creds_.mech = "LOGIN"; }
+
+  Step start(std::optional<std::string_view> ir) override {
+    if (state_ != State::Initial) return fail("LOGIN: start called twice");
+    if (!ir) {
+      state_ = State::WaitUser;
+      return cont("Username:");
+    }
+    return got_user(*ir);
+  }
+
+  Step step(std::string_view response) override {
+    switch (state_) {
+      case State::WaitUser:
+        return got_user(response);
+      case State::WaitPassword:
+        state_ = State::Finished;
+        if (response.find('\0') != std::string_view::npos)
+          return fail("LOGIN: NUL in password");
+        creds_.password.assign(response);
+        return done();
+      default:
+        return fail("LOGIN: unexpected response");
+    }
+  }
+
+  const Credentials& credentials() const override { return creds_; }
+
+ private:
+  enum class State { Initial, WaitUser, WaitPassword, Finished };
+
+  Step got_user(std::string_view user) {
+    if (user.empty()) {
+      state_ = State::Finished;
+      return fail("LOGIN: empty username");
+    }
+    if (user.find('\0') != std::string_view::npos) {
+      state_ = State::Finished;
+      return fail("LOGIN: NUL in username");
+    }
+    creds_.authcid.assign(user);
+    state_ = State::WaitPassword;
+    return cont("Password:");
+  }
+
+  State state_ = State::Initial;
+  Credentials creds_;
+};
+
+// ---- clients ----------------------------------------------------------------
+
+class PlainClient final : public ClientMech {
+ public:
+  PlainClient(std::string_view authzid, std::string_view authcid, std::string_view password) {
+    msg_.reserve(authzid.size() + authcid.size() + password.size() + 2);
+    msg_.append(authzid).push_back('\0');
+    msg_.append(authcid).push_back('\0');
+    msg_.append(password);
+  }
+  ~PlainClient() override { core::secure_zero(msg_); }
+
+  std::string initial_response() override {
+    sent_ = true;
+    return msg_;
+  }
+
+  std::optional<std::string> step(std::string_view challenge) override {
+    // A server that did not take the IR sends an empty challenge; answer once.
+    if (!answered_ && challenge.empty()) {
+      answered_ = true;
+      return msg_;
+    }
+    return std::nullopt;
+  }
+
+ private:
+  std::string msg_;
+  bool sent_ = false;
+  bool answered_ = false;
+};
+
+class LoginClient final : public ClientMech {
+ public:
+  LoginClient(std::string_view authcid, std::string_view password)
+      : user_(authcid), password_(password) {}
+  ~LoginClient() override { core::secure_zero(password_); }
+
+  std::string initial_response() override { return {}; }
+
+  std::optional<std::string> step(std::string_view challenge) override {
+    switch (n_++) {
+      case 0: return user_;
+      case 1: return password_;
+      default: return std::nullopt;
+    }
+  }
+
+ private:
+  std::string user_;
+  std::string password_;
+  int n_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<ServerMech> make_server_mech(std::string_view name) {
+  if (core::iequals(name, "PLAIN")) return std::make_unique<PlainServer>();
+  if (core::iequals(name, "LOGIN")) return std::make_unique<LoginServer>();
+  return nullptr;
+}
+
+std::unique_ptr<ClientMech> make_client_mech(std::string_view name, std::string_view authzid,
+                                             std::string_view authcid, std::string_view password) {
+  if (core::iequals(name, "PLAIN")) return std::make_unique<PlainClient>(authzid, authcid, password);
+  if (core::iequals(name, "LOGIN")) return std::make_unique<LoginClient>(authcid, password);
+  return nullptr;
+}
+
+bool is_known_mech(std::string_view name) {
+  return core::iequals(name, "PLAIN") || core::iequals(name, "LOGIN");
+}
+
+}  // namespace portier::sasl

@@ -1,0 +1,83 @@
+#pragma once
+// Sans-I/O SASL mechanisms (RFC 4616 PLAIN, draft-murchison-sasl-login LOGIN).
+// No I/O and no base64: every function takes and returns raw decoded bytes;
+// the protocol layer does the base64 framing.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace portier::sasl {
+
+/// What a server mechanism learned from the client. The password is wiped
+/// (core::secure_zero) when the object is destroyed.
+struct Credentials {
+  std::string mech;      ///< canonical upper-case mechanism name, e.g. "PLAIN"
+  std::string authzid;   ///< authorization identity; empty when not given
+  std::string authcid;   ///< authentication identity (the login user)
+  std::string password;  ///< secret; never log it
+
+  Credentials() = default;
+  Credentials(const Credentials&) = default;
+  Credentials(Credentials&&) noexcept = default;
+  Credentials& operator=(const Credentials&) = default;
+  Credentials& operator=(Credentials&&) noexcept = default;
+  ~Credentials();
+};
+
+/// Outcome of one server step.
+enum class Status { Continue, Done, Failed };
+
+/// Result of a server step.
+struct Step {
+  Status status = Status::Failed;
+  std::string challenge;  ///< raw bytes to send to the client when Continue
+  std::string error;      ///< reason for logs when Failed; never contains secrets
+};
+
+/// Server side of one authentication exchange. Not reusable: create a new
+/// instance per AUTHENTICATE command.
+class ServerMech {
+ public:
+  virtual ~ServerMech();
+  /// Begins the exchange. `initial_response` is std::nullopt when the client
+  /// sent no initial response; an empty view means an empty initial response
+  /// (the protocol's "=").
+  virtual Step start(std::optional<std::string_view> initial_response) = 0;
+  /// Feeds the client's (decoded) response to the previous challenge.
+  /// Calling step() after Done or Failed returns Failed.
+  virtual Step step(std::string_view response) = 0;
+  /// Credentials collected; complete only after a step returned Done.
+  virtual const Credentials& credentials() const = 0;
+};
+
+/// Creates a server mechanism: "PLAIN" or "LOGIN" (case-insensitive);
+/// nullptr for anything else.
+std::unique_ptr<ServerMech> make_server_mech(std::string_view name);
+
+/// Client side of one authentication exchange (used to log in to backends).
+class ClientMech {
+ public:
+  virtual ~ClientMech();
+  /// Initial response to send with the AUTHENTICATE command (may be empty;
+  /// for LOGIN it is always empty, meaning "send no initial response").
+  virtual std::string initial_response() = 0;
+  /// Answers a server challenge; std::nullopt means protocol error (e.g. the
+  /// server sent more challenges than the mechanism has answers for).
+  virtual std::optional<std::string> step(std::string_view challenge) = 0;
+};
+
+/// Creates a client mechanism: "PLAIN" or "LOGIN" (case-insensitive);
+/// nullptr for anything else. For master logins pass authzid = destination
+/// user and authcid = master user; for normal logins authzid is empty.
+/// LOGIN cannot carry an authzid: it is ignored for LOGIN.
+/// The password copy held by the mechanism is wiped on destruction.
+std::unique_ptr<ClientMech> make_client_mech(std::string_view name, std::string_view authzid,
+                                             std::string_view authcid, std::string_view password);
+
+/// True for mechanisms this module implements ("PLAIN", "LOGIN";
+/// case-insensitive).
+bool is_known_mech(std::string_view name);
+
+}  // namespace portier::sasl

@@ -1,0 +1,161 @@
+// portier: command line, config loading, signals, privileges.
+//   portier -c FILE            run in the foreground, log to stderr
+//   portier --check -c FILE    validate the config, print file:line errors
+//   SIGTERM/SIGINT: graceful stop; SIGHUP: reload config for new sessions.
+
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "log/log.hpp"
+#include "login/runtime.hpp"
+#include "login/server.hpp"
+#include "protocols/registry.hpp"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: portier -c FILE [--check]\n"
+    "  -c, --config FILE  configuration file (TOML)\n"
+    "      --check        validate the configuration and exit\n"
+    "  -V, --version      print the version\n"
+    "  -h, --help         this help\n"
+    "Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads the configuration.\n";
+
+using portier::log::Level;
+
+/// Load and validate a config, including the parts only the runtime checks
+/// (protocol names, certificates, passdb files). Errors go to `errors`.
+std::shared_ptr<const portier::login::Snapshot> load(const std::string& path,
+                                                     std::vector<std::string>& errors,
+                                                     std::vector<const portier::login::Protocol*>& protos) {
+  auto res = portier::config::load_file(path);
+  if (!res.config) {
+    for (const auto& e : res.errors) errors.push_back(e.to_string());
+    return nullptr;
+  }
+  protos.clear();
+  for (const auto& l : res.config->listeners) {
+    const auto* p = portier::protocols::find(l.protocol);
+    if (!p) {
+      errors.push_back(path + ":" + std::to_string(l.line) + ": protocol '" + l.protocol +
+                       "' is not supported by this build");
+      continue;
+    }
+    if (l.tls != portier::config::TlsMode::None && res.config->tls.cert.empty())
+      errors.push_back(path + ":" + std::to_string(l.line) + ": listener needs [tls] cert and key");
+    protos.push_back(p);
+  }
+  if (!errors.empty()) return nullptr;
+  std::vector<std::string> build_errors;
+  auto snap = portier::login::Snapshot::build(*res.config, build_errors);
+  for (auto& e : build_errors) errors.push_back(path + ": " + e);
+  return snap;
+}
+
+bool drop_privileges(const std::string& user) {
+  if (user.empty() || geteuid() != 0) return true;
+  struct passwd* pw = getpwnam(user.c_str());
+  if (!pw) {
+    portier::log::logf(Level::Fatal, "portier", "server.user {} does not exist", user);
+    return false;
+  }
+  if (setgroups(0, nullptr) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+    portier::log::logf(Level::Fatal, "portier", "cannot drop privileges to {}: {}", user,
+                       std::strerror(errno));
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path;
+  bool check = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if ((a == "-c" || a == "--config") && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (a == "--check") {
+      check = true;
+    } else if (a == "-V" || a == "--version") {
+      std::printf("portier %s\n", PORTIER_VERSION);
+      return 0;
+    } else if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else {
+      std::fprintf(stderr, "portier: unknown argument '%s'\n%s", a.c_str(), kUsage);
+      return 2;
+    }
+  }
+  if (config_path.empty()) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+
+  std::vector<std::string> errors;
+  std::vector<const portier::login::Protocol*> protos;
+  auto snap = load(config_path, errors, protos);
+  if (!snap) {
+    for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.c_str());
+    return 1;
+  }
+  if (check) {
+    std::printf("%s: OK\n", config_path.c_str());
+    return 0;
+  }
+  Level lvl = Level::Info;
+  if (portier::log::parse_level(snap->cfg.log.level, lvl)) portier::log::set_level(lvl);
+
+  // Signals are taken synchronously by this thread; workers never see them.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  portier::login::Server server(snap, protos);
+  std::string err;
+  if (!server.bind(err)) {
+    portier::log::write(Level::Fatal, "portier", err);
+    return 1;
+  }
+  if (!drop_privileges(snap->cfg.server.user)) return 1;
+  server.start();
+  portier::log::write(Level::Info, "portier", "Ready");
+
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&sigs, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      std::vector<std::string> rerrors;
+      std::vector<const portier::login::Protocol*> rprotos;
+      auto fresh = load(config_path, rerrors, rprotos);
+      if (!fresh) {
+        portier::log::write(Level::Error, "portier",
+                            "Config reload failed, keeping the old config:");
+        for (const auto& e : rerrors) portier::log::write(Level::Error, "portier", e);
+        continue;
+      }
+      // Listeners are bound once at start; a reload changes everything else.
+      server.reload(fresh);
+      portier::log::write(Level::Info, "portier", "Config reloaded");
+      continue;
+    }
+    portier::log::write(Level::Info, "portier", "Shutting down");
+    server.shutdown();
+    portier::log::write(Level::Info, "portier", "Stopped");
+    return 0;
+  }
+}

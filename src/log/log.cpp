@@ -1,0 +1,66 @@
+#include "log/log.hpp"
+
+#include <unistd.h>
+
+#include <ctime>
+
+namespace portier::log {
+
+namespace {
+std::atomic<int> g_level{static_cast<int>(Level::Info)};
+constexpr std::string_view kLevelNames[] = {"Debug", "Info", "Warning", "Error", "Fatal"};
+}  // namespace
+
+void set_level(Level level) { g_level.store(static_cast<int>(level)); }
+
+bool parse_level(std::string_view name, Level& out) {
+  if (name == "debug") out = Level::Debug;
+  else if (name == "info") out = Level::Info;
+  else if (name == "warning") out = Level::Warning;
+  else if (name == "error") out = Level::Error;
+  else return false;
+  return true;
+}
+
+bool enabled(Level level) { return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed); }
+
+void write(Level level, std::string_view service, std::string_view message) {
+  if (!enabled(level)) return;
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&now, &tm);
+  char date[32];
+  size_t dl = std::strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S", &tm);
+  std::string line;
+  line.reserve(dl + service.size() + message.size() + 16);
+  line.append(date, dl);
+  line += ' ';
+  line += service;
+  line += ": ";
+  line += kLevelNames[static_cast<int>(level)];
+  line += ": ";
+  line += message;
+  line += '\n';
+  // A single write keeps lines whole even with several worker threads.
+  const char* p = line.data();
+  size_t left = line.size();
+  while (left > 0) {
+    ssize_t n = ::write(STDERR_FILENO, p, left);
+    if (n <= 0) break;
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+}
+
+std::string sanitize(std::string_view s, size_t max) {
+  std::string out;
+  out.reserve(std::min(s.size(), max));
+  for (char c : s) {
+    if (out.size() >= max) break;
+    unsigned char u = static_cast<unsigned char>(c);
+    out += (u < 0x20 || u == 0x7f) ? '?' : c;
+  }
+  return out;
+}
+
+}  // namespace portier::log

@@ -1,0 +1,50 @@
+#include "login/runtime.hpp"
+
+namespace portier::login {
+
+std::shared_ptr<const Snapshot> Snapshot::build(const config::Config& cfg,
+                                                std::vector<std::string>& errors) {
+  auto s = std::make_shared<Snapshot>();
+  s->cfg = cfg;
+  for (const auto& pc : cfg.passdbs) {
+    std::string err;
+    auto db = passdb::make_passdb(pc, err);
+    if (!db) {
+      errors.push_back("passdb " + pc.path + ": " + err);
+      continue;
+    }
+    s->passdbs.push_back(std::move(db));
+  }
+  if (!cfg.tls.cert.empty()) {
+    std::string err;
+    s->server_ctx = tls::make_server_context(cfg.tls.cert, cfg.tls.key, err);
+    if (!s->server_ctx) errors.push_back("tls: " + err);
+  }
+  {
+    std::string err;
+    s->backend_verify_ctx = tls::make_client_context(true, cfg.backend.ca_file, cfg.backend.cert,
+                                                     cfg.backend.key, err);
+    if (!s->backend_verify_ctx) errors.push_back("backend: " + err);
+    err.clear();
+    s->backend_anycert_ctx =
+        tls::make_client_context(false, "", cfg.backend.cert, cfg.backend.key, err);
+    if (!s->backend_anycert_ctx) errors.push_back("backend: " + err);
+  }
+  s->frontend.hostname = cfg.server.hostname;
+  s->frontend.greeting = cfg.login.greeting;
+  s->frontend.allow_cleartext = cfg.auth.allow_cleartext;
+  s->frontend.mechanisms = cfg.auth.mechanisms;
+  s->frontend.max_line_length = cfg.login.max_line_length;
+  s->frontend.max_literal_size = cfg.login.max_literal_size;
+  s->frontend.max_invalid_commands = cfg.login.max_invalid_commands;
+  if (!errors.empty()) return nullptr;
+  return s;
+}
+
+bool Snapshot::is_trusted(const asio::ip::address& ip) const {
+  for (const auto& c : cfg.login.trusted_networks)
+    if (c.contains(ip)) return true;
+  return false;
+}
+
+}  // namespace portier::login

@@ -1,0 +1,32 @@
+#pragma once
+// An immutable snapshot of everything built from one config: passdbs, TLS
+// contexts, per-protocol frontend settings. Sessions take a shared_ptr at
+// accept time and keep it for life, so a reload (SIGHUP) only affects new
+// sessions. Read-only after construction: shared by all workers without locks.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "login/protocol.hpp"
+#include "passdb/passdb.hpp"
+#include "tls/context.hpp"
+
+namespace portier::login {
+
+struct Snapshot {
+  config::Config cfg;
+  std::vector<std::unique_ptr<passdb::Passdb>> passdbs;
+  tls::CtxPtr server_ctx;          // null when no [tls] cert is configured
+  tls::CtxPtr backend_verify_ctx;  // verifies chain; host name checked per connection
+  tls::CtxPtr backend_anycert_ctx; // `any-cert`
+  FrontendSettings frontend;
+
+  /// Build from a validated config. On failure returns null and fills `errors`.
+  static std::shared_ptr<const Snapshot> build(const config::Config& cfg,
+                                               std::vector<std::string>& errors);
+  bool is_trusted(const asio::ip::address& ip) const;
+};
+
+}  // namespace portier::login

@@ -1,0 +1,140 @@
+#include "login/server.hpp"
+
+#include <sys/socket.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/error.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+
+#include "log/log.hpp"
+#include "net/awaitable.hpp"
+
+namespace portier::login {
+
+namespace {
+std::string_view tls_name(config::TlsMode m) {
+  switch (m) {
+    case config::TlsMode::None:
+      return "none";
+    case config::TlsMode::StartTls:
+      return "starttls";
+    case config::TlsMode::Implicit:
+      return "implicit";
+  }
+  return "none";
+}
+}  // namespace
+
+Server::Server(std::shared_ptr<const Snapshot> snapshot, std::vector<const Protocol*> protocols)
+    : snapshot_(std::move(snapshot)), protocols_(std::move(protocols)) {
+  unsigned n = snapshot_->cfg.server.workers;
+  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>());
+  auth_pool_ = std::make_unique<asio::thread_pool>(std::max(2u, n));
+  for (size_t i = 0; i < snapshot_->cfg.listeners.size(); ++i)
+    listeners_.push_back({protocols_[i], snapshot_->cfg.listeners[i].tls});
+}
+
+Server::~Server() { shutdown(); }
+
+std::shared_ptr<const Snapshot> Server::snapshot() const {
+  std::lock_guard lock(snap_mutex_);
+  return snapshot_;
+}
+
+void Server::reload(std::shared_ptr<const Snapshot> snapshot) {
+  std::lock_guard lock(snap_mutex_);
+  snapshot_ = std::move(snapshot);
+}
+
+bool Server::bind(std::string& error) {
+  const auto& cfg = snapshot_->cfg;
+  for (size_t li = 0; li < cfg.listeners.size(); ++li) {
+    const auto& l = cfg.listeners[li];
+    asio::error_code ec;
+    auto addr = asio::ip::make_address(l.address, ec);
+    if (ec) {
+      error = "listener " + l.address + ": invalid address";
+      return false;
+    }
+    uint16_t port = l.port;
+    for (auto& w : workers_) {
+      auto acc = std::make_unique<asio::ip::tcp::acceptor>(w->io);
+      asio::ip::tcp::endpoint ep(addr, port);
+      acc->open(ep.protocol(), ec);
+      if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
+      if (!ec) {
+        // One acceptor per worker on the same address: the kernel balances.
+        int one = 1;
+        if (::setsockopt(acc->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+          ec = asio::error_code(errno, asio::error::get_system_category());
+      }
+      if (!ec && addr.is_v6()) acc->set_option(asio::ip::v6::v6_only(true), ec);
+      if (!ec) acc->bind(ep, ec);
+      if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+      if (ec) {
+        error = "bind(" + l.address + ", " + std::to_string(port) + ") failed: " + ec.message();
+        return false;
+      }
+      // Port 0: the first worker's bind picks the port, the others share it.
+      port = acc->local_endpoint().port();
+      w->acceptors.push_back(std::move(acc));
+    }
+    log::logf(log::Level::Info, "portier", "Listening on {}:{} ({}, tls={})",
+              addr.is_v6() ? "[" + l.address + "]" : l.address, port, l.protocol,
+              tls_name(l.tls));
+  }
+  return true;
+}
+
+void Server::accept_loop(Worker& w, asio::ip::tcp::acceptor& acc, size_t li) {
+  asio::co_spawn(
+      w.io,
+      [this, &w, &acc, li]() -> net::Task<void> {
+        asio::steady_timer backoff(w.io);
+        for (;;) {
+          auto [ec, sock] = co_await acc.async_accept(net::use_nothrow);
+          if (ec == asio::error::operation_aborted || w.registry.shutting_down) co_return;
+          if (ec) {
+            // EMFILE/ENFILE and friends: log, back off briefly, keep serving.
+            log::logf(log::Level::Error, "portier", "accept() failed: {}", ec.message());
+            backoff.expires_after(std::chrono::milliseconds(100));
+            co_await backoff.async_wait(net::use_nothrow);
+            continue;
+          }
+          asio::error_code ignored;
+          sock.set_option(asio::ip::tcp::no_delay(true), ignored);
+          start_session(std::move(sock), snapshot(), listeners_[li], w.registry, *auth_pool_);
+        }
+      },
+      asio::detached);
+}
+
+void Server::start() {
+  for (auto& w : workers_) {
+    for (size_t li = 0; li < w->acceptors.size(); ++li) accept_loop(*w, *w->acceptors[li], li);
+    Worker* wp = w.get();
+    wp->thread = std::thread([wp] { wp->io.run(); });
+  }
+}
+
+void Server::shutdown() {
+  for (auto& w : workers_) {
+    if (!w->thread.joinable()) continue;
+    Worker* wp = w.get();
+    asio::post(wp->io, [wp] {
+      asio::error_code ec;
+      for (auto& a : wp->acceptors) a->close(ec);
+      wp->registry.stop_all();
+    });
+  }
+  for (auto& w : workers_) {
+    // Sessions end on their own after stop(); the io_context then runs out of work.
+    if (w->thread.joinable()) w->thread.join();
+  }
+  if (auth_pool_) auth_pool_->join();
+}
+
+}  // namespace portier::login

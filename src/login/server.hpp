@@ -1,0 +1,55 @@
+#pragma once
+// Workers and listeners. N worker threads, each with its own io_context and
+// its own SO_REUSEPORT acceptor per listener: the kernel spreads connections,
+// and a session stays on the worker that accepted it. Password checks run on
+// a separate bounded thread pool.
+
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/thread_pool.hpp>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "login/runtime.hpp"
+#include "login/session.hpp"
+
+namespace portier::login {
+
+class Server {
+ public:
+  /// `protocols[i]` is the plug-in for `snapshot->cfg.listeners[i]`.
+  Server(std::shared_ptr<const Snapshot> snapshot, std::vector<const Protocol*> protocols);
+  ~Server();
+
+  /// Bind every listener on every worker; logs `Listening on ...`. False on error.
+  bool bind(std::string& error);
+  /// Start worker threads (returns immediately).
+  void start();
+  /// New sessions use `snapshot`; running sessions keep theirs.
+  void reload(std::shared_ptr<const Snapshot> snapshot);
+  /// Stop accepting, end all sessions, join the workers.
+  void shutdown();
+
+ private:
+  struct Worker {
+    asio::io_context io{1};
+    std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;
+    SessionRegistry registry;
+    std::thread thread;
+  };
+
+  std::shared_ptr<const Snapshot> snapshot() const;
+  void accept_loop(Worker& w, asio::ip::tcp::acceptor& acc, size_t listener_index);
+
+  mutable std::mutex snap_mutex_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  std::vector<const Protocol*> protocols_;
+  std::vector<ListenerInfo> listeners_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<asio::thread_pool> auth_pool_;
+};
+
+}  // namespace portier::login

@@ -1,0 +1,737 @@
+// The per-client session coroutine: the login engine.
+//
+//   accept ─► [implicit TLS] ─► Frontend dialogue ──(Authenticate)──► passdb (thread pool)
+//        ─► BackendLogin attempts (connect, [TLS], protocol dialogue; retries)
+//        ─► success reply to the client ─► relay ─► "Disconnected by ..." log line
+//
+// Protocol knowledge lives only in the Frontend / BackendLogin plug-ins; this
+// file deals with sockets, TLS, timers, the passdb, retries and log lines.
+
+#include "login/session.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/error.hpp>
+#include <asio/steady_timer.hpp>
+#include <chrono>
+#include <optional>
+
+#include "core/base64.hpp"
+#include "core/secure.hpp"
+#include "core/strings.hpp"
+#include "log/log.hpp"
+#include "passdb/proxy_fields.hpp"
+#include "relay/relay.hpp"
+#include "tls/stream.hpp"
+
+namespace portier::login {
+
+using Clock = std::chrono::steady_clock;
+using net::Task;
+using net::use_nothrow;
+using log::Level;
+
+namespace {
+
+constexpr size_t kBackendMaxLine = 4096;  // Dovecot's pre-login backend line limit
+constexpr size_t kReadChunk = 4096;
+constexpr auto kRetryDelay = std::chrono::milliseconds(1000);
+constexpr auto kRetryMinRemaining = std::chrono::milliseconds(1100);
+constexpr auto kGoodbyeWriteLimit = std::chrono::seconds(2);
+
+long long secs_since(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - t).count();
+}
+
+std::string addr_text(const asio::ip::address& a) {
+  if (a.is_v6() && a.to_v6().is_v4_mapped())
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string();
+  return a.to_string();
+}
+
+/// Dovecot's session id: base64 of 48 bits of microsecond time, the 16-bit
+/// client port and the client IP (16 characters for IPv4).
+std::string make_session_id(const asio::ip::address& ip, uint16_t port) {
+  std::string raw;
+  auto usecs = std::chrono::duration_cast<std::chrono::microseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+  for (int i = 5; i >= 0; --i) raw += static_cast<char>((usecs >> (i * 8)) & 0xff);
+  raw += static_cast<char>(port >> 8);
+  raw += static_cast<char>(port & 0xff);
+  if (ip.is_v4()) {
+    auto b = ip.to_v4().to_bytes();
+    raw.append(reinterpret_cast<const char*>(b.data()), b.size());
+  } else {
+    auto b = ip.to_v6().to_bytes();
+    raw.append(reinterpret_cast<const char*>(b.data()), b.size());
+  }
+  std::string id = core::base64_encode(raw);
+  while (!id.empty() && id.back() == '=') id.pop_back();
+  return id;
+}
+
+}  // namespace
+
+class Session {
+ public:
+  Session(asio::ip::tcp::socket socket, std::shared_ptr<const Snapshot> snap,
+          const ListenerInfo& li, SessionRegistry& reg, asio::thread_pool& pool)
+      : client_(std::move(socket)),
+        snap_(std::move(snap)),
+        listener_(li),
+        registry_(reg),
+        pool_(pool),
+        login_timer_(client_.socket().get_executor()),
+        proxy_timer_(client_.socket().get_executor()),
+        start_(Clock::now()) {
+    registry_.sessions.insert(this);
+  }
+  ~Session() { registry_.sessions.erase(this); }
+
+  static Task<void> main(std::unique_ptr<Session> s) { co_await s->run(); }
+
+  /// Process shutdown: end this session (worker thread).
+  void stop() {
+    stopped_ = true;
+    client_.cancel();
+    if (backend_) backend_->cancel();
+    login_timer_.cancel();
+    proxy_timer_.cancel();
+  }
+
+ private:
+  // ---- logging ----------------------------------------------------------
+  std::string_view service() const { return listener_.protocol->service; }
+
+  std::string elements() const {
+    std::string e = "user=<" + log::sanitize(user_) + ">";
+    if (!method_.empty()) e += ", method=" + method_;
+    e += ", rip=" + addr_text(ci_.remote_ip);
+    e += ", lip=" + addr_text(ci_.local_ip);
+    if (ci_.tls) e += ", TLS";
+    else if (ci_.secured()) e += ", secured";
+    e += ", session=<" + ci_.session_id + ">";
+    return e;
+  }
+
+  void log_client(Level lvl, std::string_view msg) {
+    if (!log::enabled(lvl)) return;
+    log::write(lvl, service(), std::string(msg) + ": " + elements());
+  }
+
+  void log_proxy(Level lvl, std::string_view msg) {
+    if (!log::enabled(lvl)) return;
+    log::write(lvl, service(), "proxy(" + log::sanitize(user_) + "," + dest_ + "): " +
+                                   std::string(msg) + ": " + elements());
+  }
+
+  std::string auth_summary() const {
+    if (auth_attempts_ == 0)
+      return fmt::format("no auth attempts in {} secs", secs_since(start_));
+    if (last_failure_) {
+      const auto& f = *last_failure_;
+      if (f.type == FailureType::AuthReplied || f.type == FailureType::AuthNotReplied)
+        return "proxy dest auth failed";
+      return fmt::format("proxy dest {}, {} attempts in {} secs, last failure: {}{} ({})",
+                         failure_what(f.type), auth_attempts_, secs_since(start_),
+                         failure_log_prefix(f.type), f.reason, failure_dest_code(f.type));
+    }
+    return fmt::format("auth failed, {} attempts in {} secs", auth_attempts_,
+                       secs_since(start_));
+  }
+
+  static std::string_view failure_what(FailureType t) {
+    switch (t) {
+      case FailureType::Connect:
+        return "connection failed";
+      case FailureType::Internal:
+      case FailureType::InternalConfig:
+        return "internal failure";
+      case FailureType::Protocol:
+        return "protocol failure";
+      case FailureType::AuthTempfail:
+        return "temporary authentication failure";
+      case FailureType::LimitReached:
+        return "connection limit reached";
+      case FailureType::AuthReplied:
+      case FailureType::AuthNotReplied:
+        return "authentication failure";
+      default:
+        return "remote failure";
+    }
+  }
+
+  // ---- client I/O -------------------------------------------------------
+  /// Write the frontend's queued output. False when the client is gone.
+  Task<bool> flush_client() {
+    std::string& out = fe_->output();
+    if (out.empty()) co_return true;
+    auto ec = co_await client_.write_all(out);
+    out.clear();
+    co_return !ec;
+  }
+
+  void arm_login_timer(std::chrono::milliseconds d) {
+    login_timer_.expires_after(d);
+    login_timer_.async_wait([this, alive = std::weak_ptr<int>(alive_), gen = ++login_gen_](
+                                const asio::error_code& ec) {
+      // A handler can already be queued when the timer is cancelled or the
+      // session ends: check both before touching anything.
+      if (ec || alive.expired() || gen != login_gen_) return;
+      login_timed_out_ = true;
+      client_.cancel();
+      if (backend_) backend_->cancel();
+    });
+  }
+
+  /// After a goodbye is queued: write it, bounded in time, then stop.
+  Task<void> goodbye() {
+    login_timer_.cancel();
+    login_timer_.expires_after(kGoodbyeWriteLimit);
+    login_timer_.async_wait([this, alive = std::weak_ptr<int>(alive_), gen = ++login_gen_](
+                                const asio::error_code& ec) {
+      if (ec || alive.expired() || gen != login_gen_) return;
+      client_.close();
+    });
+    co_await flush_client();
+    ++login_gen_;
+    login_timer_.cancel();
+  }
+
+  // ---- the session --------------------------------------------------------
+  Task<void> run() {
+    asio::error_code ec;
+    auto rep = client_.socket().remote_endpoint(ec);
+    auto lep = client_.socket().local_endpoint(ec);
+    if (ec) co_return;
+    ci_.remote_ip = rep.address();
+    ci_.remote_port = rep.port();
+    ci_.local_ip = lep.address();
+    ci_.local_port = lep.port();
+    ci_.trusted = snap_->is_trusted(ci_.remote_ip);
+    ci_.tls_configured = listener_.tls == config::TlsMode::StartTls && snap_->server_ctx;
+    ci_.proxy_ttl = snap_->cfg.login.proxy_ttl;
+    ci_.session_id = make_session_id(ci_.remote_ip, ci_.remote_port);
+
+    arm_login_timer(snap_->cfg.login.client_timeout);
+
+    if (listener_.tls == config::TlsMode::Implicit) {
+      auto hs = co_await client_.handshake_server(snap_->server_ctx.get());
+      if (!hs.ok) {
+        log_client(Level::Info, "Disconnected: TLS handshaking: " + log::sanitize(hs.error) +
+                                    " (" + auth_summary() + ")");
+        co_return;
+      }
+      ci_.tls = true;
+    }
+    ci_.end_client_tls = ci_.tls;
+
+    fe_ = listener_.protocol->make_frontend(snap_->frontend, ci_);
+    fe_->start();
+    co_await prelogin();
+  }
+
+  Task<void> prelogin() {
+    chunk_ = std::make_unique<char[]>(kReadChunk);
+    for (;;) {
+      FrontendEvent ev = fe_->next();
+      if (!co_await flush_client()) {
+        end_prelogin("Connection closed");
+        co_return;
+      }
+      switch (ev) {
+        case FrontendEvent::NeedInput: {
+          asio::error_code ec;
+          size_t n = co_await client_.read_some(chunk_.get(), kReadChunk, ec);
+          if (ec) {
+            if (stopped_) {
+              end_prelogin("Process shutting down");
+            } else if (login_timed_out_) {
+              fe_->timed_out();
+              co_await goodbye();
+              end_prelogin("Inactivity");
+            } else {
+              end_prelogin(ec == asio::error::eof ? "Connection closed" : ec.message());
+            }
+            co_return;
+          }
+          fe_->feed(std::string_view(chunk_.get(), n));
+          break;
+        }
+        case FrontendEvent::StartTls: {
+          if (!snap_->server_ctx) {
+            end_prelogin("TLS not configured");
+            co_return;
+          }
+          auto hs = co_await client_.handshake_server(snap_->server_ctx.get());
+          if (!hs.ok) {
+            end_prelogin("TLS handshaking: " + log::sanitize(hs.error));
+            co_return;
+          }
+          ci_.tls = true;
+          ci_.end_client_tls = true;
+          fe_->tls_started();
+          break;
+        }
+        case FrontendEvent::Close:
+          end_prelogin("Logged out");
+          co_return;
+        case FrontendEvent::Authenticate: {
+          bool relayed = co_await login();
+          if (relayed) co_return;
+          if (stopped_ || login_timed_out_ || client_gone_) {
+            if (login_timed_out_ && !stopped_ && !client_gone_) {
+              fe_->timed_out();
+              co_await goodbye();
+            }
+            end_prelogin(stopped_ ? "Process shutting down"
+                                  : login_timed_out_ ? "Inactivity" : "Connection closed");
+            co_return;
+          }
+          break;
+        }
+      }
+    }
+  }
+
+  void end_prelogin(std::string_view reason) {
+    log_client(Level::Info, fmt::format("Disconnected: {} ({})", reason, auth_summary()));
+  }
+
+  // ---- authentication -------------------------------------------------------
+  Task<passdb::Lookup> verify(const sasl::Credentials& c) {
+    auto snap = snap_;
+    passdb::RequestInfo info{std::string(listener_.protocol->name), addr_text(ci_.remote_ip),
+                             addr_text(ci_.local_ip)};
+    std::string user = c.authcid;
+    std::string pass = c.password;
+    // Password hashing is slow by design: never on the worker's event loop.
+    auto lookup = co_await asio::co_spawn(
+        pool_.get_executor(),
+        [snap, info, user, pass]() mutable -> Task<passdb::Lookup> {
+          passdb::Lookup result;
+          result.result = passdb::Result::UnknownUser;
+          for (const auto& db : snap->passdbs) {
+            if (!db->serves(info.protocol)) continue;
+            auto l = db->verify(user, pass, info);
+            if (l.result == passdb::Result::UnknownUser) continue;
+            result = std::move(l);
+            break;
+          }
+          core::secure_zero(pass);
+          co_return result;
+        },
+        asio::use_awaitable);
+    co_return lookup;
+  }
+
+  Task<void> delay_failure() {
+    auto d = snap_->cfg.auth.failure_delay;
+    if (d.count() <= 0) co_return;
+    asio::steady_timer t(client_.socket().get_executor());
+    t.expires_after(d);
+    co_await t.async_wait(use_nothrow);
+  }
+
+  /// One Authenticate event. True when the session went on to relay (and ended).
+  Task<bool> login() {
+    sasl::Credentials creds = fe_->take_credentials();
+    ++auth_attempts_;
+    last_failure_.reset();
+    user_ = creds.authcid;
+    method_ = core::to_upper(creds.mech);
+
+    if (!creds.authzid.empty() && creds.authzid != creds.authcid) {
+      // Master-user logins towards portier itself are not supported.
+      log::logf(Level::Info, "auth", "{}({},{},<{}>): Authorization as another user denied",
+                "passwd-file", log::sanitize(user_), addr_text(ci_.remote_ip), ci_.session_id);
+      co_await delay_failure();
+      fe_->auth_failed(AuthFailure::Failed, {});
+      core::secure_zero(creds.password);
+      co_return false;
+    }
+
+    passdb::Lookup lookup = co_await verify(creds);
+    if (stopped_ || login_timed_out_) co_return false;
+
+    if (lookup.result != passdb::Result::Ok) {
+      if (lookup.result == passdb::Result::TempFail) {
+        log::logf(Level::Error, "auth", "passwd-file({},{},<{}>): {}", log::sanitize(user_),
+                  addr_text(ci_.remote_ip), ci_.session_id, log::sanitize(lookup.error));
+        fe_->auth_failed(AuthFailure::TempFail, {});
+      } else {
+        if (snap_->cfg.auth.verbose)
+          log::logf(Level::Info, "auth", "passwd-file({},{},<{}>): {}", log::sanitize(user_),
+                    addr_text(ci_.remote_ip), ci_.session_id,
+                    lookup.result == passdb::Result::Mismatch ? "Password mismatch"
+                                                              : "unknown user");
+        co_await delay_failure();
+        fe_->auth_failed(AuthFailure::Failed, {});
+      }
+      core::secure_zero(creds.password);
+      co_return false;
+    }
+
+    auto pf = passdb::parse_proxy_fields(lookup.reply, listener_.protocol->default_port,
+                                         listener_.protocol->default_tls_port);
+    if (!pf.fields) {
+      log::write(Level::Error, service(),
+                 "proxy(" + log::sanitize(user_) + "): " + pf.error + ": " + elements());
+      fe_->auth_failed(AuthFailure::TempFail, {});
+      core::secure_zero(creds.password);
+      co_return false;
+    }
+    passdb::ProxyFields& f = *pf.fields;
+    if (!f.proxy) {
+      if (f.nologin) {
+        fe_->auth_failed(AuthFailure::Disabled, f.reason);
+      } else {
+        // portier only proxies: a passdb entry without `proxy` has nowhere to go.
+        log::write(Level::Error, service(),
+                   "proxy(" + log::sanitize(user_) +
+                       "): passdb reply has no proxy field (portier does not log in locally): " +
+                       elements());
+        fe_->auth_failed(AuthFailure::TempFail, {});
+      }
+      core::secure_zero(creds.password);
+      co_return false;
+    }
+
+    BackendLoginParams params;
+    params.user = f.destuser.empty() ? creds.authcid : f.destuser;
+    params.password = f.pass ? *f.pass : creds.password;
+    core::secure_zero(creds.password);
+    params.master = f.master;
+    params.mech = core::to_upper(f.proxy_mech);
+    params.starttls = f.tls == passdb::BackendTls::StartTls;
+    params.tls = f.tls != passdb::BackendTls::None;
+    params.nopipelining = f.nopipelining;
+    params.not_trusted = f.not_trusted;
+    params.forward = f.forward;
+    params.hostname = snap_->cfg.server.hostname;
+    params.client = &ci_;
+
+    bool relayed = co_await proxy(f, params);
+    core::secure_zero(params.password);
+    co_return relayed;
+  }
+
+  // ---- backend login ----------------------------------------------------------
+  Task<bool> proxy(const passdb::ProxyFields& f, const BackendLoginParams& params) {
+    asio::error_code ec;
+    std::string ip_text = f.hostip.empty() ? f.host : f.hostip;
+    asio::ip::address ip = asio::ip::make_address(ip_text, ec);
+    dest_ = (ip.is_v6() ? "[" + ip.to_string() + "]" : ip.to_string()) + ":" +
+            std::to_string(f.port);
+    if (!f.hostip.empty() && f.host != f.hostip) dest_ = f.host + "[" + ip.to_string() + "]:" +
+                                                         std::to_string(f.port);
+    asio::ip::tcp::endpoint ep(ip, f.port);
+
+    auto fail_final = [&](ProxyFailure failure) {
+      log_final(failure);
+      fe_->proxy_failed(failure);
+      last_failure_ = std::move(failure);
+    };
+
+    // Checks before connecting (§2.2, §2.3).
+    if (ec) {
+      fail_final({FailureType::Internal, "Invalid host IP " + log::sanitize(ip_text), {}});
+      co_return false;
+    }
+    if (ci_.proxy_ttl <= 1) {
+      fail_final({FailureType::RemoteConfig, "TTL reached zero - proxies appear to be looping?",
+                  {}});
+      co_return false;
+    }
+    if (ip == ci_.local_ip && f.port == ci_.local_port && params.user == user_) {
+      fail_final({FailureType::Internal, "Proxying loops to itself", {}});
+      co_return false;
+    }
+    if (!params.mech.empty() && !sasl::is_known_mech(params.mech)) {
+      fail_final({FailureType::Internal, "Unsupported SASL mechanism " + params.mech, {}});
+      co_return false;
+    }
+
+    const auto timeout = f.proxy_timeout.value_or(snap_->cfg.login.proxy_timeout);
+    proxy_start_ = Clock::now();
+    const auto deadline = proxy_start_ + timeout;
+    reconnects_ = 0;
+    for (;;) {
+      auto failure = co_await attempt(f, params, ep, deadline);
+      if (!failure) {
+        co_await relay(params);
+        co_return true;
+      }
+      if (stopped_ || login_timed_out_) {
+        if (login_timed_out_ && !stopped_)
+          log_proxy(Level::Error, fmt::format("Logging in timed out (state={}, duration={}s)",
+                                              last_state_, secs_since(start_)));
+        last_failure_ = std::move(*failure);
+        co_return false;
+      }
+      if (client_gone_) co_return false;
+      auto remaining = deadline - Clock::now();
+      if (failure_retryable(failure->type) && reconnects_ < snap_->cfg.login.proxy_max_reconnects &&
+          remaining > kRetryMinRemaining) {
+        ++reconnects_;
+        log_proxy(Level::Warning, fmt::format("{}{} - reconnecting (attempt #{})",
+                                              failure_log_prefix(failure->type), failure->reason,
+                                              reconnects_));
+        proxy_timer_.expires_after(kRetryDelay);
+        co_await proxy_timer_.async_wait(use_nothrow);
+        if (stopped_ || login_timed_out_) co_return false;
+        continue;
+      }
+      fail_final(std::move(*failure));
+      co_return false;
+    }
+  }
+
+  void log_final(const ProxyFailure& f) {
+    if (failure_is_auth(f.type)) {
+      if (snap_->cfg.auth.verbose) log_proxy(Level::Info, "Login failed: " + f.reason);
+    } else {
+      log_proxy(Level::Error, std::string(failure_log_prefix(f.type)) + f.reason);
+    }
+  }
+
+  std::string after_text() const {
+    std::string s = fmt::format("after {} secs", secs_since(proxy_start_));
+    if (reconnects_ > 0) s += fmt::format(", {} reconnects", reconnects_);
+    if (!local_.empty()) s += ", local=" + local_;
+    return s;
+  }
+
+  /// One backend connection attempt; nullopt on success (backend_ is logged in).
+  Task<std::optional<ProxyFailure>> attempt(const passdb::ProxyFields& f,
+                                            const BackendLoginParams& params,
+                                            const asio::ip::tcp::endpoint& ep,
+                                            Clock::time_point deadline) {
+    proxy_timed_out_ = false;
+    local_.clear();
+    be_buf_.clear();
+    bl_.reset();
+    last_state_ = "";
+    asio::ip::tcp::socket sock(client_.socket().get_executor());
+    asio::error_code ec;
+    sock.open(ep.protocol(), ec);
+    if (!ec && !f.source_ip.empty()) {
+      auto src = asio::ip::make_address(f.source_ip, ec);
+      if (!ec) sock.bind(asio::ip::tcp::endpoint(src, 0), ec);
+    }
+    if (ec) co_return ProxyFailure{FailureType::Internal, "socket: " + ec.message(), {}};
+    backend_.emplace(std::move(sock));
+
+    proxy_timer_.expires_at(deadline);
+    proxy_timer_.async_wait([this, alive = std::weak_ptr<int>(alive_), gen = ++proxy_gen_](
+                                const asio::error_code& e) {
+      if (e || alive.expired() || gen != proxy_gen_) return;
+      proxy_timed_out_ = true;
+      if (backend_) backend_->cancel();
+    });
+    struct TimerGuard {
+      asio::steady_timer& t;
+      unsigned& gen;
+      ~TimerGuard() {
+        ++gen;
+        t.cancel();
+      }
+    } guard{proxy_timer_, proxy_gen_};
+
+    auto [cec] = co_await backend_->socket().async_connect(ep, use_nothrow);
+    {
+      asio::error_code lec;
+      auto lep = backend_->socket().local_endpoint(lec);
+      if (!lec && lep.port() != 0) local_ = addr_text(lep.address()) + ":" + std::to_string(lep.port());
+    }
+    if (cec) {
+      std::string what = proxy_timed_out_ ? "Connection timed out" : cec.message();
+      if (login_timed_out_ || stopped_) what = "Aborted";
+      backend_.reset();
+      co_return ProxyFailure{FailureType::Connect,
+                             fmt::format("connect({}, {}) failed: {} ({})", addr_text(ep.address()),
+                                         ep.port(), what, after_text()),
+                             {}};
+    }
+
+    bl_ = fe_->make_backend_login(params);
+    last_state_ = bl_->state();
+    if (f.tls == passdb::BackendTls::Implicit) {
+      auto r = co_await backend_tls(f);
+      if (r) co_return r;
+    }
+
+    for (;;) {
+      std::string line;
+      auto rf = co_await read_backend_line(line);
+      if (rf) co_return rf;
+      BackendEvent ev = bl_->on_line(line);
+      for (;;) {
+        last_state_ = bl_->state();
+        if (!bl_->output().empty()) {
+          auto wec = co_await backend_->write_all(bl_->output());
+          bl_->output().clear();
+          if (wec) co_return backend_io_failure(wec);
+        }
+        if (ev != BackendEvent::StartTls) break;
+        auto r = co_await backend_tls(f);
+        if (r) co_return r;
+        ev = bl_->on_tls_ready();
+      }
+      last_state_ = bl_->state();
+      if (ev == BackendEvent::Continue) continue;
+      if (ev == BackendEvent::Success) co_return std::nullopt;
+      co_return bl_->failure();
+    }
+  }
+
+  Task<std::optional<ProxyFailure>> backend_tls(const passdb::ProxyFields& f) {
+    SSL_CTX* ctx = f.any_cert ? snap_->backend_anycert_ctx.get() : snap_->backend_verify_ctx.get();
+    auto hs = co_await backend_->handshake_client(ctx, f.host, !f.any_cert);
+    if (hs.ok) co_return std::nullopt;
+    if (proxy_timed_out_ || login_timed_out_ || stopped_)
+      co_return ProxyFailure{FailureType::Connect,
+                             fmt::format("Login timed out in state={} ({})", bl_->state(),
+                                         after_text()),
+                             {}};
+    // A certificate problem is a configuration failure and is never retried;
+    // anything else (peer closed, garbage) may be transient.
+    co_return ProxyFailure{hs.cert_error ? FailureType::InternalConfig : FailureType::Connect,
+                           "Failed to start SSL handshake: " + log::sanitize(hs.error) + " (" +
+                               after_text() + ")",
+                           {}};
+  }
+
+  ProxyFailure backend_io_failure(const asio::error_code& ec) {
+    if (proxy_timed_out_)
+      return {FailureType::Connect,
+              fmt::format("Login timed out in state={} ({})", bl_->state(), after_text()), {}};
+    std::string err = (ec == asio::error::eof) ? "" : ": " + ec.message();
+    return {FailureType::Connect,
+            fmt::format("Disconnected by server: Connection closed{} (state={}, duration={}s)", err,
+                        bl_->state(), secs_since(start_)),
+            {}};
+  }
+
+  Task<std::optional<ProxyFailure>> read_backend_line(std::string& line) {
+    for (;;) {
+      auto nl = be_buf_.find('\n');
+      if (nl != std::string::npos) {
+        size_t end = (nl > 0 && be_buf_[nl - 1] == '\r') ? nl - 1 : nl;
+        if (end > kBackendMaxLine)
+          co_return ProxyFailure{FailureType::Protocol, "Too long input line", {}};
+        line.assign(be_buf_, 0, end);
+        be_buf_.erase(0, nl + 1);
+        co_return std::nullopt;
+      }
+      if (be_buf_.size() > kBackendMaxLine + 1)
+        co_return ProxyFailure{FailureType::Protocol, "Too long input line", {}};
+      asio::error_code ec;
+      size_t n = co_await backend_->read_some(chunk_.get(), kReadChunk, ec);
+      if (ec) co_return backend_io_failure(ec);
+      be_buf_.append(chunk_.get(), n);
+    }
+  }
+
+  // ---- relay --------------------------------------------------------------------
+  Task<void> relay(const BackendLoginParams& params) {
+    ++login_gen_;
+    login_timer_.cancel();
+    std::string reply = bl_->client_reply();
+    std::string pending = fe_->take_pending_input();
+    // Backend bytes that arrived behind the success line belong to the client.
+    reply += be_buf_;
+    auto ec = co_await client_.write_all(reply);
+    if (!ec && !pending.empty()) ec = co_await backend_->write_all(pending);
+
+    std::string msg = "Started proxying to " + dest_;
+    if (params.user != user_) msg += " as user " + log::sanitize(params.user);
+    if (!params.master.empty()) msg += " (master " + log::sanitize(params.master) + ")";
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - proxy_start_)
+                  .count();
+    msg += fmt::format(" ({}.{:03} secs", ms / 1000, ms % 1000);
+    if (reconnects_ > 0) msg += fmt::format(", {} reconnects", reconnects_);
+    msg += ")";
+    log_proxy(Level::Info, msg);
+
+    // Nothing of the pre-login state survives into the relay.
+    fe_.reset();
+    bl_.reset();
+    chunk_.reset();
+    std::string().swap(be_buf_);
+
+    relay::Result r;
+    if (ec) {
+      r.side = relay::EndSide::Client;
+      r.error = ec.message();
+    } else {
+      r = co_await relay::run(client_, *backend_, relay::Options{}, &stopped_);
+    }
+    std::string side;
+    switch (r.side) {
+      case relay::EndSide::Client:
+        side = "Disconnected by client";
+        break;
+      case relay::EndSide::Server:
+        side = "Disconnected by server";
+        break;
+      case relay::EndSide::Proxy:
+        side = "Disconnected by proxy: Process shutting down";
+        break;
+    }
+    if (!r.error.empty()) side += ": " + log::sanitize(r.error);
+    log_proxy(Level::Info, fmt::format("{} ({}s idle, in={}, out={})", side, r.idle.count(),
+                                       r.in, r.out));
+    backend_->close();
+    client_.close();
+  }
+
+  tls::Stream client_;
+  std::optional<tls::Stream> backend_;
+  std::shared_ptr<const Snapshot> snap_;
+  ListenerInfo listener_;
+  SessionRegistry& registry_;
+  asio::thread_pool& pool_;
+  asio::steady_timer login_timer_;
+  asio::steady_timer proxy_timer_;
+  Clock::time_point start_;
+  Clock::time_point proxy_start_;
+  ClientInfo ci_;
+  std::unique_ptr<Frontend> fe_;
+  std::unique_ptr<BackendLogin> bl_;
+  std::unique_ptr<char[]> chunk_;
+  std::string be_buf_;
+  std::string user_;
+  std::string method_;
+  std::string dest_;
+  std::string local_;
+  std::string last_state_;
+  std::optional<ProxyFailure> last_failure_;
+  unsigned auth_attempts_ = 0;
+  unsigned reconnects_ = 0;
+  unsigned login_gen_ = 0;
+  unsigned proxy_gen_ = 0;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // timer handlers hold weak refs
+  bool stopped_ = false;
+  bool login_timed_out_ = false;
+  bool proxy_timed_out_ = false;
+  bool client_gone_ = false;
+};
+
+void SessionRegistry::stop_all() {
+  shutting_down = true;
+  // stop() only cancels; sessions remove themselves when their coroutine ends.
+  for (Session* s : sessions) s->stop();
+}
+
+void start_session(asio::ip::tcp::socket socket, std::shared_ptr<const Snapshot> snapshot,
+                   const ListenerInfo& listener, SessionRegistry& registry,
+                   asio::thread_pool& auth_pool) {
+  auto exec = socket.get_executor();
+  auto s = std::make_unique<Session>(std::move(socket), std::move(snapshot), listener, registry,
+                                     auth_pool);
+  asio::co_spawn(exec, Session::main(std::move(s)), asio::detached);
+}
+
+}  // namespace portier::login

@@ -1,0 +1,39 @@
+#pragma once
+// One client session: the coroutine that drives a protocol Frontend, the local
+// authentication, the backend login (with retries and timeouts) and finally
+// the relay. Lives on one worker thread for its whole life.
+
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/thread_pool.hpp>
+#include <memory>
+#include <unordered_set>
+
+#include "config/config.hpp"
+#include "login/protocol.hpp"
+#include "login/runtime.hpp"
+#include "net/awaitable.hpp"
+
+namespace portier::login {
+
+class Session;
+
+/// Per-worker bookkeeping of live sessions (for shutdown). Worker thread only.
+struct SessionRegistry {
+  std::unordered_set<Session*> sessions;
+  bool shutting_down = false;
+  /// Ask every session to end (logs `Disconnected by proxy: Process shutting down`).
+  void stop_all();
+};
+
+struct ListenerInfo {
+  const Protocol* protocol = nullptr;
+  config::TlsMode tls = config::TlsMode::None;
+};
+
+/// Accepted connection → complete session. `auth_pool` runs password checks.
+void start_session(asio::ip::tcp::socket socket, std::shared_ptr<const Snapshot> snapshot,
+                   const ListenerInfo& listener, SessionRegistry& registry,
+                   asio::thread_pool& auth_pool);
+
+}  // namespace portier::login

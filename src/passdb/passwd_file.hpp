@@ -1,0 +1,104 @@
+#pragma once
+// Dovecot passwd-file driver.
+//
+// Format, one user per line:
+//   user:{SCHEME}password:uid:gid:gecos:home:shell:extra fields
+// Every field after the password is optional; extra fields (everything after
+// the 7th ':') are space-separated "key=value" or bare "key". Lines that are
+// empty or start with '#' are skipped. The password may be empty.
+//
+// verify() semantics (Dovecot's):
+//  - user not in the file (exact, case-sensitive match) -> UnknownUser
+//  - stored password empty (also "{PLAIN}" with nothing after the scheme):
+//      with a "nopassword" field -> Ok (any password; the proxy forwards the
+//      client's), otherwise -> Mismatch
+//  - "nopassword" with a non-empty stored password is ignored (as Dovecot
+//    does) and noted in Lookup::error; the password is verified normally
+//  - unknown scheme / malformed hash -> TempFail
+//  - the reply's fields are: [passdb] default_fields, then the user's extra
+//    fields, then override_fields (later values replace earlier ones for the
+//    same key, keeping the first position). No %variable expansion.
+// The file is re-read automatically when its inode, size, mtime or ctime
+// changes (checked with stat() on every verify()).
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <sys/stat.h>
+#include <unordered_map>
+#include <vector>
+
+#include "passdb/passdb.hpp"
+
+namespace portier::passdb {
+
+/// One malformed line skipped while parsing.
+struct LineError {
+  int line = 0;
+  std::string message;  ///< never contains the line's content
+};
+
+/// Parsed contents of a passwd-file.
+struct PasswdFileData {
+  struct Entry {
+    std::string password;  ///< stored password ("{SCHEME}..."), wiped on destruction
+    std::vector<std::pair<std::string, std::string>> fields;  ///< extra fields
+    Entry() = default;
+    Entry(const Entry&) = default;
+    Entry(Entry&&) noexcept = default;
+    Entry& operator=(const Entry&) = default;
+    Entry& operator=(Entry&&) noexcept = default;
+    ~Entry();
+  };
+  std::unordered_map<std::string, Entry> users;
+  std::vector<LineError> errors;
+};
+
+/// Parses passwd-file text. Malformed lines (no ':' after the user name,
+/// empty user name, duplicate user) are skipped and recorded in `errors`;
+/// for a duplicate user the first entry wins (as in Dovecot).
+PasswdFileData parse_passwd_file(std::string_view text);
+
+/// The passwd-file passdb.
+class PasswdFile final : public Passdb {
+ public:
+  /// Does not read the file; call load() (make_passdb does) or let the first
+  /// verify() load it.
+  explicit PasswdFile(config::Passdb cfg);
+
+  /// (Re)reads the file if it changed. Returns false and sets `error` if it
+  /// cannot be read.
+  bool load(std::string& error);
+
+  Lookup verify(std::string_view user, std::string_view password, const RequestInfo& info) override;
+  bool serves(std::string_view protocol) const override;
+  std::vector<std::string> warnings() const override;
+
+  /// Malformed lines skipped by the last successful load.
+  std::vector<LineError> line_errors() const;
+  /// Number of successful (re)loads so far (for tests and diagnostics).
+  unsigned load_count() const;
+
+ private:
+  struct FileId {
+    dev_t dev = 0;
+    ino_t ino = 0;
+    off_t size = -1;
+    timespec mtime{};
+    timespec ctime{};
+    bool operator==(const FileId& o) const;
+  };
+
+  std::shared_ptr<const PasswdFileData> snapshot(std::string& error);
+
+  config::Passdb cfg_;
+  std::vector<std::pair<std::string, std::string>> default_fields_;
+  std::vector<std::pair<std::string, std::string>> override_fields_;
+  mutable std::mutex mu_;
+  std::shared_ptr<const PasswdFileData> data_;
+  FileId id_;
+  unsigned loads_ = 0;
+};
+
+}  // namespace portier::passdb

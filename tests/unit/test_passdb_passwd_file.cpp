@@ -1,0 +1,299 @@
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sys/stat.h>
+#include <thread>
+
+#include "passdb/passwd_file.hpp"
+
+using namespace portier;
+using namespace portier::passdb;
+namespace fs = std::filesystem;
+
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "portier_passdb_XXXXXX").string();
+    char* p = ::mkdtemp(tmpl.data());
+    EXPECT_NE(p, nullptr);
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+}
+
+config::Passdb cfg_for(const std::string& path) {
+  config::Passdb c;
+  c.driver = "passwd-file";
+  c.path = path;
+  return c;
+}
+
+const RequestInfo kInfo{"imap", "192.0.2.1", "192.0.2.2"};
+
+TEST(PassdbParse, FieldsAndBadLines) {
+  auto d = parse_passwd_file(
+      "# comment\n"
+      "\n"
+      "   \n"
+      "a:{PLAIN}pa:1:2:gecos:/home/a:/bin/sh:k1=v1 bare k2=v=2\n"
+      "b:{PLAIN}pb\r\n"
+      "noseparator\n"
+      ":emptyuser\n"
+      "c::::::\n"
+      "a:{PLAIN}dup\n"
+      "d:{PLAIN}x:::::: proxy   host=1.2.3.4\n"
+      "e:{PLAIN}x:::\n"
+      "f:{PLAIN}x::::::  nologin reason=Moved\\ away\n");
+  ASSERT_EQ(d.users.size(), 6u);
+  const auto& a = d.users.at("a");
+  EXPECT_EQ(a.password, "{PLAIN}pa");
+  ASSERT_EQ(a.fields.size(), 3u);
+  EXPECT_EQ(a.fields[0], (std::pair<std::string, std::string>{"k1", "v1"}));
+  EXPECT_EQ(a.fields[1], (std::pair<std::string, std::string>{"bare", ""}));
+  EXPECT_EQ(a.fields[2], (std::pair<std::string, std::string>{"k2", "v=2"}));
+  EXPECT_EQ(d.users.at("b").password, "{PLAIN}pb");  // CR stripped
+  EXPECT_TRUE(d.users.at("b").fields.empty());
+  EXPECT_EQ(d.users.at("c").password, "");
+  EXPECT_EQ(d.users.at("d").fields.size(), 2u);
+  EXPECT_TRUE(d.users.at("e").fields.empty());
+  ASSERT_EQ(d.errors.size(), 3u);
+  EXPECT_EQ(d.errors[0].line, 6);
+  EXPECT_EQ(d.errors[1].line, 7);
+  EXPECT_EQ(d.errors[2].line, 9);
+  EXPECT_NE(d.errors[2].message.find("duplicate"), std::string::npos);
+  EXPECT_EQ(d.errors[2].message.find("dup\n"), std::string::npos);
+  EXPECT_EQ(d.users.at("a").password, "{PLAIN}pa");  // first wins
+}
+
+TEST(PassdbParse, ErrorsDoNotLeakLineContent) {
+  auto d = parse_passwd_file("topsecretpassword\n");
+  ASSERT_EQ(d.errors.size(), 1u);
+  EXPECT_EQ(d.errors[0].message.find("topsecret"), std::string::npos);
+}
+
+TEST(PassdbPasswdFile, TestDataFile) {
+  std::string err;
+  auto pdb = make_passdb(cfg_for(std::string(PORTIER_TEST_DATA) + "/users.passwd"), err);
+  ASSERT_TRUE(pdb) << err;
+  struct Case { const char* user; const char* pass; Result expect; };
+  const Case cases[] = {
+      {"plainuser", "secret", Result::Ok},    {"plainuser", "wrong", Result::Mismatch},
+      {"cryptuser", "secret", Result::Ok},    {"cryptuser", "", Result::Mismatch},
+      {"sshauser", "secret", Result::Ok},     {"sshauser", "secreT", Result::Mismatch},
+      {"proxyall", "anything", Result::Ok},   {"proxyall", "", Result::Ok},
+      {"nobody", "secret", Result::UnknownUser}, {"PlainUser", "secret", Result::UnknownUser},
+      {"this line is bad", "", Result::UnknownUser},
+  };
+  for (const auto& c : cases) {
+    auto r = pdb->verify(c.user, c.pass, kInfo);
+    EXPECT_EQ(r.result, c.expect) << c.user << "/" << c.pass << ": " << r.error;
+  }
+  auto r = pdb->verify("sshauser", "secret", kInfo);
+  EXPECT_EQ(r.reply.user, "sshauser");
+  EXPECT_TRUE(r.reply.has("proxy"));
+  EXPECT_EQ(r.reply.get("proxy"), "");
+  EXPECT_EQ(r.reply.get("host"), "192.0.2.10");
+  EXPECT_EQ(r.reply.get("port"), "1143");
+  EXPECT_FALSE(r.reply.get("uid"));
+
+  auto w = pdb->warnings();
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_NE(w[0].find("users.passwd:6: "), std::string::npos) << w[0];
+  EXPECT_NE(w[1].find("users.passwd:7: "), std::string::npos) << w[1];
+}
+
+TEST(PassdbPasswdFile, NoPasswordRules) {
+  TempDir dir;
+  std::string path = dir.file("u.passwd");
+  write_file(path,
+             "empty:\n"
+             "emptyscheme:{PLAIN}\n"
+             "nopw::::::: nopassword\n"
+             "nopwy:{PLAIN}:::::: nopassword=y\n"
+             "nopwhash:{PLAIN}real:::::: nopassword\n");
+  std::string err;
+  auto pdb = make_passdb(cfg_for(path), err);
+  ASSERT_TRUE(pdb) << err;
+  EXPECT_EQ(pdb->verify("empty", "", kInfo).result, Result::Mismatch);
+  EXPECT_EQ(pdb->verify("empty", "x", kInfo).result, Result::Mismatch);
+  EXPECT_EQ(pdb->verify("emptyscheme", "", kInfo).result, Result::Mismatch);
+  EXPECT_EQ(pdb->verify("nopw", "whatever", kInfo).result, Result::Ok);
+  EXPECT_EQ(pdb->verify("nopwy", "whatever", kInfo).result, Result::Ok);
+  // Dovecot ignores nopassword when a password is set.
+  auto r = pdb->verify("nopwhash", "whatever", kInfo);
+  EXPECT_EQ(r.result, Result::Mismatch);
+  EXPECT_FALSE(r.error.empty());
+  EXPECT_EQ(pdb->verify("nopwhash", "real", kInfo).result, Result::Ok);
+}
+
+TEST(PassdbPasswdFile, BadStoredPasswordIsTempFail) {
+  TempDir dir;
+  std::string path = dir.file("u.passwd");
+  write_file(path, "u1:{ARGON9}xyz\nu2:{SSHA256}!!!!\n");
+  std::string err;
+  auto pdb = make_passdb(cfg_for(path), err);
+  ASSERT_TRUE(pdb);
+  auto r1 = pdb->verify("u1", "xyz", kInfo);
+  EXPECT_EQ(r1.result, Result::TempFail);
+  EXPECT_EQ(r1.error.find("xyz"), std::string::npos);
+  EXPECT_EQ(pdb->verify("u2", "x", kInfo).result, Result::TempFail);
+}
+
+TEST(PassdbPasswdFile, DefaultAndOverrideFields) {
+  TempDir dir;
+  std::string path = dir.file("u.passwd");
+  write_file(path, "a:{PLAIN}x:::::: host=10.0.0.1 port=1\nb:{PLAIN}x\n");
+  auto c = cfg_for(path);
+  c.default_fields = "proxy host=10.9.9.9 port=143";
+  c.override_fields = "port=10143 ssl=yes";
+  std::string err;
+  auto pdb = make_passdb(c, err);
+  ASSERT_TRUE(pdb);
+  auto a = pdb->verify("a", "x", kInfo);
+  ASSERT_EQ(a.result, Result::Ok);
+  using F = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(a.reply.fields, (F{{"proxy", ""}, {"host", "10.0.0.1"}, {"port", "10143"}, {"ssl", "yes"}}));
+  auto b = pdb->verify("b", "x", kInfo);
+  EXPECT_EQ(b.reply.fields, (F{{"proxy", ""}, {"host", "10.9.9.9"}, {"port", "10143"}, {"ssl", "yes"}}));
+  // Mismatch replies carry the fields too.
+  EXPECT_EQ(pdb->verify("b", "y", kInfo).reply.user, "b");
+}
+
+TEST(PassdbPasswdFile, ReloadOnChange) {
+  TempDir dir;
+  std::string path = dir.file("u.passwd");
+  write_file(path, "alice:{PLAIN}one\n");
+  std::string err;
+  auto owned = make_passdb(cfg_for(path), err);
+  ASSERT_TRUE(owned) << err;
+  auto* pdb = dynamic_cast<PasswdFile*>(owned.get());
+  ASSERT_NE(pdb, nullptr);
+  EXPECT_EQ(pdb->load_count(), 1u);
+  EXPECT_EQ(pdb->verify("alice", "one", kInfo).result, Result::Ok);
+  EXPECT_EQ(pdb->verify("alice", "one", kInfo).result, Result::Ok);
+  EXPECT_EQ(pdb->load_count(), 1u);  // unchanged file is not re-read
+
+  // Same size, different content: force a different mtime explicitly.
+  write_file(path, "alice:{PLAIN}two\n");
+  struct timespec times[2] = {{0, UTIME_OMIT}, {1000000000, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), times, 0), 0);
+  EXPECT_EQ(pdb->verify("alice", "one", kInfo).result, Result::Mismatch);
+  EXPECT_EQ(pdb->verify("alice", "two", kInfo).result, Result::Ok);
+  EXPECT_EQ(pdb->load_count(), 2u);
+
+  // Size change alone is detected.
+  write_file(path, "alice:{PLAIN}two\nbob:{PLAIN}three\nbad line\n");
+  EXPECT_EQ(pdb->verify("bob", "three", kInfo).result, Result::Ok);
+  EXPECT_EQ(pdb->load_count(), 3u);
+  ASSERT_EQ(pdb->line_errors().size(), 1u);
+  EXPECT_EQ(pdb->line_errors()[0].line, 3);
+
+  // Atomic replace (rename) is detected through the inode.
+  std::string tmp = dir.file("u.passwd.tmp");
+  write_file(tmp, "carol:{PLAIN}four\n");
+  fs::rename(tmp, path);
+  EXPECT_EQ(pdb->verify("carol", "four", kInfo).result, Result::Ok);
+  EXPECT_EQ(pdb->verify("alice", "two", kInfo).result, Result::UnknownUser);
+  EXPECT_TRUE(pdb->line_errors().empty());
+
+  // File removed: temporary failure, then recovery.
+  fs::remove(path);
+  auto r = pdb->verify("carol", "four", kInfo);
+  EXPECT_EQ(r.result, Result::TempFail);
+  EXPECT_FALSE(r.error.empty());
+  write_file(path, "carol:{PLAIN}five\n");
+  EXPECT_EQ(pdb->verify("carol", "five", kInfo).result, Result::Ok);
+}
+
+TEST(PassdbPasswdFile, ConcurrentVerify) {
+  TempDir dir;
+  std::string path = dir.file("u.passwd");
+  std::string hash = hash_password("SHA256-CRYPT", "pw");
+  write_file(path, "u:" + hash + "\n");
+  std::string err;
+  auto pdb = make_passdb(cfg_for(path), err);
+  ASSERT_TRUE(pdb);
+  std::atomic<int> ok{0}, bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 10; ++i) {
+        auto r = pdb->verify("u", (i + t) % 2 ? "pw" : "no", kInfo);
+        ((i + t) % 2 ? (r.result == Result::Ok ? ok : bad) : (r.result == Result::Mismatch ? ok : bad))++;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(ok.load(), 40);
+  EXPECT_EQ(bad.load(), 0);
+}
+
+TEST(PassdbPasswdFile, ServesAndFactoryErrors) {
+  TempDir dir;
+  std::string path = dir.file("u.passwd");
+  write_file(path, "");
+  auto c = cfg_for(path);
+  std::string err;
+  auto all = make_passdb(c, err);
+  ASSERT_TRUE(all);
+  EXPECT_TRUE(all->serves("imap"));
+  EXPECT_TRUE(all->serves("pop3"));
+  c.protocols = {"imap", "submission"};
+  auto some = make_passdb(c, err);
+  ASSERT_TRUE(some);
+  EXPECT_TRUE(some->serves("imap"));
+  EXPECT_TRUE(some->serves("submission"));
+  EXPECT_FALSE(some->serves("pop3"));
+  EXPECT_EQ(some->verify("x", "y", kInfo).result, Result::UnknownUser);
+
+  err.clear();
+  EXPECT_EQ(make_passdb(cfg_for(dir.file("missing")), err), nullptr);
+  EXPECT_FALSE(err.empty());
+  auto bad = cfg_for(path);
+  bad.driver = "ldap";
+  err.clear();
+  EXPECT_EQ(make_passdb(bad, err), nullptr);
+  EXPECT_NE(err.find("ldap"), std::string::npos);
+  bad = cfg_for("");
+  err.clear();
+  EXPECT_EQ(make_passdb(bad, err), nullptr);
+  EXPECT_FALSE(err.empty());
+}
+
+TEST(PassdbReply, Accessors) {
+  Reply r;
+  r.fields = {{"a", "1"}, {"bare", ""}};
+  EXPECT_TRUE(r.has("a"));
+  EXPECT_TRUE(r.has("bare"));
+  EXPECT_FALSE(r.has("b"));
+  EXPECT_EQ(r.get("a"), "1");
+  EXPECT_EQ(r.get("bare"), "");
+  EXPECT_EQ(r.get("nope"), std::nullopt);
+  r.set("a", "2");
+  r.set("c", "3");
+  EXPECT_EQ(r.fields.size(), 3u);
+  EXPECT_EQ(r.get("a"), "2");
+  EXPECT_EQ(parse_extra_fields("  x=1   y  =z  w=a=b "),
+            (std::vector<std::pair<std::string, std::string>>{{"x", "1"}, {"y", ""}, {"w", "a=b"}}));
+}
+
+}  // namespace

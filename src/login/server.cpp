@@ -6,6 +6,7 @@
 #include <asio/detached.hpp>
 #include <asio/error.hpp>
 #include <asio/post.hpp>
+#include <asio/ip/v6_only.hpp>
 #include <asio/steady_timer.hpp>
 
 #include "log/log.hpp"
@@ -71,7 +72,7 @@ bool Server::bind(std::string& error) {
         if (::setsockopt(acc->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
           ec = asio::error_code(errno, asio::error::get_system_category());
       }
-      if (!ec && addr.is_v6()) acc->set_option(asio::ip::v6::v6_only(true), ec);
+      if (!ec && addr.is_v6()) acc->set_option(asio::ip::v6_only(true), ec);
       if (!ec) acc->bind(ep, ec);
       if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
       if (ec) {

@@ -1,0 +1,609 @@
+#include "config/config.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits.h>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "core/strings.hpp"
+
+namespace portier::config {
+
+std::string Error::to_string() const {
+  std::string s = file;
+  if (line > 0) {
+    s += ':' + std::to_string(line);
+    if (column > 0) s += ':' + std::to_string(column);
+  }
+  s += ": ";
+  s += message;
+  return s;
+}
+
+namespace {
+
+const char* type_name(toml::node_type t) {
+  switch (t) {
+    case toml::node_type::table: return "table";
+    case toml::node_type::array: return "array";
+    case toml::node_type::string: return "string";
+    case toml::node_type::integer: return "integer";
+    case toml::node_type::floating_point: return "float";
+    case toml::node_type::boolean: return "boolean";
+    case toml::node_type::date: return "date";
+    case toml::node_type::time: return "time";
+    case toml::node_type::date_time: return "date-time";
+    default: return "nothing";
+  }
+}
+
+std::string default_hostname() {
+  char buf[HOST_NAME_MAX + 1] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  return buf;
+}
+
+constexpr std::string_view kProtocols[] = {"imap", "pop3", "submission", "managesieve"};
+
+bool valid_protocol(std::string_view p) {
+  return std::find(std::begin(kProtocols), std::end(kProtocols), p) != std::end(kProtocols);
+}
+
+uint16_t default_port(std::string_view proto, TlsMode tls) {
+  bool implicit = tls == TlsMode::Implicit;
+  if (proto == "imap") return implicit ? 993 : 143;
+  if (proto == "pop3") return implicit ? 995 : 110;
+  if (proto == "submission") return implicit ? 465 : 587;
+  if (proto == "managesieve") return 4190;
+  return 0;
+}
+
+class Loader {
+ public:
+  explicit Loader(std::string path) : path_(std::move(path)) {
+    std::filesystem::path p(path_);
+    dir_ = p.parent_path();
+  }
+
+  LoadResult run(std::string_view text) {
+    LoadResult r;
+    toml::table root;
+    try {
+      root = toml::parse(text, std::string_view(path_));
+    } catch (const toml::parse_error& e) {
+      r.errors.push_back(Error{path_, static_cast<int>(e.source().begin.line),
+                               static_cast<int>(e.source().begin.column),
+                               std::string(e.description())});
+      return r;
+    } catch (const std::exception& e) {
+      r.errors.push_back(Error{path_, 0, 0, std::string("cannot parse: ") + e.what()});
+      return r;
+    }
+    Config c;
+    c.path = path_;
+    c.server.hostname = default_hostname();
+    try {
+      load_root(root, c);
+    } catch (const std::exception& e) {  // defensive: e.g. bad_alloc
+      error(root, std::string("internal error: ") + e.what());
+    }
+    r.errors = std::move(errors_);
+    std::stable_sort(r.errors.begin(), r.errors.end(), [](const Error& a, const Error& b) {
+      return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+    });
+    if (r.errors.empty()) r.config = std::move(c);
+    return r;
+  }
+
+ private:
+  // ---- error helpers ---------------------------------------------------------
+  void error_at(const toml::source_region& src, std::string msg) {
+    errors_.push_back(Error{path_, static_cast<int>(src.begin.line), static_cast<int>(src.begin.column),
+                            std::move(msg)});
+  }
+  void error(const toml::node& n, std::string msg) { error_at(n.source(), std::move(msg)); }
+
+  void type_error(const toml::node& n, std::string_view name, std::string_view expected) {
+    error(n, std::string(name) + ": expected " + std::string(expected) + ", got " + type_name(n.type()));
+  }
+
+  // ---- typed getters ---------------------------------------------------------
+  // Each returns true if the key was present and valid (out updated).
+  bool get_string(const toml::node& n, std::string_view name, std::string& out) {
+    if (auto v = n.as_string()) {
+      out = v->get();
+      return true;
+    }
+    type_error(n, name, "a string");
+    return false;
+  }
+
+  bool get_bool(const toml::node& n, std::string_view name, bool& out) {
+    if (auto v = n.as_boolean()) {
+      out = v->get();
+      return true;
+    }
+    type_error(n, name, "a boolean");
+    return false;
+  }
+
+  template <typename T>
+  bool get_uint(const toml::node& n, std::string_view name, T& out, long long min, long long max) {
+    auto v = n.as_integer();
+    if (!v) {
+      type_error(n, name, "an integer");
+      return false;
+    }
+    long long x = v->get();
+    if (x < min || x > max) {
+      error(n, std::string(name) + ": value " + std::to_string(x) + " out of range " + std::to_string(min) +
+                   ".." + std::to_string(max));
+      return false;
+    }
+    out = static_cast<T>(x);
+    return true;
+  }
+
+  bool get_duration(const toml::node& n, std::string_view name, std::chrono::milliseconds& out) {
+    if (auto v = n.as_integer()) {
+      long long x = v->get();
+      if (x < 0 || x > 100LL * 365 * 24 * 3600) {
+        error(n, std::string(name) + ": invalid duration " + std::to_string(x));
+        return false;
+      }
+      out = std::chrono::seconds(x);
+      return true;
+    }
+    if (auto v = n.as_string()) {
+      auto d = core::parse_duration(v->get());
+      if (!d) {
+        error(n, std::string(name) + ": invalid duration '" + v->get() +
+                     "' (use e.g. \"500ms\", \"30s\", \"2m\", \"1h\")");
+        return false;
+      }
+      out = *d;
+      return true;
+    }
+    type_error(n, name, "a duration string or integer seconds");
+    return false;
+  }
+
+  // Array of strings; non-string elements are reported individually.
+  bool get_string_array(const toml::node& n, std::string_view name, std::vector<std::string>& out,
+                        std::vector<const toml::node*>* nodes = nullptr) {
+    auto arr = n.as_array();
+    if (!arr) {
+      type_error(n, name, "an array of strings");
+      return false;
+    }
+    std::vector<std::string> result;
+    bool ok = true;
+    for (const auto& el : *arr) {
+      if (auto s = el.as_string()) {
+        result.push_back(s->get());
+        if (nodes) nodes->push_back(&el);
+      } else {
+        type_error(el, std::string(name) + " element", "a string");
+        ok = false;
+      }
+    }
+    if (ok) out = std::move(result);
+    return ok;
+  }
+
+  const toml::table* as_table(const toml::node& n, std::string_view name) {
+    if (auto t = n.as_table()) return t;
+    type_error(n, name, "a table");
+    return nullptr;
+  }
+
+  std::string resolve(const std::string& p) const {
+    if (p.empty()) return p;
+    std::filesystem::path fp(p);
+    if (fp.is_absolute() || dir_.empty()) return p;
+    return (dir_ / fp).lexically_normal().string();
+  }
+
+  void unknown_key(const toml::key& k, std::string_view table) {
+    error_at(k.source(), "unknown key '" + std::string(k.str()) + "' in " + std::string(table));
+  }
+
+  // ---- sections --------------------------------------------------------------
+  void load_root(const toml::table& root, Config& c) {
+    const toml::node* listeners = nullptr;
+    const toml::node* passdbs = nullptr;
+    for (const auto& [k, v] : root) {
+      std::string_view key = k.str();
+      if (key == "server") {
+        if (auto t = as_table(v, "server")) load_server(*t, c.server);
+      } else if (key == "listener") {
+        listeners = &v;
+      } else if (key == "tls") {
+        if (auto t = as_table(v, "tls")) load_tls(*t, c.tls);
+      } else if (key == "backend") {
+        if (auto t = as_table(v, "backend")) load_backend(*t, c.backend);
+      } else if (key == "passdb") {
+        passdbs = &v;
+      } else if (key == "auth") {
+        if (auto t = as_table(v, "auth")) load_auth(*t, c.auth);
+      } else if (key == "login") {
+        if (auto t = as_table(v, "login")) load_login(*t, c.login);
+      } else if (key == "log") {
+        if (auto t = as_table(v, "log")) load_log(*t, c.log);
+      } else {
+        error_at(k.source(), "unknown top-level key or table '" + std::string(key) + "'");
+      }
+    }
+    // Listeners after [tls] so the cert/key check sees it regardless of order.
+    if (listeners) load_listeners(*listeners, c);
+    if (!listeners || (listeners->as_array() && listeners->as_array()->empty()))
+      errors_.push_back(Error{path_, 0, 0, "no [[listener]] configured (at least one is required)"});
+    if (passdbs) load_passdbs(*passdbs, c);
+    if (!passdbs || (passdbs->as_array() && passdbs->as_array()->empty()))
+      errors_.push_back(Error{path_, 0, 0, "no [[passdb]] configured (at least one is required)"});
+  }
+
+  void load_server(const toml::table& t, Server& s) {
+    for (const auto& [k, v] : t) {
+      std::string_view key = k.str();
+      if (key == "hostname") {
+        std::string h;
+        if (get_string(v, "server.hostname", h)) {
+          if (h.empty() || h.find_first_of(" \t\r\n") != std::string::npos)
+            error(v, "server.hostname: must be non-empty and contain no whitespace");
+          else
+            s.hostname = h;
+        }
+      } else if (key == "workers") {
+        get_uint(v, "server.workers", s.workers, 0, 256);
+      } else if (key == "user") {
+        get_string(v, "server.user", s.user);
+      } else {
+        unknown_key(k, "[server]");
+      }
+    }
+  }
+
+  void load_tls(const toml::table& t, Tls& tls) {
+    for (const auto& [k, v] : t) {
+      std::string_view key = k.str();
+      if (key == "cert") {
+        if (get_string(v, "tls.cert", tls.cert)) tls.cert = resolve(tls.cert);
+      } else if (key == "key") {
+        if (get_string(v, "tls.key", tls.key)) tls.key = resolve(tls.key);
+      } else {
+        unknown_key(k, "[tls]");
+      }
+    }
+    if (tls.cert.empty() != tls.key.empty())
+      error(t, "[tls]: cert and key must be given together");
+  }
+
+  void load_backend(const toml::table& t, Backend& b) {
+    for (const auto& [k, v] : t) {
+      std::string_view key = k.str();
+      if (key == "ca_file") {
+        if (get_string(v, "backend.ca_file", b.ca_file)) b.ca_file = resolve(b.ca_file);
+      } else if (key == "cert") {
+        if (get_string(v, "backend.cert", b.cert)) b.cert = resolve(b.cert);
+      } else if (key == "key") {
+        if (get_string(v, "backend.key", b.key)) b.key = resolve(b.key);
+      } else {
+        unknown_key(k, "[backend]");
+      }
+    }
+    if (b.cert.empty() != b.key.empty())
+      error(t, "[backend]: cert and key must be given together");
+  }
+
+  void load_listeners(const toml::node& n, Config& c) {
+    auto arr = n.as_array();
+    if (!arr) {
+      error(n, "listener: must be an array of tables ([[listener]])");
+      return;
+    }
+    struct Seen { std::string addr; uint16_t port; int line; };
+    std::vector<Seen> seen;
+    for (const auto& el : *arr) {
+      auto t = el.as_table();
+      if (!t) {
+        type_error(el, "listener", "a table");
+        continue;
+      }
+      Listener l;
+      l.line = static_cast<int>(t->source().begin.line);
+      l.address = "0.0.0.0";
+      bool ok = true;
+      bool have_port = false;
+      const toml::node* port_node = nullptr;
+      const toml::node* tls_node = nullptr;
+      const toml::node* proto_node = nullptr;
+      for (const auto& [k, v] : *t) {
+        std::string_view key = k.str();
+        if (key == "protocol") {
+          proto_node = &v;
+          if (get_string(v, "listener.protocol", l.protocol)) {
+            if (!valid_protocol(l.protocol)) {
+              error(v, "listener.protocol: unknown protocol '" + l.protocol +
+                           "' (expected imap, pop3, submission or managesieve)");
+              ok = false;
+            }
+          } else {
+            ok = false;
+          }
+        } else if (key == "address") {
+          if (get_string(v, "listener.address", l.address)) {
+            asio::error_code ec;
+            auto a = asio::ip::make_address(l.address, ec);
+            if (ec) {
+              error(v, "listener.address: '" + l.address + "' is not an IP address");
+              ok = false;
+            } else {
+              l.address = a.to_string();
+            }
+          } else {
+            ok = false;
+          }
+        } else if (key == "port") {
+          port_node = &v;
+          if (get_uint(v, "listener.port", l.port, 0, 65535))
+            have_port = true;
+          else
+            ok = false;
+        } else if (key == "tls") {
+          tls_node = &v;
+          std::string m;
+          if (get_string(v, "listener.tls", m)) {
+            if (m == "none") l.tls = TlsMode::None;
+            else if (m == "starttls") l.tls = TlsMode::StartTls;
+            else if (m == "implicit") l.tls = TlsMode::Implicit;
+            else {
+              error(v, "listener.tls: unknown mode '" + m + "' (expected none, starttls or implicit)");
+              ok = false;
+            }
+          } else {
+            ok = false;
+          }
+        } else {
+          unknown_key(k, "[[listener]]");
+        }
+      }
+      if (!proto_node) {
+        error(*t, "listener: missing required key 'protocol'");
+        ok = false;
+      }
+      if (l.tls != TlsMode::None && (c.tls.cert.empty() || c.tls.key.empty())) {
+        error(tls_node ? *tls_node : static_cast<const toml::node&>(*t),
+              "listener.tls: TLS mode requires [tls] cert and key");
+        ok = false;
+      }
+      if (!ok) continue;
+      if (!have_port) l.port = default_port(l.protocol, l.tls);
+      if (l.port != 0) {
+        auto it = std::find_if(seen.begin(), seen.end(),
+                               [&](const Seen& s) { return s.addr == l.address && s.port == l.port; });
+        if (it != seen.end()) {
+          error(port_node ? *port_node : static_cast<const toml::node&>(*t),
+                "listener: duplicate address " + l.address + " port " + std::to_string(l.port) +
+                    " (already used by the listener at line " + std::to_string(it->line) + ")");
+          continue;
+        }
+        seen.push_back({l.address, l.port, l.line});
+      }
+      c.listeners.push_back(std::move(l));
+    }
+  }
+
+  void load_passdbs(const toml::node& n, Config& c) {
+    auto arr = n.as_array();
+    if (!arr) {
+      error(n, "passdb: must be an array of tables ([[passdb]])");
+      return;
+    }
+    for (const auto& el : *arr) {
+      auto t = el.as_table();
+      if (!t) {
+        type_error(el, "passdb", "a table");
+        continue;
+      }
+      Passdb p;
+      p.line = static_cast<int>(t->source().begin.line);
+      bool ok = true;
+      bool have_driver = false, have_path = false;
+      for (const auto& [k, v] : *t) {
+        std::string_view key = k.str();
+        if (key == "driver") {
+          have_driver = true;
+          if (get_string(v, "passdb.driver", p.driver)) {
+            if (p.driver != "passwd-file") {
+              error(v, "passdb.driver: unknown driver '" + p.driver + "' (supported: passwd-file)");
+              ok = false;
+            }
+          } else {
+            ok = false;
+          }
+        } else if (key == "path") {
+          have_path = true;
+          if (get_string(v, "passdb.path", p.path)) {
+            if (p.path.empty()) {
+              error(v, "passdb.path: must not be empty");
+              ok = false;
+            }
+            p.path = resolve(p.path);
+          } else {
+            ok = false;
+          }
+        } else if (key == "protocols") {
+          std::vector<const toml::node*> nodes;
+          if (get_string_array(v, "passdb.protocols", p.protocols, &nodes)) {
+            for (size_t i = 0; i < p.protocols.size(); ++i) {
+              if (!valid_protocol(p.protocols[i])) {
+                error(*nodes[i], "passdb.protocols: unknown protocol '" + p.protocols[i] + "'");
+                ok = false;
+              }
+            }
+          } else {
+            ok = false;
+          }
+        } else if (key == "default_fields") {
+          ok &= get_string(v, "passdb.default_fields", p.default_fields);
+        } else if (key == "override_fields") {
+          ok &= get_string(v, "passdb.override_fields", p.override_fields);
+        } else {
+          unknown_key(k, "[[passdb]]");
+        }
+      }
+      if (!have_driver) {
+        error(*t, "passdb: missing required key 'driver'");
+        ok = false;
+      }
+      if (!have_path) {
+        error(*t, "passdb: missing required key 'path'");
+        ok = false;
+      }
+      if (ok) c.passdbs.push_back(std::move(p));
+    }
+  }
+
+  void load_auth(const toml::table& t, Auth& a) {
+    for (const auto& [k, v] : t) {
+      std::string_view key = k.str();
+      if (key == "allow_cleartext") {
+        get_bool(v, "auth.allow_cleartext", a.allow_cleartext);
+      } else if (key == "mechanisms") {
+        std::vector<std::string> mechs;
+        std::vector<const toml::node*> nodes;
+        if (get_string_array(v, "auth.mechanisms", mechs, &nodes)) {
+          bool ok = true;
+          for (size_t i = 0; i < mechs.size(); ++i) {
+            mechs[i] = core::to_upper(mechs[i]);
+            if (mechs[i] != "PLAIN" && mechs[i] != "LOGIN") {
+              error(*nodes[i], "auth.mechanisms: unknown mechanism '" + mechs[i] + "' (supported: PLAIN, LOGIN)");
+              ok = false;
+            }
+          }
+          if (mechs.empty()) {
+            error(v, "auth.mechanisms: at least one mechanism is required");
+            ok = false;
+          }
+          if (ok) {
+            // De-duplicate, keeping order.
+            std::vector<std::string> uniq;
+            for (auto& m : mechs)
+              if (std::find(uniq.begin(), uniq.end(), m) == uniq.end()) uniq.push_back(m);
+            a.mechanisms = std::move(uniq);
+          }
+        }
+      } else if (key == "failure_delay") {
+        get_duration(v, "auth.failure_delay", a.failure_delay);
+      } else if (key == "verbose") {
+        get_bool(v, "auth.verbose", a.verbose);
+      } else {
+        unknown_key(k, "[auth]");
+      }
+    }
+  }
+
+  void load_login(const toml::table& t, Login& l) {
+    for (const auto& [k, v] : t) {
+      std::string_view key = k.str();
+      if (key == "trusted_networks") {
+        std::vector<std::string> nets;
+        std::vector<const toml::node*> nodes;
+        if (get_string_array(v, "login.trusted_networks", nets, &nodes)) {
+          for (size_t i = 0; i < nets.size(); ++i) {
+            if (auto c = parse_cidr(nets[i]))
+              l.trusted_networks.push_back(*c);
+            else
+              error(*nodes[i], "login.trusted_networks: invalid network '" + nets[i] + "'");
+          }
+        }
+      } else if (key == "proxy_timeout") {
+        get_duration(v, "login.proxy_timeout", l.proxy_timeout);
+      } else if (key == "proxy_max_reconnects") {
+        get_uint(v, "login.proxy_max_reconnects", l.proxy_max_reconnects, 0, 100);
+      } else if (key == "greeting") {
+        std::string g;
+        if (get_string(v, "login.greeting", g)) {
+          if (g.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
+            error(v, "login.greeting: must not contain CR, LF or NUL");
+          else
+            l.greeting = g;
+        }
+      } else if (key == "client_timeout") {
+        get_duration(v, "login.client_timeout", l.client_timeout);
+      } else if (key == "max_line_length") {
+        get_uint(v, "login.max_line_length", l.max_line_length, 64, 16LL * 1024 * 1024);
+      } else if (key == "max_literal_size") {
+        get_uint(v, "login.max_literal_size", l.max_literal_size, 0, 1024LL * 1024 * 1024);
+      } else if (key == "max_invalid_commands") {
+        get_uint(v, "login.max_invalid_commands", l.max_invalid_commands, 0, 1000);
+      } else if (key == "proxy_ttl") {
+        get_uint(v, "login.proxy_ttl", l.proxy_ttl, 0, 100);
+      } else {
+        unknown_key(k, "[login]");
+      }
+    }
+  }
+
+  void load_log(const toml::table& t, Log& lg) {
+    for (const auto& [k, v] : t) {
+      std::string_view key = k.str();
+      if (key == "level") {
+        std::string lv;
+        if (get_string(v, "log.level", lv)) {
+          static constexpr std::string_view levels[] = {"trace", "debug", "info", "warn", "error", "off"};
+          if (std::find(std::begin(levels), std::end(levels), lv) == std::end(levels))
+            error(v, "log.level: unknown level '" + lv + "' (expected trace, debug, info, warn, error or off)");
+          else
+            lg.level = lv;
+        }
+      } else {
+        unknown_key(k, "[log]");
+      }
+    }
+  }
+
+  std::string path_;
+  std::filesystem::path dir_;
+  std::vector<Error> errors_;
+};
+
+}  // namespace
+
+LoadResult load_string(std::string_view toml_text, const std::string& path) {
+  try {
+    return Loader(path).run(toml_text);
+  } catch (const std::exception& e) {
+    LoadResult r;
+    r.errors.push_back(Error{path, 0, 0, std::string("internal error: ") + e.what()});
+    return r;
+  }
+}
+
+LoadResult load_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    int err = errno;
+    LoadResult r;
+    r.errors.push_back(Error{path, 0, 0, std::string("cannot open file: ") + std::strerror(err)});
+    return r;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) {
+    LoadResult r;
+    r.errors.push_back(Error{path, 0, 0, "cannot read file"});
+    return r;
+  }
+  return load_string(ss.str(), path);
+}
+
+}  // namespace portier::config

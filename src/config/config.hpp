@@ -1,0 +1,144 @@
+#pragma once
+// portier configuration: a TOML file loaded and validated into plain structs.
+// Loading never throws; all problems are collected as Errors with the
+// file:line:column of the offending value (or of the table/key when the
+// value is missing).
+
+#include <asio/ip/address.hpp>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace portier::config {
+
+/// TLS mode of a client-facing listener.
+enum class TlsMode { None, StartTls, Implicit };
+
+/// An IP network, e.g. 127.0.0.0/8 or ::1/128.
+struct Cidr {
+  asio::ip::address net;  ///< network address, host bits cleared
+  unsigned prefix = 0;    ///< prefix length (0..32 for IPv4, 0..128 for IPv6)
+
+  /// True when `addr` is inside the network. IPv4-mapped IPv6 addresses
+  /// (::ffff:a.b.c.d) are treated as the IPv4 address on both sides, so
+  /// 127.0.0.0/8 contains ::ffff:127.0.0.1. IPv4 and IPv6 never match
+  /// otherwise.
+  bool contains(const asio::ip::address& addr) const;
+};
+
+/// Parses "127.0.0.0/8", "::1/128", or a bare IP (host prefix /32 or /128).
+/// An IPv4-mapped IPv6 network (::ffff:10.0.0.0/104) is converted to its
+/// IPv4 form (10.0.0.0/8). Host bits are cleared. std::nullopt when invalid.
+std::optional<Cidr> parse_cidr(std::string_view text);
+
+/// One [[listener]] table.
+struct Listener {
+  std::string protocol;  ///< "imap" | "pop3" | "submission" | "managesieve"
+  std::string address;   ///< IP address to bind; default "0.0.0.0"
+  /// Port to bind; 0 = ephemeral. When the key is absent the protocol's
+  /// standard port is used (imap 143/993, pop3 110/995, submission 587/465,
+  /// managesieve 4190; the second value for tls = "implicit").
+  uint16_t port = 0;
+  TlsMode tls = TlsMode::None;
+  int line = 0;  ///< line of the [[listener]] header, for later diagnostics
+};
+
+/// [server]
+struct Server {
+  std::string hostname;  ///< default: gethostname()
+  unsigned workers = 0;  ///< 0 = automatic (e.g. number of CPUs); max 256
+  std::string user;      ///< user to drop privileges to; empty = don't
+};
+
+/// [tls]: client-facing certificate. Paths are resolved relative to the
+/// config file's directory. Existence is NOT checked here.
+struct Tls {
+  std::string cert;
+  std::string key;
+};
+
+/// [backend]: TLS towards backends (ssl=yes / starttls=yes in passdb).
+struct Backend {
+  std::string ca_file;  ///< CA bundle to verify backends; empty = system store
+  std::string cert;     ///< optional client certificate (requires key)
+  std::string key;      ///< optional client key (requires cert)
+};
+
+/// One [[passdb]] table.
+struct Passdb {
+  std::string driver;                   ///< only "passwd-file"
+  std::string path;                     ///< resolved relative to the config dir
+  std::vector<std::string> protocols;   ///< empty = all protocols
+  std::string default_fields;           ///< space-separated k=v applied before the user's
+  std::string override_fields;          ///< space-separated k=v applied after the user's
+  int line = 0;                         ///< line of the [[passdb]] header
+};
+
+/// [auth]
+struct Auth {
+  bool allow_cleartext = false;  ///< allow plaintext auth without TLS
+  std::vector<std::string> mechanisms{"PLAIN", "LOGIN"};  ///< upper-cased, non-empty
+  std::chrono::milliseconds failure_delay{2000};
+  bool verbose = true;
+};
+
+/// [login]
+struct Login {
+  std::vector<Cidr> trusted_networks;
+  std::chrono::milliseconds proxy_timeout{30000};
+  unsigned proxy_max_reconnects = 3;
+  std::string greeting = "portier ready.";  ///< must not contain CR/LF
+  std::chrono::milliseconds client_timeout{180000};
+  size_t max_line_length = 8192;    ///< > 0
+  size_t max_literal_size = 65536;
+  unsigned max_invalid_commands = 3;
+  unsigned proxy_ttl = 5;
+};
+
+/// [log]
+struct Log {
+  std::string level = "info";  ///< trace | debug | info | warn | error | off
+};
+
+/// The whole configuration.
+struct Config {
+  std::string path;  ///< the config file path as given to load_*
+  Server server;
+  std::vector<Listener> listeners;  ///< at least one
+  Tls tls;
+  Backend backend;
+  std::vector<Passdb> passdbs;  ///< at least one
+  Auth auth;
+  Login login;
+  Log log;
+};
+
+/// One configuration problem. line/column are 1-based; 0 when unknown
+/// (e.g. the file could not be read).
+struct Error {
+  std::string file;
+  int line = 0;
+  int column = 0;
+  std::string message;
+  /// "file:line:col: message" (":line:col" omitted when line is 0).
+  std::string to_string() const;
+};
+
+/// Result of loading: `config` is set only when `errors` is empty.
+struct LoadResult {
+  std::optional<Config> config;
+  std::vector<Error> errors;
+};
+
+/// Reads and validates the TOML file at `path`.
+LoadResult load_file(const std::string& path);
+
+/// Validates TOML text. `path_for_errors_and_relative_paths` is used as the
+/// file name in errors and its directory to resolve relative paths.
+LoadResult load_string(std::string_view toml_text, const std::string& path_for_errors_and_relative_paths);
+
+}  // namespace portier::config

@@ -36,7 +36,7 @@ namespace portier::passdb {
 /// One malformed line skipped while parsing.
 struct LineError {
   int line = 0;
-  std::string message;  ///< never contains the line's content
+  std::string message;  ///< never contains the password (may name the user)
 };
 
 /// Parsed contents of a passwd-file.

@@ -82,6 +82,7 @@ struct BackendLoginParams {
   bool tls = false;       // any TLS on the backend leg (ssl or starttls)
   bool nopipelining = false;
   bool not_trusted = false;  // never send ID / XCLIENT
+  bool noauth = false;       // Submission proxy_noauth: XCLIENT LOGIN=, no AUTH
   std::vector<std::pair<std::string, std::string>> forward;  // forward_<k>=<v>, k without prefix
   std::string hostname;   // our own host name (EHLO)
   const ClientInfo* client = nullptr;  // addresses, session id, TTL, transport

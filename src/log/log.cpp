@@ -14,10 +14,11 @@ constexpr std::string_view kLevelNames[] = {"Debug", "Info", "Warning", "Error",
 void set_level(Level level) { g_level.store(static_cast<int>(level)); }
 
 bool parse_level(std::string_view name, Level& out) {
-  if (name == "debug") out = Level::Debug;
+  if (name == "debug" || name == "trace") out = Level::Debug;
   else if (name == "info") out = Level::Info;
-  else if (name == "warning") out = Level::Warning;
+  else if (name == "warning" || name == "warn") out = Level::Warning;
   else if (name == "error") out = Level::Error;
+  else if (name == "off") out = Level::Fatal;
   else return false;
   return true;
 }

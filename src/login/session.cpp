@@ -408,6 +408,7 @@ class Session {
     params.tls = f.tls != passdb::BackendTls::None;
     params.nopipelining = f.nopipelining;
     params.not_trusted = f.not_trusted;
+    params.noauth = f.noauth;
     params.forward = f.forward;
     params.hostname = snap_->cfg.server.hostname;
     params.client = &ci_;

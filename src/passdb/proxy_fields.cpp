@@ -73,6 +73,8 @@ ProxyFieldsResult parse_proxy_fields(const Reply& reply, uint16_t default_port, 
       f.nopipelining = truthy(value);
     } else if (key == "proxy_not_trusted") {
       f.not_trusted = truthy(value);
+    } else if (key == "proxy_noauth") {
+      f.noauth = truthy(value);
     } else if (key == "source_ip") {
       if (!value.empty() && !is_ip(value)) return fail("proxy: Invalid source_ip in passdb: " + value);
       f.source_ip = value;

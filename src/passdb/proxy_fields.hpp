@@ -31,6 +31,7 @@ struct ProxyFields {
   std::optional<std::chrono::milliseconds> proxy_timeout;  ///< "proxy_timeout"
   bool nopipelining = false;  ///< "proxy_nopipelining"
   bool not_trusted = false;   ///< "proxy_not_trusted": don't send ID/XCLIENT forwarding
+  bool noauth = false;        ///< "proxy_noauth": Submission only, XCLIENT LOGIN= instead of AUTH
   std::string source_ip;      ///< "source_ip": local IP to connect from ("" = any)
   bool nologin = false;       ///< "nologin": refuse the login (with "reason", and maybe referral)
   std::string reason;         ///< "reason": text shown to the client

@@ -63,6 +63,7 @@ TEST(PassdbProxyFields, AllFields) {
                {"proxy_timeout", "500ms"},
                {"proxy_nopipelining", ""},
                {"proxy_not_trusted", ""},
+               {"proxy_noauth", ""},
                {"source_ip", "192.0.2.99"},
                {"nopassword", ""},
                {"forward_x_session", "abc"},
@@ -78,6 +79,7 @@ TEST(PassdbProxyFields, AllFields) {
   EXPECT_EQ(f.master, "admin");
   EXPECT_EQ(f.proxy_mech, "PLAIN");
   EXPECT_EQ(f.proxy_timeout, 500ms);
+  EXPECT_TRUE(f.noauth);
   EXPECT_TRUE(f.nopipelining);
   EXPECT_TRUE(f.not_trusted);
   EXPECT_EQ(f.source_ip, "192.0.2.99");

@@ -138,6 +138,16 @@ class Conn:
         line, _, self._buf = self._buf.partition(b"\n")
         return line + b"\n"
 
+    def read_exact(self, n: int, timeout: float | None = 30.0) -> bytes:
+        """Exactly n bytes (e.g. an IMAP literal); fewer only on EOF."""
+        while len(self._buf) < n:
+            data = self._recv(timeout)
+            if not data:
+                break
+            self._buf += data
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
     def write(self, data: bytes) -> None:
         self.sent.append(data)
         self.sock.sendall(data)

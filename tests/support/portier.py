@@ -52,9 +52,11 @@ class User:
 
 def proxy(port: int, host: str = "127.0.0.1", **kw: Any) -> str:
     """Build passdb extra fields: proxy host=.. port=.. key=value ...; a value
-    of True gives a bare flag (`nopassword`, `proxy_nopipelining`)."""
+    of True gives a bare flag (`nopassword`, `proxy_nopipelining`).  Use
+    `pass_=` for the `pass` field (a Python keyword)."""
     parts = ["proxy", f"host={host}", f"port={port}"]
     for k, v in kw.items():
+        k = k.rstrip("_")
         if v is None or v is False:
             continue
         parts.append(k if v is True else f"{k}={v}")
@@ -131,7 +133,8 @@ class Portier:
                  certs: Certs | None = None,
                  listeners: Sequence[Listener] = DEFAULT_LISTENERS,
                  settings: Mapping[str, Mapping[str, Any]] | None = None,
-                 extra_toml: str = "", name: str = "portier") -> None:
+                 extra_toml: str = "", name: str = "portier", echo: bool = False) -> None:
+        self.echo = echo          # also print every log line (demo)
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.users = list(users)
@@ -165,7 +168,10 @@ class Portier:
     # ----------------------------------------------------------- lifecycle
     def _reader(self, stream, prefix: str) -> None:
         for raw in iter(stream.readline, b""):
-            self.log.append(prefix + raw.decode("utf-8", "replace").rstrip("\r\n"))
+            line = prefix + raw.decode("utf-8", "replace").rstrip("\r\n")
+            self.log.append(line)
+            if self.echo:
+                print(line, flush=True)
         stream.close()
 
     def start(self, timeout: float = 15.0) -> "Portier":

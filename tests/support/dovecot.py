@@ -34,7 +34,7 @@ from typing import Mapping
 
 from .certs import Certs, make_certs
 from .smtp_sink import SmtpSink
-from .util import FileLog, free_port, wait_for_port
+from .util import FileLog, die_with_parent, free_port, wait_for_port
 
 DOVECOT = os.environ.get("DOVECOT_BIN", "/usr/sbin/dovecot")
 
@@ -263,7 +263,7 @@ plugin {{
             raise RuntimeError(f"dovecot config invalid:\n{chk.stderr}")
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "TZ", "LANG")}
         self.proc = subprocess.Popen(
-            [DOVECOT, "-c", str(self.conf_path), "-F"],
+            die_with_parent([DOVECOT, "-c", str(self.conf_path), "-F"]),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             env=env, start_new_session=True)
         _instances.append(self)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .certs import Certs
-from .util import LineLog
+from .util import LineLog, die_with_parent
 
 REPO = Path(__file__).resolve().parents[2]
 LISTEN_RE = re.compile(
@@ -180,7 +180,7 @@ class Portier:
             raise PortierError(f"portier binary not found at {binary} (build it with "
                                "scripts/build.sh or set PORTIER_BIN)")
         self.write_config()
-        self.proc = subprocess.Popen([str(binary), "-c", str(self.conf_path)],
+        self.proc = subprocess.Popen(die_with_parent([str(binary), "-c", str(self.conf_path)]),
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, cwd=self.dir)
         for stream, prefix in ((self.proc.stderr, ""), (self.proc.stdout, "[stdout] ")):

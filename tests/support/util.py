@@ -68,6 +68,15 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0,
         delay = min(delay * 2, 0.1)
 
 
+def die_with_parent(argv: list[str]) -> list[str]:
+    """Prefix argv so the child gets SIGTERM if the test runner dies
+    (PR_SET_PDEATHSIG via util-linux setpriv; essential since util-linux
+    is always present on Debian).  No-op if setpriv is missing."""
+    import shutil
+    sp = shutil.which("setpriv")
+    return [sp, "--pdeathsig", "TERM", "--", *argv] if sp else list(argv)
+
+
 def collapse_plus(s: str) -> str:
     """Dovecot < 2.3.8 printed runs of '+' in IMAP proxy states; normalise."""
     return re.sub(r"\+{2,}", "+", s)

@@ -58,13 +58,6 @@ def test_three_invalid_commands_disconnect(px):
         c.read_until_closed(timeout=5)
 
 
-def test_untagged_and_empty_lines_count_as_invalid(px):
-    with open_raw(px) as c:
-        c.send(b"\r\n\r\n\r\n")
-        data = c.read_until_closed(timeout=5)
-        assert TOO_MANY in data, data
-
-
 def test_overlong_command_line(px):
     with open_raw(px) as c:
         try:

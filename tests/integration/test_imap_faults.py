@@ -33,7 +33,7 @@ CAPS_LOGINDISABLED = "IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+ LOGINDISABLED"
 
 
 def login_with(make_portier, make_fake, script, *, fields: dict[str, Any] | None = None,
-               timeout: str = "1", reconnects: int = 1, fake_tls=None, client_tls=False,
+               timeout: str = "5", reconnects: int = 1, fake_tls=None, client_tls=False,
                login: str | None = None, user: User | None = None):
     """Start fake + portier, run one LOGIN; return (portier, fake, reply lines,
     elapsed seconds, raw client still open)."""

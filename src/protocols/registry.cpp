@@ -3,12 +3,14 @@
 #include <array>
 
 #include "protocols/imap/imap.hpp"
+#include "protocols/submission/submission.hpp"
 
 namespace portier::protocols {
 
 namespace {
-constexpr std::array<const login::Protocol*, 1> kProtocols = {
+constexpr std::array<const login::Protocol*, 2> kProtocols = {
     &imap::kProtocol,
+    &submission::kProtocol,
 };
 }  // namespace
 

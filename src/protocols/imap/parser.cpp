@@ -1,0 +1,393 @@
+// Incremental IMAP command parser (see parser.hpp for the grammar and limits).
+//
+//   C: a1 LOGIN {5}\r\n          -> Continuation  (the frontend answers "+ OK")
+//   C: alice "se\"cret"\r\n      -> Command{tag "a1", name "LOGIN", args [alice, se"cret]}
+//   C: a2 ID ("name" NIL)\r\n    -> Command{..., args [List[String name, Nil]]}
+//   C: \r\n                      -> EmptyLine
+//   C: a3 LOGIN "x\r\n           -> Error Syntax, tag "a3"
+//
+// The machine keeps no pointer into the caller's buffer: everything it needs
+// is copied into the command being built, so the caller may compact or grow
+// its buffer between calls.
+
+#include "protocols/imap/parser.hpp"
+
+#include <algorithm>
+
+#include "core/strings.hpp"
+
+namespace portier::protocols::imap {
+
+namespace {
+
+// tag = 1*<any ASTRING-CHAR except "+">; ASTRING-CHAR excludes
+// SP, CTL, "(", ")", "{", "%", "*", DQUOTE and "\" (but allows "]").
+// Only 7-bit bytes: a tag is protocol syntax, never user data.
+bool is_tag_char(unsigned char c) {
+  if (c <= 0x20 || c >= 0x7f) return false;
+  switch (c) {
+    case '(':
+    case ')':
+    case '{':
+    case '%':
+    case '*':
+    case '"':
+    case '\\':
+    case '+':
+      return false;
+    default:
+      return true;
+  }
+}
+
+// Atoms are parsed leniently (as Dovecot does): anything but SP, CTL and the
+// bytes that start or end another token. 8-bit bytes are kept (UTF-8 user
+// names sent as atoms).
+bool is_atom_char(unsigned char c) {
+  if (c <= 0x20 || c == 0x7f) return false;
+  switch (c) {
+    case '(':
+    case ')':
+    case '{':
+    case '"':
+      return false;
+    default:
+      return true;
+  }
+}
+
+}  // namespace
+
+bool command_is(const Command& c, std::string_view name) { return core::iequals(c.name, name); }
+
+void CommandParser::reset() {
+  state_ = State::TagStart;
+  line_bytes_ = 0;
+  cur_ = Command{};
+  stack_.clear();
+  arg_ = Arg{};
+  lit_size_ = 0;
+  lit_too_large_ = false;
+  lit_nonsync_ = false;
+  lit_has_digits_ = false;
+  lit_nul_ = false;
+  tag_valid_ = true;
+  pending_error_ = ParseError::None;
+}
+
+std::vector<Arg>& CommandParser::current_list() {
+  return stack_.empty() ? cur_.args : stack_.back().list;
+}
+
+void CommandParser::begin_arg(Arg::Type t) {
+  arg_ = Arg{};
+  arg_.type = t;
+}
+
+void CommandParser::end_arg() {
+  if (arg_.type == Arg::Type::Atom && core::iequals(arg_.value, "NIL")) {
+    arg_.type = Arg::Type::Nil;
+    arg_.value.clear();
+  }
+  current_list().push_back(std::move(arg_));
+  arg_ = Arg{};
+}
+
+void CommandParser::fail_line() {
+  pending_error_ = ParseError::Syntax;
+  state_ = State::SkipLine;
+}
+
+CommandParser::Result CommandParser::fail_fatal(ParseError e) {
+  error_ = e;
+  fatal_ = true;
+  error_tag_ = tag_valid_ ? cur_.tag : std::string();
+  reset();
+  return Result::Error;
+}
+
+CommandParser::Result CommandParser::finish_command() {
+  if (pending_error_ == ParseError::None) {
+    if (cur_.tag.empty()) {
+      reset();
+      return Result::EmptyLine;
+    }
+    if (cur_.name.empty() || !stack_.empty()) pending_error_ = ParseError::Syntax;
+  }
+  if (pending_error_ != ParseError::None) {
+    error_ = pending_error_;
+    error_tag_ = tag_valid_ ? cur_.tag : std::string();
+    reset();
+    return Result::Error;
+  }
+  done_ = std::move(cur_);
+  reset();
+  return Result::Command;
+}
+
+CommandParser::Result CommandParser::parse(std::string_view in, size_t& consumed) {
+  consumed = 0;
+  error_ = ParseError::None;
+  error_tag_.clear();
+  fatal_ = false;
+
+  size_t i = 0;
+  while (i < in.size()) {
+    if (state_ == State::LitBody) {
+      // Literal bytes are taken in bulk and do not count as line bytes.
+      size_t want = static_cast<size_t>(lit_size_) - arg_.value.size();
+      size_t take = std::min(want, in.size() - i);
+      std::string_view chunk = in.substr(i, take);
+      if (chunk.find('\0') != std::string_view::npos) lit_nul_ = true;
+      arg_.value.append(chunk);
+      i += take;
+      if (arg_.value.size() == lit_size_) {
+        if (lit_nul_) pending_error_ = ParseError::Syntax;
+        end_arg();
+        state_ = State::ArgSep;
+      }
+      continue;
+    }
+
+    const unsigned char c = static_cast<unsigned char>(in[i++]);
+    if (++line_bytes_ > limits_.max_line_length) {
+      consumed = i;
+      return fail_fatal(ParseError::LineTooLong);
+    }
+
+    switch (state_) {
+      case State::TagStart:
+        if (c == '\n') {
+          consumed = i;
+          return finish_command();
+        }
+        if (c == '\r') {
+          state_ = State::EolLf;
+        } else if (is_tag_char(c)) {
+          cur_.tag.push_back(static_cast<char>(c));
+          state_ = State::Tag;
+        } else {
+          tag_valid_ = false;
+          fail_line();
+        }
+        break;
+
+      case State::Tag:
+        if (is_tag_char(c)) {
+          cur_.tag.push_back(static_cast<char>(c));
+        } else if (c == ' ') {
+          state_ = State::NameStart;
+        } else if (c == '\r') {
+          state_ = State::EolLf;  // tag without a command: error at line end
+        } else if (c == '\n') {
+          consumed = i;
+          return finish_command();
+        } else {
+          tag_valid_ = false;
+          fail_line();
+        }
+        break;
+
+      case State::NameStart:
+      case State::Name:
+        if (is_atom_char(c)) {
+          cur_.name.push_back(static_cast<char>(c));
+          state_ = State::Name;
+        } else if (c == ' ') {
+          if (state_ == State::Name) state_ = State::ArgSep;
+        } else if (c == '\r') {
+          state_ = State::EolLf;
+        } else if (c == '\n') {
+          consumed = i;
+          return finish_command();
+        } else {
+          fail_line();
+        }
+        break;
+
+      case State::ArgSep:
+        switch (c) {
+          case ' ':
+            break;
+          case '\r':
+            state_ = State::EolLf;
+            break;
+          case '\n':
+            consumed = i;
+            return finish_command();
+          case '"':
+            begin_arg(Arg::Type::String);
+            state_ = State::Quoted;
+            break;
+          case '{':
+            begin_arg(Arg::Type::String);
+            lit_size_ = 0;
+            lit_too_large_ = false;
+            lit_nonsync_ = false;
+            lit_has_digits_ = false;
+            state_ = State::LitSize;
+            break;
+          case '(':
+            if (stack_.size() >= kMaxListDepth) {
+              fail_line();
+            } else {
+              Arg list;
+              list.type = Arg::Type::List;
+              stack_.push_back(std::move(list));
+            }
+            break;
+          case ')':
+            if (stack_.empty()) {
+              fail_line();
+            } else {
+              Arg list = std::move(stack_.back());
+              stack_.pop_back();
+              current_list().push_back(std::move(list));
+            }
+            break;
+          default:
+            if (is_atom_char(c)) {
+              begin_arg(Arg::Type::Atom);
+              arg_.value.push_back(static_cast<char>(c));
+              state_ = State::Atom;
+            } else {
+              fail_line();
+            }
+        }
+        break;
+
+      case State::Atom:
+        if (is_atom_char(c)) {
+          arg_.value.push_back(static_cast<char>(c));
+        } else if (c == ' ' || c == ')' || c == '\r' || c == '\n') {
+          end_arg();
+          state_ = State::ArgSep;
+          --i;  // let ArgSep handle the delimiter
+          --line_bytes_;
+        } else {
+          fail_line();
+        }
+        break;
+
+      case State::Quoted:
+        if (c == '"') {
+          end_arg();
+          state_ = State::ArgSep;
+        } else if (c == '\\') {
+          state_ = State::QuotedEsc;
+        } else if (c == '\n') {
+          pending_error_ = ParseError::Syntax;
+          consumed = i;
+          return finish_command();
+        } else if (c == '\r' || c == '\0') {
+          fail_line();
+        } else {
+          arg_.value.push_back(static_cast<char>(c));
+        }
+        break;
+
+      case State::QuotedEsc:
+        if (c == '"' || c == '\\') {
+          arg_.value.push_back(static_cast<char>(c));
+          state_ = State::Quoted;
+        } else if (c == '\n') {
+          pending_error_ = ParseError::Syntax;
+          consumed = i;
+          return finish_command();
+        } else {
+          fail_line();
+        }
+        break;
+
+      case State::LitSize:
+        if (c >= '0' && c <= '9') {
+          lit_has_digits_ = true;
+          // Saturate just above the limit: no overflow, still "too large".
+          if (!lit_too_large_) {
+            lit_size_ = lit_size_ * 10 + (c - '0');
+            if (lit_size_ > limits_.max_literal_size) lit_too_large_ = true;
+          }
+        } else if (c == '+' && lit_has_digits_) {
+          lit_nonsync_ = true;
+          state_ = State::LitClose;
+        } else if (c == '}' && lit_has_digits_) {
+          state_ = State::LitEol;
+        } else if (c == '\n') {
+          pending_error_ = ParseError::Syntax;
+          consumed = i;
+          return finish_command();
+        } else {
+          fail_line();
+        }
+        break;
+
+      case State::LitClose:
+        if (c == '}') {
+          state_ = State::LitEol;
+        } else if (c == '\n') {
+          pending_error_ = ParseError::Syntax;
+          consumed = i;
+          return finish_command();
+        } else {
+          fail_line();
+        }
+        break;
+
+      case State::LitEol:
+      case State::LitLf:
+        if (c == '\r' && state_ == State::LitEol) {
+          state_ = State::LitLf;
+          break;
+        }
+        if (c != '\n') {
+          fail_line();
+          break;
+        }
+        consumed = i;
+        if (lit_too_large_) {
+          // LITERAL+: the bytes are on their way and cannot be skipped safely.
+          if (lit_nonsync_) return fail_fatal(ParseError::LiteralTooLarge);
+          // Synchronizing: the client waits for "+", so the line is over.
+          error_ = ParseError::LiteralTooLarge;
+          error_tag_ = tag_valid_ ? cur_.tag : std::string();
+          reset();
+          return Result::Error;
+        }
+        if (!lit_nonsync_ && pending_error_ != ParseError::None) {
+          // Do not invite the literal of a command we already rejected.
+          return finish_command();
+        }
+        if (lit_size_ == 0) {
+          end_arg();
+          state_ = State::ArgSep;
+        } else {
+          arg_.value.reserve(static_cast<size_t>(lit_size_));
+          state_ = State::LitBody;
+        }
+        if (!lit_nonsync_) return Result::Continuation;
+        break;
+
+      case State::EolLf:
+        if (c == '\n') {
+          consumed = i;
+          return finish_command();
+        }
+        fail_line();  // stray CR
+        break;
+
+      case State::SkipLine:
+        if (c == '\n') {
+          consumed = i;
+          return finish_command();
+        }
+        break;
+
+      case State::LitBody:
+        break;  // handled above
+    }
+  }
+  consumed = i;
+  return Result::NeedMore;
+}
+
+}  // namespace portier::protocols::imap

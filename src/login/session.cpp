@@ -576,6 +576,9 @@ class Session {
           if (wec) co_return backend_io_failure(wec);
         }
         if (ev != BackendEvent::StartTls) break;
+        // Bytes the backend sent behind its STARTTLS reply were not protected
+        // by TLS: drop them (command injection defence, like the client side).
+        be_buf_.clear();
         auto r = co_await backend_tls(f);
         if (r) co_return r;
         ev = bl_->on_tls_ready();

@@ -300,30 +300,31 @@ class Session {
   }
 
   // ---- authentication -------------------------------------------------------
+  /// Runs on the auth thread pool. A plain coroutine function, not a
+  /// capturing lambda: GCC 12 mis-handles lambda captures in coroutine frames.
+  static Task<passdb::Lookup> verify_on_pool(std::shared_ptr<const Snapshot> snap,
+                                             passdb::RequestInfo info, std::string user,
+                                             std::string pass) {
+    passdb::Lookup result;
+    result.result = passdb::Result::UnknownUser;
+    for (const auto& db : snap->passdbs) {
+      if (!db->serves(info.protocol)) continue;
+      auto l = db->verify(user, pass, info);
+      if (l.result == passdb::Result::UnknownUser) continue;
+      result = std::move(l);
+      break;
+    }
+    core::secure_zero(pass);
+    co_return result;
+  }
+
   Task<passdb::Lookup> verify(const sasl::Credentials& c) {
-    auto snap = snap_;
     passdb::RequestInfo info{std::string(listener_.protocol->name), addr_text(ci_.remote_ip),
                              addr_text(ci_.local_ip)};
-    std::string user = c.authcid;
-    std::string pass = c.password;
     // Password hashing is slow by design: never on the worker's event loop.
-    auto lookup = co_await asio::co_spawn(
-        pool_.get_executor(),
-        [snap, info, user, pass]() mutable -> Task<passdb::Lookup> {
-          passdb::Lookup result;
-          result.result = passdb::Result::UnknownUser;
-          for (const auto& db : snap->passdbs) {
-            if (!db->serves(info.protocol)) continue;
-            auto l = db->verify(user, pass, info);
-            if (l.result == passdb::Result::UnknownUser) continue;
-            result = std::move(l);
-            break;
-          }
-          core::secure_zero(pass);
-          co_return result;
-        },
-        asio::use_awaitable);
-    co_return lookup;
+    co_return co_await asio::co_spawn(pool_.get_executor(),
+                                      verify_on_pool(snap_, std::move(info), c.authcid, c.password),
+                                      asio::use_awaitable);
   }
 
   Task<void> delay_failure() {

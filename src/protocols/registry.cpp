@@ -3,14 +3,16 @@
 #include <array>
 
 #include "protocols/imap/imap.hpp"
+#include "protocols/pop3/pop3.hpp"
 #include "protocols/submission/submission.hpp"
 
 namespace portier::protocols {
 
 namespace {
-constexpr std::array<const login::Protocol*, 2> kProtocols = {
+constexpr std::array<const login::Protocol*, 3> kProtocols = {
     &imap::kProtocol,
     &submission::kProtocol,
+    &pop3::kProtocol,
 };
 }  // namespace
 

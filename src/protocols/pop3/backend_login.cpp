@@ -1,0 +1,235 @@
+// POP3 proxy → backend login (spec §4.1, §4.2, §7.3).
+//
+// Default dialogue with a Dovecot backend that trusts us (state after each write):
+//   B: +OK [XCLIENT] Dovecot (Debian) ready.                      banner
+//   P: XCLIENT ADDR=127.0.0.2 PORT=48878 DESTADDR=127.0.0.1 DESTPORT=110
+//        SESSION=AUDo7lth7r5/AAAB TTL=4 CLIENT-TRANSPORT=insecure  (one line)
+//   P: USER user1                                  (same write)   xclient
+//   B: +OK Updated                                                login1
+//   B: +OK
+//   P: PASS pass                                                  login2
+//   B: +OK Logged in.                              -> Success, the client gets it verbatim
+//
+// Banner without ` [XCLIENT]` (or proxy_not_trusted): no XCLIENT, `USER` (login1).
+// With starttls: `STLS` (starttls), `+OK`, TLS handshake, then the batch above
+// at once: POP3 has no banner after STLS.
+// With proxy_mech or master: `AUTH <MECH> <base64 IR | =>` instead of USER
+// (login2, or xclient while the XCLIENT reply is outstanding), `+ <b64>`
+// challenges answered on their own lines.
+// A user name or password that cannot travel on a USER/PASS line (CR, LF,
+// NUL) goes with AUTH PLAIN instead.
+
+#include "protocols/pop3/backend_login.hpp"
+
+#include "core/base64.hpp"
+#include "core/secure.hpp"
+#include "core/strings.hpp"
+#include "protocols/pop3/text.hpp"
+
+namespace portier::protocols::pop3 {
+
+using login::BackendEvent;
+using login::FailureType;
+
+namespace {
+
+bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+
+bool line_safe(std::string_view s) {
+  return s.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+std::string plain_ip(const asio::ip::address& a) {
+  if (a.is_v6() && a.to_v6().is_v4_mapped())
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string();
+  return a.to_string();
+}
+
+}  // namespace
+
+BackendLogin::BackendLogin(const login::BackendLoginParams& p)
+    : user_(p.user),
+      password_(p.password),
+      master_(p.master),
+      mech_(core::to_upper(p.mech)),
+      starttls_(p.starttls),
+      not_trusted_(p.not_trusted),
+      forward_(p.forward),
+      client_(p.client) {
+  // §11.8: a master login always goes through SASL, PLAIN unless proxy_mech says otherwise.
+  if (mech_.empty() && !master_.empty()) mech_ = "PLAIN";
+  // USER/PASS are raw lines: anything that would end or split the line goes
+  // through SASL PLAIN instead (base64 carries every byte but NUL).
+  if (mech_.empty() && (!line_safe(user_) || !line_safe(password_))) mech_ = "PLAIN";
+}
+
+BackendLogin::~BackendLogin() { wipe_secrets(); }
+
+void BackendLogin::wipe_secrets() { core::secure_zero(password_); }
+
+BackendEvent BackendLogin::fail(FailureType type, std::string reason, std::string client_reply) {
+  finished_ = true;
+  wipe_secrets();
+  sasl_.reset();
+  failure_.type = type;
+  failure_.reason = std::move(reason);
+  failure_.client_reply = std::move(client_reply);
+  return BackendEvent::Failure;
+}
+
+BackendEvent BackendLogin::on_line(std::string_view line) {
+  if (finished_) return BackendEvent::Failure;
+  switch (state_.get()) {
+    case State::Banner:
+      if (!starts_with(line, "+OK"))
+        return fail(FailureType::Protocol, "Invalid banner: " + one_line(line));
+      xclient_usable_ = starts_with(line.substr(3), " [XCLIENT]");
+      if (starttls_) {
+        // Like Dovecot: no CAPA first; a backend without STLS answers -ERR.
+        output_ += "STLS\r\n";
+        state_.set(State::Starttls);
+        return BackendEvent::Continue;
+      }
+      return send_login();
+
+    case State::Starttls:
+      if (!starts_with(line, "+OK"))
+        return fail(FailureType::Remote, "STLS failed: " + one_line(line));
+      return BackendEvent::StartTls;
+
+    case State::Xclient:
+      if (!starts_with(line, "+OK"))
+        return fail(FailureType::RemoteConfig, "XCLIENT failed: " + one_line(line));
+      state_.set(sasl_ ? State::Login2 : State::Login1);
+      return BackendEvent::Continue;
+
+    case State::Login1:
+      if (!starts_with(line, "+OK")) return login_failed(line);
+      // USER and PASS are never pipelined (§4.1 step 5).
+      output_ += "PASS ";
+      output_ += password_;
+      output_ += "\r\n";
+      wipe_secrets();
+      state_.set(State::Login2);
+      return BackendEvent::Continue;
+
+    case State::Login2:
+      if (starts_with(line, "+OK")) {
+        finished_ = true;
+        sasl_.reset();
+        client_reply_.assign(line);
+        client_reply_ += "\r\n";
+        return BackendEvent::Success;
+      }
+      if (sasl_ && starts_with(line, "+")) return sasl_continue(line.substr(1));
+      return login_failed(line);
+
+    case State::kCount:
+      break;
+  }
+  return fail(FailureType::Internal, "invalid proxy state");
+}
+
+BackendEvent BackendLogin::on_tls_ready() {
+  if (finished_) return BackendEvent::Failure;
+  return send_login();
+}
+
+std::string BackendLogin::build_xclient() const {
+  const login::ClientInfo& c = *client_;
+  std::string out = "XCLIENT";
+  auto add = [&](std::string_view name, const std::string& value) {
+    if (!xclient_value_ok(value)) return;  // never let a value split or end the line
+    out += ' ';
+    out += name;
+    out += '=';
+    out += value;
+  };
+  add("ADDR", plain_ip(c.remote_ip));
+  add("PORT", std::to_string(c.remote_port));
+  add("DESTADDR", plain_ip(c.local_ip));
+  add("DESTPORT", std::to_string(c.local_port));
+  add("SESSION", c.session_id);
+  add("TTL", std::to_string(c.proxy_ttl > 0 ? c.proxy_ttl - 1 : 0));
+  add("CLIENT-TRANSPORT", (c.end_client_tls || c.tls) ? "TLS" : "insecure");
+  // DESTNAME: portier does not track the client's SNI name yet.
+  if (!forward_.empty()) {
+    std::string fwd;
+    for (const auto& [k, v] : forward_) {
+      if (!fwd.empty()) fwd += '\t';
+      append_tabescaped(fwd, k + "=" + v);
+    }
+    add("FORWARD", core::base64_encode(fwd));
+  }
+  out += "\r\n";
+  return out;
+}
+
+BackendEvent BackendLogin::send_login() {
+  if (xclient_usable_ && !not_trusted_ && client_ != nullptr) {
+    output_ += build_xclient();
+    state_.set(State::Xclient);
+  } else {
+    state_.set(State::Login1);
+  }
+
+  if (mech_.empty()) {
+    // USER now, PASS after its +OK.
+    output_ += "USER ";
+    output_ += user_;
+    output_ += "\r\n";
+    return BackendEvent::Continue;
+  }
+
+  // Dovecot: authid = master or user; authzid = user only for master logins.
+  const std::string& authcid = master_.empty() ? user_ : master_;
+  const std::string authzid = master_.empty() ? std::string() : user_;
+  if (password_.find('\0') != std::string::npos)
+    return fail(FailureType::AuthNotReplied, "Password contains NUL: cannot be sent to the backend");
+  sasl_ = sasl::make_client_mech(mech_, authzid, authcid, password_);
+  wipe_secrets();
+  if (!sasl_) return fail(FailureType::InternalConfig, "Unsupported SASL mechanism " + mech_);
+  std::string ir_raw = sasl_->initial_response();
+  // The initial response is always sent; `=` stands for an empty one.
+  std::string line = "AUTH " + mech_ + " ";
+  line += ir_raw.empty() ? std::string("=") : core::base64_encode(ir_raw);
+  line += "\r\n";
+  output_ += line;
+  core::secure_zero(ir_raw);
+  core::secure_zero(line);
+  if (state_.get() != State::Xclient) state_.set(State::Login2);
+  return BackendEvent::Continue;
+}
+
+BackendEvent BackendLogin::sasl_continue(std::string_view payload) {
+  if (!payload.empty() && payload.front() == ' ') payload.remove_prefix(1);
+  auto challenge = core::base64_decode(core::trim(payload));
+  if (!challenge) return fail(FailureType::Protocol, "Invalid base64 data in AUTH response");
+  auto response = sasl_->step(*challenge);
+  if (!response)
+    return fail(FailureType::Protocol, "Authentication failed: unexpected SASL challenge");
+  output_ += core::base64_encode(*response);
+  output_ += "\r\n";
+  core::secure_zero(*response);
+  return BackendEvent::Continue;
+}
+
+BackendEvent BackendLogin::login_failed(std::string_view line) {
+  if (!starts_with(line, "-ERR "))
+    return fail(FailureType::AuthReplied, one_line(line), std::string(kBackendAuthFailedReply));
+  const std::string text = one_line(line.substr(5));
+  const std::string verbatim = "-ERR " + text + "\r\n";
+  if (starts_with(text, "[SYS/TEMP]"))
+    return fail(FailureType::AuthTempfail, text, verbatim);
+  if (starts_with(text, "[IN-USE]")) return fail(FailureType::LimitReached, text, verbatim);
+  if (starts_with(text, "[REFERRAL/"))
+    return fail(FailureType::AuthRedirect, "Backend sent a referral (not followed): " + text);
+  // Codes about the mailbox or server state, not about the credentials.
+  if (starts_with(text, "[SYS/PERM]") || starts_with(text, "[LOGIN-DELAY]"))
+    return fail(FailureType::AuthReplied, text, verbatim);
+  // Anything else ([AUTH] or no code) may say whether the user exists (§13.8):
+  // the client gets the uniform text, the log keeps the backend's.
+  return fail(FailureType::AuthReplied, text, std::string(kMaskedAuthFailedReply));
+}
+
+}  // namespace portier::protocols::pop3

@@ -122,9 +122,11 @@ class RawIMAP:
         self.sock = client_ssl_context(ca).wrap_socket(self.sock, server_hostname=self.host)
         return lines
 
-    def read_until_closed(self, timeout: float = 10.0) -> bytes:
-        """Read until EOF (or reset). Returns all remaining data. Raises
-        TimeoutError if the peer keeps the connection open."""
+    def read_until_closed(self, timeout: float = 10.0, *, quiet_ok: bool = False) -> bytes:
+        """Read until EOF (or reset). Returns all remaining data. If the peer
+        keeps the connection open for `timeout`: raise TimeoutError, or with
+        quiet_ok=True return what arrived (and set self.closed = False)."""
+        self.closed = False
         deadline = time.monotonic() + timeout
         data = self.buf
         self.buf = b""
@@ -133,10 +135,14 @@ class RawIMAP:
             try:
                 chunk = self.sock.recv(65536)
             except (socket.timeout, TimeoutError):
+                if quiet_ok:
+                    return data
                 raise TimeoutError(f"connection still open after {timeout}s; got {data!r}")
             except (ConnectionResetError, ssl.SSLError, OSError):
+                self.closed = True
                 return data
             if not chunk:
+                self.closed = True
                 return data
             data += chunk
             self.transcript += chunk

@@ -83,7 +83,7 @@ Users:   alice / alice-pw  (backend leg plain)
 
 Try:
   curl imap://127.0.0.1:10143/ -u alice:alice-pw
-  curl --ssl-reqd --cacert {ca} imap://127.0.0.1:10143/INBOX -u bob:bob-pw
+  curl --ssl-reqd --cacert {ca} imap://127.0.0.1:10143/ -u bob:bob-pw
   curl --cacert {ca} imaps://127.0.0.1:10993/ -u carol:carol-pw
   openssl s_client -quiet -CAfile {ca} -connect 127.0.0.1:10993
 Ctrl-C stops portier and the backend.

@@ -169,9 +169,9 @@ class Portier:
     def _reader(self, stream, prefix: str) -> None:
         for raw in iter(stream.readline, b""):
             line = prefix + raw.decode("utf-8", "replace").rstrip("\r\n")
-            self.log.append(line)
             if self.echo:
                 print(line, flush=True)
+            self.log.append(line)
         stream.close()
 
     def start(self, timeout: float = 15.0) -> "Portier":

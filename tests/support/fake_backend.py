@@ -470,13 +470,11 @@ class FakeBackend:
 
 
 def closed_listener_port() -> int:
-    """Bind an ephemeral port, then close it: connecting gets ECONNREFUSED
-    (as long as nobody grabs it in between, which is unlikely on loopback)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port where nothing listens (connect -> ECONNREFUSED).  Taken from
+    the 20000-32000 range below the kernel's ephemeral range, so a later
+    bind(port=0) - e.g. portier's own listeners - cannot land on it."""
+    from .util import free_port
+    return free_port()
 
 
 def iter_failures(backends: Iterable[FakeBackend]) -> list[str]:

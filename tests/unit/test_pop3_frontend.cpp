@@ -477,3 +477,16 @@ TEST(Pop3Frontend, Timeouts) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Pop3Frontend, Goodbye) {
+  Fixture f;
+  f.make();
+  f.take();
+  f.fe->goodbye("Server shutting down.");
+  EXPECT_EQ(f.take(), "-ERR Server shutting down.\r\n");
+  EXPECT_EQ(f.fe->next(), FrontendEvent::Close);
+}
+
+}  // namespace

@@ -451,6 +451,12 @@ void Frontend::auth_failed(AuthFailure kind, std::string_view reason) {
     case AuthFailure::CleartextDenied:
       auth_error(kPlaintextDisabled);
       break;
+    default:
+      // AuthFailure::Limit (engine session limits, being added to
+      // protocol.hpp) and anything newer: Dovecot's LIMIT reply prefix.
+      reply("-ERR [IN-USE] " + (reason.empty() ? std::string("Too many connections for this user.")
+                                                : one_line(reason)));
+      break;
   }
 }
 
@@ -494,6 +500,13 @@ void Frontend::timed_out() {
   output_ += "-ERR " + std::string(text) + "\r\n";
   mode_ = Mode::Closed;
   sasl_.reset();
+}
+
+void Frontend::goodbye(std::string_view reason) {
+  output_ += "-ERR " + one_line(reason) + "\r\n";
+  mode_ = Mode::Closed;
+  sasl_.reset();
+  wipe_input();
 }
 
 std::string Frontend::take_pending_input() {

@@ -10,6 +10,7 @@ PKGS=(
   libgtest-dev libgmock-dev
   dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond dovecot-managesieved
   python3 python3-pytest curl openssl ca-certificates procps iproute2
+  sieve-connect
 )
 missing=()
 for p in "${PKGS[@]}"; do

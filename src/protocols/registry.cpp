@@ -3,16 +3,18 @@
 #include <array>
 
 #include "protocols/imap/imap.hpp"
+#include "protocols/managesieve/managesieve.hpp"
 #include "protocols/pop3/pop3.hpp"
 #include "protocols/submission/submission.hpp"
 
 namespace portier::protocols {
 
 namespace {
-constexpr std::array<const login::Protocol*, 3> kProtocols = {
+constexpr std::array<const login::Protocol*, 4> kProtocols = {
     &imap::kProtocol,
     &submission::kProtocol,
     &pop3::kProtocol,
+    &managesieve::kProtocol,
 };
 }  // namespace
 

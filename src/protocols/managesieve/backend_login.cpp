@@ -1,0 +1,318 @@
+// ManageSieve proxy → backend login (spec §6.1, §7.3).
+//
+//   B: "IMPLEMENTATION" "Dovecot (Debian) Pigeonhole"            state none
+//   B: "SASL" "PLAIN LOGIN"
+//   B: "STARTTLS"
+//   B: "XCLIENT"
+//   B: OK "Dovecot (Debian) ready."
+//   P: XCLIENT ADDR=192.0.2.7 PORT=52060 DESTADDR=192.0.2.1 DESTPORT=4190
+//        SESSION=tvAc71thXMt/AAAB TTL=6 CLIENT-TRANSPORT=insecure  state xclient
+//   B: OK "Updated"
+//   P: AUTHENTICATE "PLAIN" "AHVzZXIzAHBhc3M="                     state auth
+//   B: OK "Logged in."                                             -> Success
+//   client gets: OK "Logged in."
+//
+// With starttls: after the greeting's OK, `STARTTLS` (state tls-start);
+// `OK` -> TLS handshake; the backend resends its capabilities, read up to
+// `OK` (state tls-ready); then XCLIENT / AUTHENTICATE as above. Challenges
+// are strings (`"<b64>"`), answered with quoted base64 lines. A response
+// may carry literals (`{n}` CRLF data): lines are joined until complete.
+
+#include "protocols/managesieve/backend_login.hpp"
+
+#include "core/base64.hpp"
+#include "core/secure.hpp"
+#include "core/strings.hpp"
+
+namespace portier::protocols::managesieve {
+
+using login::BackendEvent;
+using login::FailureType;
+
+namespace {
+
+constexpr std::string_view kAuthFailedReply = "NO \"Authentication failed.\"\r\n";
+// One backend response with its literals; far more than any greeting or reply.
+constexpr size_t kMaxResponseSize = 65536;
+
+std::string plain_ip(const asio::ip::address& a) {
+  if (a.is_v6() && a.to_v6().is_v4_mapped())
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string();
+  return a.to_string();
+}
+
+// Dovecot's str_append_tabescaped.
+void append_tabescaped(std::string& out, std::string_view s) {
+  for (char c : s) {
+    switch (c) {
+      case '\001': out += "\001" "1"; break;
+      case '\t': out += "\001t"; break;
+      case '\r': out += "\001r"; break;
+      case '\n': out += "\001n"; break;
+      default: out.push_back(c);
+    }
+  }
+}
+
+bool all_atom_chars(std::string_view s) {
+  for (char c : s)
+    if (!is_atom_char(c)) return false;
+  return !s.empty();
+}
+
+}  // namespace
+
+std::string sanitize_for_log(std::string_view s, size_t max) {
+  std::string out;
+  bool cut = s.size() > max;
+  if (cut) s = s.substr(0, max);
+  out.reserve(s.size() + 3);
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    out.push_back(c < 0x20 || c == 0x7f ? '?' : ch);
+  }
+  if (cut) out.append("...");
+  return out;
+}
+
+BackendLogin::BackendLogin(const login::BackendLoginParams& p)
+    : user_(p.user),
+      password_(p.password),
+      master_(p.master),
+      mech_(core::to_upper(p.mech)),
+      starttls_(p.starttls),
+      not_trusted_(p.not_trusted),
+      forward_(p.forward),
+      client_(p.client) {
+  // §6.1: proxy_mech or PLAIN (a master login is always PLAIN unless told otherwise).
+  if (mech_.empty()) mech_ = "PLAIN";
+}
+
+BackendLogin::~BackendLogin() {
+  wipe_secrets();
+  core::secure_zero(pending_);
+}
+
+void BackendLogin::wipe_secrets() { core::secure_zero(password_); }
+
+BackendEvent BackendLogin::fail(FailureType type, std::string reason, std::string client_reply) {
+  finished_ = true;
+  wipe_secrets();
+  sasl_.reset();
+  failure_.type = type;
+  failure_.reason = std::move(reason);
+  failure_.client_reply = std::move(client_reply);
+  return BackendEvent::Failure;
+}
+
+std::string BackendLogin::build_xclient_command() const {
+  const login::ClientInfo& c = *client_;
+  std::string s = "XCLIENT ADDR=" + plain_ip(c.remote_ip);
+  s += " PORT=" + std::to_string(c.remote_port);
+  s += " DESTADDR=" + plain_ip(c.local_ip);
+  s += " DESTPORT=" + std::to_string(c.local_port);
+  if (all_atom_chars(c.session_id)) s += " SESSION=" + c.session_id;
+  s += " TTL=" + std::to_string(c.proxy_ttl > 0 ? c.proxy_ttl - 1 : 0);
+  s += c.end_client_tls ? " CLIENT-TRANSPORT=TLS" : " CLIENT-TRANSPORT=insecure";
+  if (!forward_.empty()) {
+    std::string fwd;
+    for (const auto& [k, v] : forward_) {
+      if (!fwd.empty()) fwd += '\t';
+      append_tabescaped(fwd, k + "=" + v);
+    }
+    s += " FORWARD=" + core::base64_encode(fwd);
+  }
+  s += "\r\n";
+  return s;
+}
+
+BackendEvent BackendLogin::on_line(std::string_view line) {
+  if (finished_) return BackendEvent::Failure;
+  std::string_view tail;
+  if (!pending_active_) {
+    core::secure_zero(pending_);
+    pending_.assign(line);
+    tail = line;
+  } else if (literal_left_ >= line.size() + 2) {
+    // The whole line (and its CRLF) is literal data.
+    pending_.append(line);
+    pending_.append("\r\n");
+    literal_left_ -= line.size() + 2;
+    return BackendEvent::Continue;
+  } else if (literal_left_ == line.size() + 1) {
+    return fail(FailureType::Protocol, "Remote sent invalid response: literal ends inside CRLF");
+  } else {
+    pending_.append(line);
+    tail = line.substr(literal_left_);
+    literal_left_ = 0;
+  }
+  size_t n = 0;
+  if (ends_with_literal(tail, n)) {
+    if (n > kMaxResponseSize || pending_.size() + n > kMaxResponseSize)
+      return fail(FailureType::Protocol, "Remote sent invalid response: literal too large");
+    pending_.append("\r\n");
+    literal_left_ = n;
+    pending_active_ = true;
+    return BackendEvent::Continue;
+  }
+  pending_active_ = false;
+  return on_response(pending_);
+}
+
+BackendEvent BackendLogin::on_response(std::string_view raw) {
+  const Response r = parse_response(raw);
+  switch (state_.get()) {
+    case State::None:
+    case State::TlsReady:
+      if (r.kind == Response::Kind::Strings) return on_capability_line(raw, r);
+      if (r.kind == Response::Kind::Ok) {
+        if (state_.get() == State::TlsReady) return after_capabilities();
+        if (starttls_) {
+          if (!cap_starttls_)
+            return fail(FailureType::RemoteConfig, "Remote doesn't support STARTTLS");
+          output_ += "STARTTLS\r\n";
+          state_.set(State::TlsStart);
+          return BackendEvent::Continue;
+        }
+        return after_capabilities();
+      }
+      if (r.kind == Response::Kind::No || r.kind == Response::Kind::Bye) {
+        if (state_.get() == State::TlsReady)
+          return fail(FailureType::Remote, "Remote STARTTLS failed: " + sanitize_for_log(raw));
+        return fail(FailureType::Protocol,
+                    "Remote sent unexpected NO/BYE instead of capability response: " +
+                        sanitize_for_log(raw));
+      }
+      return fail(FailureType::Protocol,
+                  "Remote returned with invalid capability/greeting line: " +
+                      sanitize_for_log(raw));
+
+    case State::TlsStart:
+      // `OK` followed by a space or the end of the line (§6.1 step 3).
+      if (core::istarts_with(raw, "OK") && (raw.size() == 2 || raw[2] == ' ')) {
+        // Capabilities learned before TLS are not trusted after it.
+        cap_sasl_ = cap_starttls_ = cap_xclient_ = false;
+        state_.set(State::TlsReady);
+        return BackendEvent::StartTls;
+      }
+      return fail(FailureType::Remote,
+                  "Remote refused STARTTLS command: " + sanitize_for_log(raw));
+
+    case State::Xclient:
+      if (r.kind == Response::Kind::Ok) return send_authenticate();
+      return fail(FailureType::RemoteConfig, "Remote XCLIENT failed: " + sanitize_for_log(raw));
+
+    case State::Auth:
+      return on_auth_reply(raw, r);
+
+    case State::kCount:
+      break;
+  }
+  return fail(FailureType::Internal, "invalid proxy state");
+}
+
+BackendEvent BackendLogin::on_capability_line(std::string_view raw, const Response& r) {
+  const std::string name = core::to_upper(r.strings[0]);
+  if (name == "SASL") {
+    if (r.strings.size() < 2)
+      return fail(FailureType::Protocol,
+                  "Server returned erroneous SASL capability: " + sanitize_for_log(raw));
+    cap_sasl_ = !core::trim(r.strings[1]).empty();
+  } else if (name == "STARTTLS") {
+    cap_starttls_ = true;
+  } else if (name == "XCLIENT") {
+    cap_xclient_ = true;
+  }
+  return BackendEvent::Continue;
+}
+
+BackendEvent BackendLogin::after_capabilities() {
+  // Unlike Dovecot (§13.3), proxy_not_trusted suppresses XCLIENT here too.
+  if (cap_xclient_ && !not_trusted_ && client_ != nullptr) {
+    output_ += build_xclient_command();
+    state_.set(State::Xclient);
+    return BackendEvent::Continue;
+  }
+  return send_authenticate();
+}
+
+BackendEvent BackendLogin::send_authenticate() {
+  if (!cap_sasl_)
+    return fail(FailureType::RemoteConfig, "Server has disabled authentication (TLS required?)");
+  // authcid = master if set, else the user; authzid = the user for master
+  // logins (`destuser\0master\0pass`), empty otherwise.
+  const bool master = !master_.empty();
+  sasl_ = sasl::make_client_mech(mech_, master ? user_ : std::string_view{},
+                                 master ? master_ : user_, password_);
+  wipe_secrets();
+  if (!sasl_) return fail(FailureType::InternalConfig, "Unsupported SASL mechanism " + mech_);
+  output_ += "AUTHENTICATE ";
+  append_quoted(output_, mech_);
+  std::string ir = sasl_->initial_response();
+  if (!ir.empty()) {
+    // An empty initial response is left out entirely (§6.1 step 6).
+    output_ += " \"";
+    output_ += core::base64_encode(ir);
+    output_ += '"';
+    core::secure_zero(ir);
+  }
+  output_ += "\r\n";
+  state_.set(State::Auth);
+  return BackendEvent::Continue;
+}
+
+BackendEvent BackendLogin::on_auth_reply(std::string_view raw, const Response& r) {
+  switch (r.kind) {
+    case Response::Kind::Strings: {
+      if (r.strings.size() != 1)
+        return fail(FailureType::Protocol,
+                    "Server sent invalid SASL challenge line: " + sanitize_for_log(raw));
+      std::optional<std::string> challenge = core::base64_decode(r.strings[0]);
+      if (!challenge)
+        return fail(FailureType::Protocol,
+                    "Server sent invalid base64 data in AUTHENTICATE response");
+      std::optional<std::string> response = sasl_ ? sasl_->step(*challenge) : std::nullopt;
+      if (!response)
+        return fail(FailureType::Protocol,
+                    "Server sent invalid SASL challenge line: unexpected challenge for " + mech_);
+      output_ += '"';
+      output_ += core::base64_encode(*response);
+      output_ += "\"\r\n";
+      core::secure_zero(*response);
+      return BackendEvent::Continue;
+    }
+    case Response::Kind::Ok:
+      finished_ = true;
+      sasl_.reset();
+      client_reply_.assign(raw);
+      client_reply_ += "\r\n";
+      return BackendEvent::Success;
+    case Response::Kind::No: {
+      const std::string code = core::to_upper(code_name(r.code));
+      const std::string reason = sanitize_for_log(r.has_text ? r.text : std::string(raw), 200);
+      const std::string verbatim = std::string(raw) + "\r\n";
+      if (code == "TRYLATER") return fail(FailureType::AuthTempfail, reason, verbatim);
+      // NORETRY: the backend asks not to retry; RemoteConfig is the
+      // not-retried type whose reply keeps that code (DIFFERENCES.md).
+      if (code == "TRYLATER/NORETRY") return fail(FailureType::RemoteConfig,
+                                                       "Remote refused authentication (TRYLATER/NORETRY): " + reason);
+      // Dovecot forgets to reply here (§13.4); the client gets the backend's NO.
+      if (code.starts_with("LIMIT")) return fail(FailureType::LimitReached, reason, verbatim);
+      if (code == "REFERRAL") return fail(FailureType::AuthRedirect, reason);
+      // Anything else: hide the backend's wording (it could tell which users exist).
+      return fail(FailureType::AuthReplied, reason, std::string(kAuthFailedReply));
+    }
+    case Response::Kind::Bye:
+    case Response::Kind::Invalid:
+      break;
+  }
+  return fail(FailureType::Protocol, "Remote sent invalid response: " + sanitize_for_log(raw));
+}
+
+BackendEvent BackendLogin::on_tls_ready() {
+  if (finished_) return BackendEvent::Failure;
+  // The backend resends its capability list after TLS (RFC 5804 §2.2).
+  return BackendEvent::Continue;
+}
+
+}  // namespace portier::protocols::managesieve

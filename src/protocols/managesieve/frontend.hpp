@@ -1,0 +1,93 @@
+#pragma once
+// The ManageSieve pre-login server dialogue (what managesieve-login offers
+// before login, spec §6.3, RFC 5804). Sans-I/O: the engine feeds client
+// bytes, calls next() and writes output().
+//
+// Lifetime: one per client connection, created by make_frontend(); holds a
+// reference to the session's ClientInfo (updated by a trusted client's XCLIENT).
+// Threading: the session's worker thread only.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "login/protocol.hpp"
+#include "protocols/managesieve/parser.hpp"
+#include "sasl/sasl.hpp"
+
+namespace portier::protocols::managesieve {
+
+/// The SIEVE capability advertised before login: the backend's extensions
+/// cannot be known yet, so this is Dovecot Pigeonhole's default list.
+inline constexpr std::string_view kSieveExtensions =
+    "fileinto reject envelope encoded-character vacation subaddress comparator-i;ascii-numeric "
+    "relational regex imap4flags copy include variables body enotify environment mailbox date "
+    "index ihave duplicate mime foreverypart extracttext";
+inline constexpr std::string_view kImplementation = "portier";
+
+class Frontend final : public login::Frontend {
+ public:
+  Frontend(const login::FrontendSettings& settings, login::ClientInfo& client);
+  ~Frontend() override;
+
+  void start() override;
+  void feed(std::string_view data) override;
+  login::FrontendEvent next() override;
+  void tls_started() override;
+  sasl::Credentials take_credentials() override;
+  void auth_failed(login::AuthFailure kind, std::string_view reason) override;
+  std::unique_ptr<login::BackendLogin> make_backend_login(
+      const login::BackendLoginParams& p) override;
+  void proxy_failed(const login::ProxyFailure& f) override;
+  void timed_out() override;
+  std::string take_pending_input() override;
+  void goodbye(std::string_view reason) override;
+
+  /// The capability lines (each with CRLF) for the connection's current
+  /// TLS/secured/trusted state.
+  std::string capabilities() const;
+
+ private:
+  enum class Mode {
+    Commands,      // parsing commands
+    SaslResponse,  // AUTHENTICATE sent a challenge; waiting for the client's string
+    AuthPending,   // Authenticate returned; the engine owns the next step
+    Closed,
+  };
+  using Event = std::optional<login::FrontendEvent>;  // nullopt = keep parsing
+
+  Event next_command();
+  Event next_sasl_response();
+  Event on_parse_error();
+  Event dispatch(Command& cmd);
+  Event cmd_capability(const Command& cmd);
+  Event cmd_starttls(const Command& cmd);
+  Event cmd_authenticate(Command& cmd);
+  Event cmd_noop(const Command& cmd);
+  Event cmd_xclient(const Command& cmd);
+  Event sasl_result(const sasl::Step& step);
+  Event invalid(std::string_view reply_text);
+  Event close_with(std::string_view bye_text);
+  void no(std::string_view text, std::string_view code = {});
+  bool cleartext_allowed() const;
+  bool mech_configured(std::string_view mech) const;
+  void consume(size_t n);
+  void wipe_input();
+
+  login::FrontendSettings settings_;
+  login::ClientInfo& client_;
+  CommandParser parser_;
+  Mode mode_ = Mode::Commands;
+  std::string in_;
+  size_t in_pos_ = 0;
+  unsigned invalid_commands_ = 0;
+  std::unique_ptr<sasl::ServerMech> sasl_;
+  sasl::Credentials credentials_;
+};
+
+/// The factory registered in kProtocol.
+std::unique_ptr<login::Frontend> make_frontend(const login::FrontendSettings& settings,
+                                               login::ClientInfo& client);
+
+}  // namespace portier::protocols::managesieve

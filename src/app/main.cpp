@@ -125,6 +125,12 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  if (geteuid() == 0 && snap->cfg.server.user.empty() && !snap->cfg.server.allow_root) {
+    portier::log::write(Level::Fatal, "portier",
+                        "Refusing to run as root: set server.user to drop privileges after "
+                        "binding, or server.allow_root = true");
+    return 1;
+  }
   portier::login::Server server(snap, protos);
   std::string err;
   if (!server.bind(err)) {

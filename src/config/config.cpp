@@ -265,6 +265,10 @@ class Loader {
         get_uint(v, "server.workers", s.workers, 0, 256);
       } else if (key == "user") {
         get_string(v, "server.user", s.user);
+      } else if (key == "allow_root") {
+        get_bool(v, "server.allow_root", s.allow_root);
+      } else if (key == "shutdown_timeout") {
+        get_duration(v, "server.shutdown_timeout", s.shutdown_timeout);
       } else {
         unknown_key(k, "[server]");
       }
@@ -547,6 +551,19 @@ class Loader {
         get_uint(v, "login.max_invalid_commands", l.max_invalid_commands, 0, 1000);
       } else if (key == "proxy_ttl") {
         get_uint(v, "login.proxy_ttl", l.proxy_ttl, 0, 100);
+      } else if (key == "proxy_host_immediate_failure_after") {
+        get_duration(v, "login.proxy_host_immediate_failure_after",
+                     l.proxy_host_immediate_failure_after);
+      } else if (key == "max_connections") {
+        get_uint(v, "login.max_connections", l.max_connections, 0, 10'000'000);
+      } else if (key == "max_connections_per_ip") {
+        get_uint(v, "login.max_connections_per_ip", l.max_connections_per_ip, 0, 10'000'000);
+      } else if (key == "max_sessions_per_user") {
+        get_uint(v, "login.max_sessions_per_user", l.max_sessions_per_user, 0, 10'000'000);
+      } else if (key == "max_auth_attempts") {
+        get_uint(v, "login.max_auth_attempts", l.max_auth_attempts, 1, 1000);
+      } else if (key == "auth_penalty_max") {
+        get_duration(v, "login.auth_penalty_max", l.auth_penalty_max);
       } else {
         unknown_key(k, "[login]");
       }

@@ -51,7 +51,9 @@ struct Listener {
 struct Server {
   std::string hostname;  ///< default: gethostname()
   unsigned workers = 0;  ///< 0 = automatic (e.g. number of CPUs); max 256
-  std::string user;      ///< user to drop privileges to; empty = don't
+  std::string user;         ///< user to drop privileges to; empty = don't
+  bool allow_root = false;  ///< run as root without `user` (refused otherwise)
+  std::chrono::milliseconds shutdown_timeout{10000};  ///< SIGTERM: logins in progress may finish
 };
 
 /// [tls]: client-facing certificate. Paths are resolved relative to the
@@ -97,6 +99,16 @@ struct Login {
   size_t max_literal_size = 65536;
   unsigned max_invalid_commands = 3;
   unsigned proxy_ttl = 5;
+  /// Fail new logins at once for a backend failing longer than this while
+  /// another login already waits on it (Dovecot's fast fail). 0 = off.
+  std::chrono::milliseconds proxy_host_immediate_failure_after{30000};
+  unsigned max_connections = 0;         ///< pre-login + relayed, whole process; 0 = unlimited
+  unsigned max_connections_per_ip = 0;  ///< per client IP; 0 = unlimited
+  unsigned max_sessions_per_user = 0;   ///< concurrent proxied sessions per user; 0 = unlimited
+  unsigned max_auth_attempts = 3;       ///< failed logins per connection before disconnect
+  /// Per-IP auth-failure penalty: each recent failure from an IP doubles the
+  /// failure delay for that IP, up to this cap. 0 = off (flat failure_delay).
+  std::chrono::milliseconds auth_penalty_max{15000};
 };
 
 /// [log]

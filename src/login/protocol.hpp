@@ -70,6 +70,7 @@ enum class AuthFailure {
   TempFail,        // passdb unavailable, bad proxy fields
   Disabled,        // nologin without referral
   CleartextDenied, // cleartext mechanism on an insecure connection
+  Limit,           // too many concurrent sessions for this user
 };
 
 /// Everything a BackendLogin needs for one backend connection.
@@ -146,6 +147,10 @@ class Frontend {
   virtual void timed_out() = 0;
   /// Client bytes received after the login command (pipelined); moved out at relay start.
   virtual std::string take_pending_input() = 0;
+  /// The engine is closing the connection for `reason` (limits, shutdown):
+  /// queue the protocol's last words (IMAP `* BYE <reason>`, POP3 `-ERR`,
+  /// SMTP `421 4.7.0`, ManageSieve `BYE "<reason>"`). `reason` has no CR/LF.
+  virtual void goodbye(std::string_view reason) { (void)reason; }
 
  protected:
   std::string output_;

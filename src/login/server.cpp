@@ -107,7 +107,8 @@ void Server::accept_loop(Worker& w, asio::ip::tcp::acceptor& acc, size_t li) {
           }
           asio::error_code ignored;
           sock.set_option(asio::ip::tcp::no_delay(true), ignored);
-          start_session(std::move(sock), snapshot(), listeners_[li], w.registry, *auth_pool_);
+          start_session(std::move(sock), snapshot(), listeners_[li], w.registry, *auth_pool_,
+                        governor_);
         }
       },
       asio::detached);
@@ -122,15 +123,29 @@ void Server::start() {
 }
 
 void Server::shutdown() {
-  for (auto& w : workers_) {
-    if (!w->thread.joinable()) continue;
-    Worker* wp = w.get();
-    asio::post(wp->io, [wp] {
-      asio::error_code ec;
-      for (auto& a : wp->acceptors) a->close(ec);
-      wp->registry.stop_all();
-    });
-  }
+  bool any = false;
+  for (auto& w : workers_) any |= w->thread.joinable();
+  if (!any) return;
+  auto on_each = [this](auto fn) {
+    for (auto& w : workers_) {
+      if (!w->thread.joinable()) continue;
+      Worker* wp = w.get();
+      asio::post(wp->io, [wp, fn] { fn(*wp); });
+    }
+  };
+  // 1. Stop accepting; end relays and idle pre-login sessions.
+  on_each([](Worker& w) {
+    asio::error_code ec;
+    for (auto& a : w.acceptors) a->close(ec);
+    w.registry.stop_all(false);
+  });
+  // 2. Logins already talking to a backend may finish, up to the deadline.
+  auto deadline = std::chrono::steady_clock::now() + snapshot()->cfg.server.shutdown_timeout;
+  // (Polled: a worker with nothing left has already returned from run().)
+  while (std::chrono::steady_clock::now() < deadline && governor_.backend_logins() > 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // 3. Everything that is left ends now.
+  on_each([](Worker& w) { w.registry.stop_all(true); });
   for (auto& w : workers_) {
     // Sessions end on their own after stop(); the io_context then runs out of work.
     if (w->thread.joinable()) w->thread.join();

@@ -50,6 +50,7 @@ class Server {
   std::vector<ListenerInfo> listeners_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<asio::thread_pool> auth_pool_;
+  Governor governor_;
 };
 
 }  // namespace portier::login

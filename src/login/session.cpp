@@ -76,12 +76,13 @@ std::string make_session_id(const asio::ip::address& ip, uint16_t port) {
 class Session {
  public:
   Session(asio::ip::tcp::socket socket, std::shared_ptr<const Snapshot> snap,
-          const ListenerInfo& li, SessionRegistry& reg, asio::thread_pool& pool)
+          const ListenerInfo& li, SessionRegistry& reg, asio::thread_pool& pool, Governor& gov)
       : client_(std::move(socket)),
         snap_(std::move(snap)),
         listener_(li),
         registry_(reg),
         pool_(pool),
+        governor_(gov),
         login_timer_(client_.socket().get_executor()),
         proxy_timer_(client_.socket().get_executor()),
         start_(Clock::now()) {
@@ -91,8 +92,13 @@ class Session {
 
   static Task<void> main(std::unique_ptr<Session> s) { co_await s->run(); }
 
-  /// Process shutdown: end this session (worker thread).
-  void stop() {
+  enum class Phase { PreLogin, BackendLogin, Relay };
+  Phase phase() const { return phase_; }
+
+  /// Process shutdown (worker thread). Without `force`, a login talking to a
+  /// backend is left to finish.
+  void stop(bool force) {
+    if (!force && phase_ == Phase::BackendLogin) return;
     stopped_ = true;
     client_.cancel();
     if (backend_) backend_->cancel();
@@ -214,6 +220,33 @@ class Session {
     ci_.proxy_ttl = snap_->cfg.login.proxy_ttl;
     ci_.session_id = make_session_id(ci_.remote_ip, ci_.remote_port);
 
+    const auto& lc = snap_->cfg.login;
+    auto admit = governor_.admit_connection(ci_.remote_ip, lc.max_connections,
+                                            lc.max_connections_per_ip);
+    if (admit != Governor::Admit::Ok) {
+      // Refused before any TLS or protocol work: the cheapest possible answer.
+      log_client(Level::Warning,
+                 admit == Governor::Admit::TooManyTotal
+                     ? fmt::format("Disconnected: Connection limit reached (max_connections={})",
+                                   lc.max_connections)
+                     : fmt::format("Disconnected: Too many connections from this IP "
+                                   "(max_connections_per_ip={})",
+                                   lc.max_connections_per_ip));
+      if (listener_.tls != config::TlsMode::Implicit) {
+        fe_ = listener_.protocol->make_frontend(snap_->frontend, ci_);
+        fe_->goodbye(admit == Governor::Admit::TooManyTotal ? "Server is busy, try again later."
+                                                            : "Too many connections from your IP.");
+        co_await goodbye();
+      }
+      client_.close();
+      co_return;
+    }
+    struct Release {
+      Governor& g;
+      asio::ip::address ip;
+      ~Release() { g.release_connection(ip); }
+    } release{governor_, ci_.remote_ip};
+
     arm_login_timer(snap_->cfg.login.client_timeout);
 
     if (listener_.tls == config::TlsMode::Implicit) {
@@ -246,6 +279,8 @@ class Session {
           size_t n = co_await client_.read_some(chunk_.get(), kReadChunk, ec);
           if (ec) {
             if (stopped_) {
+              fe_->goodbye("Server shutting down.");
+              co_await goodbye();
               end_prelogin("Process shutting down");
             } else if (login_timed_out_) {
               fe_->timed_out();
@@ -280,6 +315,14 @@ class Session {
         case FrontendEvent::Authenticate: {
           bool relayed = co_await login();
           if (relayed) co_return;
+          if (auth_failures_ >= snap_->cfg.login.max_auth_attempts && !stopped_ &&
+              !login_timed_out_) {
+            co_await flush_client();
+            fe_->goodbye("Too many authentication failures.");
+            co_await goodbye();
+            end_prelogin("Too many authentication failures");
+            co_return;
+          }
           if (stopped_ || login_timed_out_ || client_gone_) {
             if (login_timed_out_ && !stopped_ && !client_gone_) {
               fe_->timed_out();
@@ -327,8 +370,11 @@ class Session {
                                       asio::use_awaitable);
   }
 
+  /// A failed login: the per-IP penalty grows the delay for this IP only.
   Task<void> delay_failure() {
-    auto d = snap_->cfg.auth.failure_delay;
+    governor_.record_auth_failure(ci_.remote_ip);
+    auto d = governor_.failure_delay(ci_.remote_ip, snap_->cfg.auth.failure_delay,
+                                     snap_->cfg.login.auth_penalty_max);
     if (d.count() <= 0) co_return;
     asio::steady_timer t(client_.socket().get_executor());
     t.expires_after(d);
@@ -349,6 +395,7 @@ class Session {
                 "passwd-file", log::sanitize(user_), addr_text(ci_.remote_ip), ci_.session_id);
       co_await delay_failure();
       fe_->auth_failed(AuthFailure::Failed, {});
+      ++auth_failures_;
       core::secure_zero(creds.password);
       co_return false;
     }
@@ -369,6 +416,7 @@ class Session {
                                                               : "unknown user");
         co_await delay_failure();
         fe_->auth_failed(AuthFailure::Failed, {});
+        ++auth_failures_;
       }
       core::secure_zero(creds.password);
       co_return false;
@@ -414,7 +462,29 @@ class Session {
     params.hostname = snap_->cfg.server.hostname;
     params.client = &ci_;
 
+    if (!governor_.admit_user(user_, snap_->cfg.login.max_sessions_per_user)) {
+      log_client(Level::Warning,
+                 fmt::format("Login refused: too many sessions for this user "
+                             "(max_sessions_per_user={})",
+                             snap_->cfg.login.max_sessions_per_user));
+      fe_->auth_failed(AuthFailure::Limit, {});
+      core::secure_zero(params.password);
+      co_return false;
+    }
+    struct ReleaseUser {
+      Governor& g;
+      std::string user;
+      ~ReleaseUser() { g.release_user(user); }
+    } release_user{governor_, user_};
+    governor_.record_auth_success(ci_.remote_ip);
+
+    phase_ = Phase::BackendLogin;
+    governor_.backend_login_started();
     bool relayed = co_await proxy(f, params);
+    if (!relayed) {
+      phase_ = Phase::PreLogin;
+      governor_.backend_login_finished();
+    }
     core::secure_zero(params.password);
     co_return relayed;
   }
@@ -459,8 +529,25 @@ class Session {
     proxy_start_ = Clock::now();
     const auto deadline = proxy_start_ + timeout;
     reconnects_ = 0;
+    const std::string host_key = dest_;
+    const auto fast_fail_after = snap_->cfg.login.proxy_host_immediate_failure_after;
     for (;;) {
+      std::chrono::seconds down_for{0};
+      int64_t last_ok = 0;
+      if (governor_.host_fast_fail(host_key, fast_fail_after, down_for, last_ok)) {
+        // Another login is already waiting on a host that has been failing
+        // for a while: don't pile up, fail now and don't retry.
+        fail_final({FailureType::Connect,
+                    fmt::format("Host has been down for {} secs (last success was {})",
+                                down_for.count(), last_ok),
+                    {}});
+        co_return false;
+      }
+      governor_.host_waiting(host_key, +1);
       auto failure = co_await attempt(f, params, ep, deadline);
+      governor_.host_waiting(host_key, -1);
+      if (!failure || failure->type != FailureType::Connect) governor_.host_result(host_key, true);
+      else if (!stopped_ && !login_timed_out_) governor_.host_result(host_key, false);
       if (!failure) {
         co_await relay(params);
         co_return true;
@@ -485,6 +572,8 @@ class Session {
         if (stopped_ || login_timed_out_) co_return false;
         continue;
       }
+      if (failure->type == FailureType::AuthReplied || failure->type == FailureType::AuthNotReplied)
+        ++auth_failures_;
       fail_final(std::move(*failure));
       co_return false;
     }
@@ -641,6 +730,8 @@ class Session {
 
   // ---- relay --------------------------------------------------------------------
   Task<void> relay(const BackendLoginParams& params) {
+    phase_ = Phase::Relay;
+    governor_.backend_login_finished();
     ++login_gen_;
     login_timer_.cancel();
     std::string reply = bl_->client_reply();
@@ -698,6 +789,7 @@ class Session {
   ListenerInfo listener_;
   SessionRegistry& registry_;
   asio::thread_pool& pool_;
+  Governor& governor_;
   asio::steady_timer login_timer_;
   asio::steady_timer proxy_timer_;
   Clock::time_point start_;
@@ -714,7 +806,9 @@ class Session {
   std::string last_state_;
   std::optional<ProxyFailure> last_failure_;
   unsigned auth_attempts_ = 0;
+  unsigned auth_failures_ = 0;
   unsigned reconnects_ = 0;
+  Phase phase_ = Phase::PreLogin;
   unsigned login_gen_ = 0;
   unsigned proxy_gen_ = 0;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // timer handlers hold weak refs
@@ -724,18 +818,19 @@ class Session {
   bool client_gone_ = false;
 };
 
-void SessionRegistry::stop_all() {
+void SessionRegistry::stop_all(bool force) {
   shutting_down = true;
   // stop() only cancels; sessions remove themselves when their coroutine ends.
-  for (Session* s : sessions) s->stop();
+  for (Session* s : sessions) s->stop(force);
 }
+
 
 void start_session(asio::ip::tcp::socket socket, std::shared_ptr<const Snapshot> snapshot,
                    const ListenerInfo& listener, SessionRegistry& registry,
-                   asio::thread_pool& auth_pool) {
+                   asio::thread_pool& auth_pool, Governor& governor) {
   auto exec = socket.get_executor();
   auto s = std::make_unique<Session>(std::move(socket), std::move(snapshot), listener, registry,
-                                     auth_pool);
+                                     auth_pool, governor);
   asio::co_spawn(exec, Session::main(std::move(s)), asio::detached);
 }
 

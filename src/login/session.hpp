@@ -10,6 +10,7 @@
 #include <unordered_set>
 
 #include "config/config.hpp"
+#include "login/governor.hpp"
 #include "login/protocol.hpp"
 #include "login/runtime.hpp"
 #include "net/awaitable.hpp"
@@ -22,8 +23,10 @@ class Session;
 struct SessionRegistry {
   std::unordered_set<Session*> sessions;
   bool shutting_down = false;
-  /// Ask every session to end (logs `Disconnected by proxy: Process shutting down`).
-  void stop_all();
+  /// Process shutdown. Not forced: relays and idle pre-login sessions end now
+  /// (`Disconnected by proxy: Process shutting down`), logins talking to a
+  /// backend may finish. Forced: everything ends now.
+  void stop_all(bool force);
 };
 
 struct ListenerInfo {
@@ -34,6 +37,6 @@ struct ListenerInfo {
 /// Accepted connection → complete session. `auth_pool` runs password checks.
 void start_session(asio::ip::tcp::socket socket, std::shared_ptr<const Snapshot> snapshot,
                    const ListenerInfo& listener, SessionRegistry& registry,
-                   asio::thread_pool& auth_pool);
+                   asio::thread_pool& auth_pool, Governor& governor);
 
 }  // namespace portier::login

@@ -97,6 +97,8 @@ ProxyFieldsResult parse_proxy_fields(const Reply& reply, uint16_t default_port, 
     f.any_cert = ssl_any;
   }
   if (!have_port) f.port = f.tls == BackendTls::Implicit ? default_tls_port : default_port;
+  if (f.proxy && f.port == 0)
+    return fail("proxy: ssl requires an explicit port (the protocol has no implicit-TLS port)");
 
   if (f.proxy) {
     if (f.host.empty()) return fail("proxy: host field not given");

@@ -452,10 +452,6 @@ def test_backend_refusing_connections(px):
                     rf"\(after \d+ secs, 3 reconnects", since=mark)
 
 
-@pytest.mark.xfail(strict=True, reason="passdb/proxy_fields.cpp fills port 0 for ssl=yes "
-                   "without port when the protocol has no implicit-TLS default; the engine "
-                   "then connects to port 0 (retried as a connect failure). Needs a check "
-                   "in parse_proxy_fields (reported).")
 def test_ssl_without_port_is_refused(px):
     """ManageSieve has no implicit-TLS port (default_tls_port 0): `ssl=yes`
     without `port` must fail at once as a configuration error (§13.2), not

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         px = Portier(work, users=users, certs=certs, listeners=DEMO_LISTENERS,
                      settings={"auth": {"failure_delay": "2s"},
-                               "server": {"hostname": "proxy.demo"}},
+                               "server": {"hostname": "proxy.demo", "allow_root": True}},
                      name="portier", echo=True)
         px.start()
         ca = certs.ca

@@ -97,7 +97,7 @@ def render_config(*, listeners: Sequence[Listener], passwd_path: Path,
                   certs: Certs | None, settings: Mapping[str, Mapping[str, Any]] | None = None,
                   extra_toml: str = "") -> str:
     sections: dict[str, dict[str, Any]] = {
-        "server": {"hostname": "proxy.test", "workers": 2},
+        "server": {"hostname": "proxy.test", "workers": 2, "allow_root": True},
         "auth": {"allow_cleartext": True, "mechanisms": ["PLAIN", "LOGIN"],
                  "failure_delay": "0s"},
         "login": {"trusted_networks": ["127.0.0.0/8", "::1/128"], "proxy_timeout": "30s",

@@ -191,3 +191,14 @@ TEST(PassdbProxyFields, DestuserDefaultsToReplyUser) {
 }
 
 }  // namespace
+
+TEST(ProxyFieldsNoTlsPort, SslWithoutPortIsRefusedWhenProtocolHasNoTlsPort) {
+  portier::passdb::Reply r;
+  r.user = "u";
+  r.fields = {{"proxy", ""}, {"host", "127.0.0.1"}, {"ssl", "yes"}};
+  auto res = portier::passdb::parse_proxy_fields(r, 4190, 0);
+  EXPECT_FALSE(res.fields);
+  EXPECT_NE(res.error.find("explicit port"), std::string::npos);
+  r.fields.push_back({"port", "4191"});
+  EXPECT_TRUE(portier::passdb::parse_proxy_fields(r, 4190, 0).fields);
+}

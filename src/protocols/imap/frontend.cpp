@@ -486,6 +486,9 @@ void Frontend::auth_failed(AuthFailure kind, std::string_view reason) {
     case AuthFailure::CleartextDenied:
       reply(tag_, kPrivacyRequired);
       break;
+    case AuthFailure::Limit:
+      reply(tag_, "NO [LIMIT] Too many sessions for this user.");
+      break;
   }
 }
 
@@ -527,6 +530,14 @@ void Frontend::proxy_failed(const login::ProxyFailure& f) {
 void Frontend::timed_out() {
   output_ += mode_ == Mode::AuthPending ? "* BYE Timeout while finishing login.\r\n"
                                         : "* BYE Disconnected for inactivity.\r\n";
+  mode_ = Mode::Closed;
+  sasl_.reset();
+}
+
+void Frontend::goodbye(std::string_view reason) {
+  output_ += "* BYE ";
+  output_ += reason;
+  output_ += "\r\n";
   mode_ = Mode::Closed;
   sasl_.reset();
 }

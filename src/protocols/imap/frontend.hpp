@@ -37,6 +37,7 @@ class Frontend final : public login::Frontend {
       const login::BackendLoginParams& p) override;
   void proxy_failed(const login::ProxyFailure& f) override;
   void timed_out() override;
+  void goodbye(std::string_view reason) override;
   std::string take_pending_input() override;
 
   /// The pre-login capability list for the connection's current TLS/secured

@@ -451,9 +451,8 @@ void Frontend::auth_failed(AuthFailure kind, std::string_view reason) {
     case AuthFailure::CleartextDenied:
       auth_error(kPlaintextDisabled);
       break;
-    default:
-      // AuthFailure::Limit (engine session limits, being added to
-      // protocol.hpp) and anything newer: Dovecot's LIMIT reply prefix.
+    case AuthFailure::Limit:
+      // Dovecot's LIMIT reply prefix.
       reply("-ERR [IN-USE] " + (reason.empty() ? std::string("Too many connections for this user.")
                                                 : one_line(reason)));
       break;

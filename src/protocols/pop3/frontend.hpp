@@ -34,8 +34,7 @@ class Frontend final : public login::Frontend {
   void timed_out() override;
   std::string take_pending_input() override;
   /// The engine closes the connection (limits, shutdown): `-ERR <reason>`.
-  /// (No `override` keyword: Frontend::goodbye is being added to protocol.hpp.)
-  void goodbye(std::string_view reason);
+  void goodbye(std::string_view reason) override;
 
   /// The CAPA reply for the connection's current state (CRLF-terminated lines).
   std::string capa_reply() const;

@@ -462,6 +462,9 @@ void Frontend::auth_failed(AuthFailure kind, std::string_view reason) {
     case AuthFailure::CleartextDenied:
       reply(kCleartextDenied);
       break;
+    case AuthFailure::Limit:
+      reply("454 4.7.0 Too many sessions for this user.");
+      break;
   }
 }
 
@@ -508,6 +511,12 @@ void Frontend::timed_out() {
   const std::string_view text = mode_ == Mode::AuthPending ? "Timeout while finishing login."
                                                            : "Disconnected for inactivity.";
   output_ += "421 4.4.2 " + settings_.hostname + " " + std::string(text) + "\r\n";
+  mode_ = Mode::Closed;
+  sasl_.reset();
+}
+
+void Frontend::goodbye(std::string_view reason) {
+  output_ += "421 4.7.0 " + settings_.hostname + " " + std::string(reason) + "\r\n";
   mode_ = Mode::Closed;
   sasl_.reset();
 }

@@ -13,6 +13,9 @@
 #include <asio/detached.hpp>
 #include <asio/error.hpp>
 #include <asio/steady_timer.hpp>
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <chrono>
 #include <optional>
 
@@ -529,6 +532,11 @@ class Session {
     proxy_start_ = Clock::now();
     const auto deadline = proxy_start_ + timeout;
     reconnects_ = 0;
+    watch_client();
+    struct Unwatch {
+      Session& s;
+      ~Unwatch() { s.unwatch_client(); }
+    } unwatch{*this};
     const std::string host_key = dest_;
     const auto fast_fail_after = snap_->cfg.login.proxy_host_immediate_failure_after;
     for (;;) {
@@ -547,7 +555,7 @@ class Session {
       auto failure = co_await attempt(f, params, ep, deadline);
       governor_.host_waiting(host_key, -1);
       if (!failure || failure->type != FailureType::Connect) governor_.host_result(host_key, true);
-      else if (!stopped_ && !login_timed_out_) governor_.host_result(host_key, false);
+      else if (!stopped_ && !login_timed_out_ && !client_gone_) governor_.host_result(host_key, false);
       if (!failure) {
         co_await relay(params);
         co_return true;
@@ -559,7 +567,12 @@ class Session {
         last_failure_ = std::move(*failure);
         co_return false;
       }
-      if (client_gone_) co_return false;
+      if (client_gone_) {
+        log_proxy(Level::Info, fmt::format("Client disconnected during backend login "
+                                           "(state={}, duration={}s)",
+                                           last_state_, secs_since(start_)));
+        co_return false;
+      }
       auto remaining = deadline - Clock::now();
       if (failure_retryable(failure->type) && reconnects_ < snap_->cfg.login.proxy_max_reconnects &&
           remaining > kRetryMinRemaining) {
@@ -569,7 +582,7 @@ class Session {
                                               reconnects_));
         proxy_timer_.expires_after(kRetryDelay);
         co_await proxy_timer_.async_wait(use_nothrow);
-        if (stopped_ || login_timed_out_) co_return false;
+        if (stopped_ || login_timed_out_ || client_gone_) co_return false;
         continue;
       }
       if (failure->type == FailureType::AuthReplied || failure->type == FailureType::AuthNotReplied)
@@ -577,6 +590,28 @@ class Session {
       fail_final(std::move(*failure));
       co_return false;
     }
+  }
+
+  /// While the backend login runs, notice a client that hangs up (its bytes
+  /// are not read: pipelined commands stay queued for the relay). Only an
+  /// orderly EOF counts; readable data ends the watch.
+  void watch_client() {
+    client_.socket().async_wait(
+        asio::ip::tcp::socket::wait_read,
+        [this, alive = std::weak_ptr<int>(alive_), gen = ++watch_gen_](const asio::error_code& ec) {
+          if (ec || alive.expired() || gen != watch_gen_) return;
+          char c;
+          ssize_t n = ::recv(client_.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+          if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            client_gone_ = true;
+            if (backend_) backend_->cancel();
+            proxy_timer_.cancel();
+          }
+        });
+  }
+  void unwatch_client() {
+    ++watch_gen_;
+    client_.cancel();
   }
 
   void log_final(const ProxyFailure& f) {
@@ -810,6 +845,7 @@ class Session {
   unsigned reconnects_ = 0;
   Phase phase_ = Phase::PreLogin;
   unsigned login_gen_ = 0;
+  unsigned watch_gen_ = 0;
   unsigned proxy_gen_ = 0;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // timer handlers hold weak refs
   bool stopped_ = false;

@@ -4,10 +4,13 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
 
+from tests.support import backend_scripts as bs
+from tests.support import fake_backend as fb
 from tests.support.accounts import BACKEND_USERS
 from tests.support.imap_client import RawIMAP, imap_connect
 from tests.support.portier import Listener, User, portier_bin, proxy, render_config
@@ -85,6 +88,42 @@ def test_sigterm_ends_relayed_sessions(make_portier, dovecot):
     assert time.monotonic() - t0 < 10
     c.read_until_closed(timeout=5)
     assert px.log.find(r"proxy\(user1,[^)]+\): Disconnected by proxy: Process shutting down")
+
+
+def test_sigterm_lets_a_login_in_progress_finish(make_portier, make_fake):
+    """SIGTERM while portier is logging in to a backend: the login may finish
+    within [server] shutdown_timeout - the client gets its tagged OK - then
+    the session ends with `Disconnected by proxy: Process shutting down`."""
+    release = threading.Event()
+    fake = make_fake([bs.imap_banner(), fb.expect_lines(2), fb.call(lambda c: release.wait(10)),
+                      bs.imap_id_reply(), fb.send_line("L OK Logged in"), bs.imap_serve()])
+    px = make_portier([User("u", "u-Pw-4242", proxy(fake.port))],
+                      settings={"server": {"shutdown_timeout": "5s"}})
+    c = RawIMAP(px.port("imap", "none"))
+    c.send('a LOGIN u "u-Pw-4242"\r\n')
+    fake.wait_for_received(rb"L LOGIN")
+    px.signal(signal.SIGTERM)
+    px.log.wait_for(r"portier: Info: Shutting down")
+    release.set()
+    data = c.read_until_closed(timeout=8)
+    assert data.startswith(b"a OK [CAPABILITY "), data
+    px.stop(check=True)
+    assert px.log.find(r"proxy\(u,[^)]+\): Started proxying")
+    assert px.log.find(r"proxy\(u,[^)]+\): Disconnected by proxy: Process shutting down")
+
+
+def test_sigterm_gives_up_on_a_stalled_login_after_shutdown_timeout(make_portier, make_fake):
+    fake = make_fake([bs.imap_banner(), fb.expect_lines(2), fb.stall()])
+    px = make_portier([User("u", "u-Pw-4242", proxy(fake.port))],
+                      settings={"server": {"shutdown_timeout": "1s"}})
+    c = RawIMAP(px.port("imap", "none"))
+    c.send('a LOGIN u "u-Pw-4242"\r\n')
+    fake.wait_for_received(rb"L LOGIN")
+    t0 = time.monotonic()
+    px.stop(check=True)                      # SIGTERM; must exit 0
+    assert time.monotonic() - t0 < 5, "shutdown_timeout not honoured"
+    c.read_until_closed(timeout=5)
+    assert fake.wait_done(1, timeout=5)[0].peer_closed
 
 
 def test_sighup_reloads_config_and_keeps_sessions(make_portier, dovecot):

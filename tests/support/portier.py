@@ -97,7 +97,11 @@ def render_config(*, listeners: Sequence[Listener], passwd_path: Path,
                   certs: Certs | None, settings: Mapping[str, Mapping[str, Any]] | None = None,
                   extra_toml: str = "") -> str:
     sections: dict[str, dict[str, Any]] = {
-        "server": {"hostname": "proxy.test", "workers": 2, "allow_root": True},
+        # shutdown_timeout: logins still talking to a backend at SIGTERM get
+        # this long (default 10 s); short so a test that leaves one hanging
+        # does not stretch its teardown.
+        "server": {"hostname": "proxy.test", "workers": 2, "allow_root": True,
+                   "shutdown_timeout": "3s"},
         "auth": {"allow_cleartext": True, "mechanisms": ["PLAIN", "LOGIN"],
                  "failure_delay": "0s"},
         "login": {"trusted_networks": ["127.0.0.0/8", "::1/128"], "proxy_timeout": "30s",
@@ -218,7 +222,7 @@ class Portier:
         assert self.proc is not None
         self.proc.send_signal(sig)
 
-    def stop(self, timeout: float = 10.0, check: bool = True) -> int:
+    def stop(self, timeout: float = 15.0, check: bool = True) -> int:
         """SIGTERM and wait. With check=True, raise unless it exited 0."""
         if self.proc is None:
             return self.returncode or 0

@@ -76,6 +76,14 @@ std::string make_session_id(const asio::ip::address& ip, uint16_t port) {
 
 }  // namespace
 
+/// Pre-login reads land in this per-thread buffer and are copied into the
+/// frontend's (bounded) input buffer at once, so no session owns a read
+/// buffer of its own. Safe: nothing suspends between the read and the copy.
+char* read_buffer() {
+  thread_local char buf[kReadChunk];
+  return buf;
+}
+
 class Session {
  public:
   Session(asio::ip::tcp::socket socket, std::shared_ptr<const Snapshot> snap,
@@ -91,7 +99,12 @@ class Session {
         start_(Clock::now()) {
     registry_.sessions.insert(this);
   }
-  ~Session() { registry_.sessions.erase(this); }
+  ~Session() {
+    registry_.sessions.erase(this);
+    if (conn_held_) governor_.release_connection(ci_.remote_ip);
+    if (user_held_) governor_.release_user(user_);
+    if (phase_ == Phase::BackendLogin) governor_.backend_login_finished();
+  }
 
   static Task<void> main(std::unique_ptr<Session> s) { co_await s->run(); }
 
@@ -244,11 +257,7 @@ class Session {
       client_.close();
       co_return;
     }
-    struct Release {
-      Governor& g;
-      asio::ip::address ip;
-      ~Release() { g.release_connection(ip); }
-    } release{governor_, ci_.remote_ip};
+    conn_held_ = true;  // released in ~Session unless the relay takes it over
 
     arm_login_timer(snap_->cfg.login.client_timeout);
 
@@ -265,21 +274,24 @@ class Session {
 
     fe_ = listener_.protocol->make_frontend(snap_->frontend, ci_);
     fe_->start();
-    co_await prelogin();
+    // The relay runs from here, after the pre-login coroutine frames (with
+    // their passdb reply, credentials and parameters) are gone: an idle
+    // relayed session keeps only what the relay needs.
+    if (co_await prelogin()) co_await relay();
   }
 
-  Task<void> prelogin() {
-    chunk_ = std::make_unique<char[]>(kReadChunk);
+  /// True when the backend login succeeded and the relay should start.
+  Task<bool> prelogin() {
     for (;;) {
       FrontendEvent ev = fe_->next();
       if (!co_await flush_client()) {
         end_prelogin("Connection closed");
-        co_return;
+        co_return false;
       }
       switch (ev) {
         case FrontendEvent::NeedInput: {
           asio::error_code ec;
-          size_t n = co_await client_.read_some(chunk_.get(), kReadChunk, ec);
+          size_t n = co_await client_.read_some(read_buffer(), kReadChunk, ec);
           if (ec) {
             if (stopped_) {
               fe_->goodbye("Server shutting down.");
@@ -292,20 +304,20 @@ class Session {
             } else {
               end_prelogin(ec == asio::error::eof ? "Connection closed" : ec.message());
             }
-            co_return;
+            co_return false;
           }
-          fe_->feed(std::string_view(chunk_.get(), n));
+          fe_->feed(std::string_view(read_buffer(), n));
           break;
         }
         case FrontendEvent::StartTls: {
           if (!snap_->server_ctx) {
             end_prelogin("TLS not configured");
-            co_return;
+            co_return false;
           }
           auto hs = co_await client_.handshake_server(snap_->server_ctx.get());
           if (!hs.ok) {
             end_prelogin("TLS handshaking: " + log::sanitize(hs.error));
-            co_return;
+            co_return false;
           }
           ci_.tls = true;
           ci_.end_client_tls = true;
@@ -314,17 +326,17 @@ class Session {
         }
         case FrontendEvent::Close:
           end_prelogin("Logged out");
-          co_return;
+          co_return false;
         case FrontendEvent::Authenticate: {
           bool relayed = co_await login();
-          if (relayed) co_return;
+          if (relayed) co_return true;
           if (auth_failures_ >= snap_->cfg.login.max_auth_attempts && !stopped_ &&
               !login_timed_out_) {
             co_await flush_client();
             fe_->goodbye("Too many authentication failures.");
             co_await goodbye();
             end_prelogin("Too many authentication failures");
-            co_return;
+            co_return false;
           }
           if (stopped_ || login_timed_out_ || client_gone_) {
             if (login_timed_out_ && !stopped_ && !client_gone_) {
@@ -333,7 +345,7 @@ class Session {
             }
             end_prelogin(stopped_ ? "Process shutting down"
                                   : login_timed_out_ ? "Inactivity" : "Connection closed");
-            co_return;
+            co_return false;
           }
           break;
         }
@@ -474,11 +486,7 @@ class Session {
       core::secure_zero(params.password);
       co_return false;
     }
-    struct ReleaseUser {
-      Governor& g;
-      std::string user;
-      ~ReleaseUser() { g.release_user(user); }
-    } release_user{governor_, user_};
+    user_held_ = true;
     governor_.record_auth_success(ci_.remote_ip);
 
     phase_ = Phase::BackendLogin;
@@ -487,6 +495,8 @@ class Session {
     if (!relayed) {
       phase_ = Phase::PreLogin;
       governor_.backend_login_finished();
+      governor_.release_user(user_);
+      user_held_ = false;
     }
     core::secure_zero(params.password);
     co_return relayed;
@@ -557,7 +567,8 @@ class Session {
       if (!failure || failure->type != FailureType::Connect) governor_.host_result(host_key, true);
       else if (!stopped_ && !login_timed_out_ && !client_gone_) governor_.host_result(host_key, false);
       if (!failure) {
-        co_await relay(params);
+        destuser_ = params.user;
+        master_ = params.master;
         co_return true;
       }
       if (stopped_ || login_timed_out_) {
@@ -757,14 +768,14 @@ class Session {
       if (be_buf_.size() > kBackendMaxLine + 1)
         co_return ProxyFailure{FailureType::Protocol, "Too long input line", {}};
       asio::error_code ec;
-      size_t n = co_await backend_->read_some(chunk_.get(), kReadChunk, ec);
+      size_t n = co_await backend_->read_some(read_buffer(), kReadChunk, ec);
       if (ec) co_return backend_io_failure(ec);
-      be_buf_.append(chunk_.get(), n);
+      be_buf_.append(read_buffer(), n);
     }
   }
 
   // ---- relay --------------------------------------------------------------------
-  Task<void> relay(const BackendLoginParams& params) {
+  Task<void> relay() {
     phase_ = Phase::Relay;
     governor_.backend_login_finished();
     ++login_gen_;
@@ -775,10 +786,12 @@ class Session {
     reply += be_buf_;
     auto ec = co_await client_.write_all(reply);
     if (!ec && !pending.empty()) ec = co_await backend_->write_all(pending);
+    core::secure_zero(reply);
+    core::secure_zero(pending);
 
     std::string msg = "Started proxying to " + dest_;
-    if (params.user != user_) msg += " as user " + log::sanitize(params.user);
-    if (!params.master.empty()) msg += " (master " + log::sanitize(params.master) + ")";
+    if (destuser_ != user_) msg += " as user " + log::sanitize(destuser_);
+    if (!master_.empty()) msg += " (master " + log::sanitize(master_) + ")";
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - proxy_start_)
                   .count();
     msg += fmt::format(" ({}.{:03} secs", ms / 1000, ms % 1000);
@@ -786,36 +799,68 @@ class Session {
     msg += ")";
     log_proxy(Level::Info, msg);
 
-    // Nothing of the pre-login state survives into the relay.
-    fe_.reset();
-    bl_.reset();
-    chunk_.reset();
-    std::string().swap(be_buf_);
-
-    relay::Result r;
+    // Hand the two connections to a relay object; everything else of this
+    // session (frontend, machines, buffers, coroutine frames) is freed.
+    struct Ending {
+      SessionRegistry* registry;
+      Governor* governor;
+      asio::ip::address ip;
+      std::string user;      // empty: no per-user count held
+      std::string service;
+      std::string prefix;    // "proxy(user,dest): "
+      std::string elements;
+    };
+    auto ending = std::make_shared<Ending>(Ending{&registry_, &governor_, ci_.remote_ip,
+                                                  user_held_ ? user_ : std::string(),
+                                                  std::string(service()),
+                                                  "proxy(" + log::sanitize(user_) + "," + dest_ + "): ",
+                                                  elements()});
+    conn_held_ = false;
+    user_held_ = false;
+    auto done = [ending](const relay::Result& r) {
+      std::string side;
+      switch (r.side) {
+        case relay::EndSide::Client:
+          side = "Disconnected by client";
+          break;
+        case relay::EndSide::Server:
+          side = "Disconnected by server";
+          break;
+        case relay::EndSide::Proxy:
+          side = "Disconnected by proxy: Process shutting down";
+          break;
+      }
+      if (!r.error.empty()) side += ": " + log::sanitize(r.error);
+      log::write(Level::Info, ending->service,
+                 fmt::format("{}{} ({}s idle, in={}, out={}): {}", ending->prefix, side,
+                             r.idle.count(), r.in, r.out, ending->elements));
+      ending->governor->release_connection(ending->ip);
+      if (!ending->user.empty()) ending->governor->release_user(ending->user);
+    };
     if (ec) {
+      relay::Result r;
       r.side = relay::EndSide::Client;
       r.error = ec.message();
-    } else {
-      r = co_await relay::run(client_, *backend_, relay::Options{}, &stopped_);
+      backend_->close();
+      client_.close();
+      done(r);
+      co_return;
     }
-    std::string side;
-    switch (r.side) {
-      case relay::EndSide::Client:
-        side = "Disconnected by client";
-        break;
-      case relay::EndSide::Server:
-        side = "Disconnected by server";
-        break;
-      case relay::EndSide::Proxy:
-        side = "Disconnected by proxy: Process shutting down";
-        break;
+    if (stopped_) {
+      backend_->close();
+      client_.close();
+      relay::Result r;
+      r.side = relay::EndSide::Proxy;
+      done(r);
+      co_return;
     }
-    if (!r.error.empty()) side += ": " + log::sanitize(r.error);
-    log_proxy(Level::Info, fmt::format("{} ({}s idle, in={}, out={})", side, r.idle.count(),
-                                       r.in, r.out));
-    backend_->close();
-    client_.close();
+    // Shutdown finds live relays through the registry (keyed by `ending`).
+    auto* rl = relay::Relay::start(std::move(client_), std::move(*backend_), relay::Options{},
+                             [done, ending, reg = &registry_](const relay::Result& r) {
+                               reg->relays.erase(ending.get());
+                               done(r);
+                             });
+    registry_.relays.emplace(ending.get(), rl);
   }
 
   tls::Stream client_;
@@ -832,11 +877,12 @@ class Session {
   ClientInfo ci_;
   std::unique_ptr<Frontend> fe_;
   std::unique_ptr<BackendLogin> bl_;
-  std::unique_ptr<char[]> chunk_;
   std::string be_buf_;
   std::string user_;
   std::string method_;
   std::string dest_;
+  std::string destuser_;
+  std::string master_;
   std::string local_;
   std::string last_state_;
   std::optional<ProxyFailure> last_failure_;
@@ -844,6 +890,8 @@ class Session {
   unsigned auth_failures_ = 0;
   unsigned reconnects_ = 0;
   Phase phase_ = Phase::PreLogin;
+  bool conn_held_ = false;  // counted in Governor::admit_connection
+  bool user_held_ = false;  // counted in Governor::admit_user
   unsigned login_gen_ = 0;
   unsigned watch_gen_ = 0;
   unsigned proxy_gen_ = 0;
@@ -858,6 +906,11 @@ void SessionRegistry::stop_all(bool force) {
   shutting_down = true;
   // stop() only cancels; sessions remove themselves when their coroutine ends.
   for (Session* s : sessions) s->stop(force);
+  // A relay's stop() erases it from `relays` at once: iterate over a copy.
+  std::vector<relay::Relay*> live;
+  live.reserve(relays.size());
+  for (auto& [key, r] : relays) live.push_back(r);
+  for (relay::Relay* r : live) r->stop();
 }
 
 

@@ -7,6 +7,7 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/thread_pool.hpp>
 #include <memory>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "config/config.hpp"
@@ -14,6 +15,7 @@
 #include "login/protocol.hpp"
 #include "login/runtime.hpp"
 #include "net/awaitable.hpp"
+#include "relay/relay.hpp"
 
 namespace portier::login {
 
@@ -22,6 +24,8 @@ class Session;
 /// Per-worker bookkeeping of live sessions (for shutdown). Worker thread only.
 struct SessionRegistry {
   std::unordered_set<Session*> sessions;
+  /// Live relays (post-login), keyed by their log context.
+  std::unordered_map<const void*, relay::Relay*> relays;
   bool shutting_down = false;
   /// Process shutdown. Not forced: relays and idle pre-login sessions end now
   /// (`Disconnected by proxy: Process shutting down`), logins talking to a

@@ -3,135 +3,210 @@
 #include <fcntl.h>
 
 #include <asio/error.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/post.hpp>
 #include <cerrno>
 #include <cstring>
-
-#include "relay/pools.hpp"
 
 namespace portier::relay {
 
 using Clock = std::chrono::steady_clock;
-using net::use_nothrow;
+using WaitType = asio::ip::tcp::socket::wait_type;
 
 namespace {
-
-struct Direction {
-  tls::Stream& src;
-  tls::Stream& dst;
-  uint64_t& count;
-  Clock::time_point& last;
-  bool src_side_ended = true;  // false: the write to dst failed
-  std::string error;
-};
-
-std::string errno_text(int e) { return std::strerror(e); }
-
-bool is_abort(const asio::error_code& ec) { return ec == asio::error::operation_aborted; }
-
-net::Task<void> pump_splice(Direction& d) {
-  const int src_fd = d.src.socket().native_handle();
-  const int dst_fd = d.dst.socket().native_handle();
-  for (;;) {
-    auto ec = co_await d.src.wait_readable();
-    if (ec) {
-      if (!is_abort(ec)) d.error = ec.message();
-      co_return;
-    }
-    Pipe pipe;  // borrowed only while bytes move
-    if (!pipe.ok()) {
-      d.error = "pipe2() failed: " + errno_text(errno);
-      co_return;
-    }
-    ssize_t n = ::splice(src_fd, nullptr, pipe.write_fd(), nullptr, 1 << 16,
-                         SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n == 0) co_return;  // orderly close
-    if (n < 0) {
-      // EAGAIN after a readable wakeup: spurious or the data went elsewhere.
-      if (errno == EAGAIN || errno == EINTR) continue;
-      d.error = errno_text(errno);
-      co_return;
-    }
-    pipe.pending = static_cast<size_t>(n);
-    d.count += static_cast<uint64_t>(n);
-    d.last = Clock::now();
-    while (pipe.pending > 0) {
-      ssize_t m = ::splice(pipe.read_fd(), nullptr, dst_fd, nullptr, pipe.pending,
-                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-      if (m > 0) {
-        pipe.pending -= static_cast<size_t>(m);
-        continue;
-      }
-      if (m < 0 && (errno == EAGAIN || errno == EINTR)) {
-        auto [wec] = co_await d.dst.socket().async_wait(asio::ip::tcp::socket::wait_write,
-                                                        use_nothrow);
-        if (wec) {
-          d.src_side_ended = false;
-          if (!is_abort(wec)) d.error = wec.message();
-          co_return;
-        }
-        continue;
-      }
-      d.src_side_ended = false;
-      d.error = m < 0 ? errno_text(errno) : "Connection closed";
-      co_return;
-    }
-  }
-}
-
-net::Task<void> pump_copy(Direction& d) {
-  for (;;) {
-    auto ec = co_await d.src.wait_readable();
-    if (ec) {
-      if (!is_abort(ec)) d.error = ec.message();
-      co_return;
-    }
-    Buffer buf;  // borrowed only while bytes move
-    size_t n = d.src.try_read(buf.data(), Buffer::size(), ec);
-    if (ec == asio::error::would_block) continue;
-    if (ec == asio::error::eof) co_return;
-    if (ec) {
-      d.error = ec.message();
-      co_return;
-    }
-    d.count += n;
-    d.last = Clock::now();
-    auto wec = co_await d.dst.write_all(std::string_view(buf.data(), n));
-    if (wec) {
-      d.src_side_ended = false;
-      if (!is_abort(wec)) d.error = wec.message();
-      co_return;
-    }
-  }
-}
-
-net::Task<void> pump(Direction& d, bool splice) {
-  if (splice) co_await pump_splice(d);
-  else co_await pump_copy(d);
-}
-
+// Bytes one direction may move before yielding to other sessions.
+constexpr size_t kFairnessBudget = 256 * 1024;
+constexpr size_t kSpliceChunk = 64 * 1024;
 }  // namespace
 
-net::Task<Result> run(tls::Stream& client, tls::Stream& backend, Options opts,
-                      const bool* stopped) {
-  using namespace asio::experimental::awaitable_operators;
-  Result res;
-  Clock::time_point last = Clock::now();
-  const bool splice = opts.splice && !client.is_tls() && !backend.is_tls();
-  Direction up{client, backend, res.in, last, true, {}};
-  Direction down{backend, client, res.out, last, true, {}};
+Relay* Relay::start(tls::Stream client, tls::Stream backend, Options opts, Done done) {
+  auto* r = new Relay(std::move(client), std::move(backend), opts, std::move(done));
+  r->arm_read(0);
+  r->arm_read(1);
+  return r;
+}
 
-  auto which = co_await (pump(up, splice) || pump(down, splice));
-  const Direction& d = which.index() == 0 ? up : down;
-  const bool from_client = (which.index() == 0) == d.src_side_ended;
-  res.side = from_client ? EndSide::Client : EndSide::Server;
-  res.error = d.error;
-  if (stopped && *stopped) {
-    res.side = EndSide::Proxy;
-    res.error.clear();
+Relay::Relay(tls::Stream client, tls::Stream backend, Options opts, Done done)
+    : client_(std::move(client)), backend_(std::move(backend)), done_(std::move(done)),
+      last_(Clock::now()) {
+  splice_ = opts.splice && !client_.is_tls() && !backend_.is_tls();
+  dirs_[0].src = &client_;
+  dirs_[0].dst = &backend_;
+  dirs_[0].count = &result_.in;
+  dirs_[0].from_client = true;
+  dirs_[1].src = &backend_;
+  dirs_[1].dst = &client_;
+  dirs_[1].count = &result_.out;
+}
+
+void Relay::arm_read(int d) {
+  Direction& x = dirs_[d];
+  ++pending_;
+  if (x.src->has_pending()) {
+    // OpenSSL already holds decrypted bytes: the socket may never become
+    // readable for them, so don't wait on it.
+    asio::post(x.src->socket().get_executor(), [this, d] { on_event(d, {}, true); });
+    return;
   }
-  res.idle = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - last);
-  co_return res;
+  WaitType w = x.src->read_wants_write() ? WaitType::wait_write : WaitType::wait_read;
+  x.src->socket().async_wait(w, [this, d](const asio::error_code& ec) { on_event(d, ec, true); });
+}
+
+void Relay::arm_write(int d, WaitType want) {
+  ++pending_;
+  dirs_[d].dst->socket().async_wait(
+      want, [this, d](const asio::error_code& ec) { on_event(d, ec, false); });
+}
+
+void Relay::on_event(int d, const asio::error_code& ec, bool read_side) {
+  --pending_;
+  if (finished_) {
+    maybe_delete();
+    return;
+  }
+  if (ec) {
+    bool client_side = dirs_[d].from_client == read_side;
+    finish(client_side, ec == asio::error::operation_aborted ? "" : ec.message());
+    return;
+  }
+  transfer(d);
+}
+
+void Relay::transfer(int d) {
+  Direction& x = dirs_[d];
+  bool more = splice_ ? transfer_splice(x, d) : transfer_copy(x, d);
+  (void)more;
+}
+
+// Returns after arming the next wait or finishing.
+bool Relay::transfer_splice(Direction& x, int d) {
+  const int src_fd = x.src->socket().native_handle();
+  const int dst_fd = x.dst->socket().native_handle();
+  size_t moved = 0;
+  for (;;) {
+    if (!x.pipe) {
+      x.pipe.emplace();
+      if (!x.pipe->ok()) {
+        x.pipe.reset();
+        finish(true, std::string("pipe2() failed: ") + std::strerror(errno));
+        return false;
+      }
+    }
+    if (x.pipe->pending == 0) {
+      if (moved >= kFairnessBudget) {
+        x.pipe.reset();
+        ++pending_;
+        asio::post(x.src->socket().get_executor(), [this, d] { on_event(d, {}, true); });
+        return true;
+      }
+      ssize_t n = ::splice(src_fd, nullptr, x.pipe->write_fd(), nullptr, kSpliceChunk,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n == 0) {
+        finish(x.from_client, "");
+        return false;
+      }
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) {
+          x.pipe.reset();  // idle: the pipe goes back to the pool
+          arm_read(d);
+          return false;
+        }
+        finish(x.from_client, std::strerror(errno));
+        return false;
+      }
+      x.pipe->pending = static_cast<size_t>(n);
+      *x.count += static_cast<uint64_t>(n);
+      moved += static_cast<size_t>(n);
+      last_ = Clock::now();
+    }
+    ssize_t m = ::splice(x.pipe->read_fd(), nullptr, dst_fd, nullptr, x.pipe->pending,
+                         SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (m > 0) {
+      x.pipe->pending -= static_cast<size_t>(m);
+      continue;
+    }
+    if (m < 0 && (errno == EAGAIN || errno == EINTR)) {
+      arm_write(d, WaitType::wait_write);  // keep the pipe: it holds bytes
+      return false;
+    }
+    finish(!x.from_client, m < 0 ? std::strerror(errno) : "Connection closed");
+    return false;
+  }
+}
+
+bool Relay::transfer_copy(Direction& x, int d) {
+  size_t moved = 0;
+  for (;;) {
+    if (x.len == 0) {
+      if (moved >= kFairnessBudget) {
+        x.buf.reset();
+        ++pending_;
+        asio::post(x.src->socket().get_executor(), [this, d] { on_event(d, {}, true); });
+        return true;
+      }
+      if (!x.buf) x.buf.emplace();
+      asio::error_code ec;
+      size_t n = x.src->try_read(x.buf->data(), Buffer::size(), ec);
+      if (ec == asio::error::would_block) {
+        x.buf.reset();  // idle: the buffer goes back to the pool
+        arm_read(d);
+        return false;
+      }
+      if (ec == asio::error::eof) {
+        finish(x.from_client, "");
+        return false;
+      }
+      if (ec) {
+        finish(x.from_client, ec.message());
+        return false;
+      }
+      x.off = 0;
+      x.len = n;
+      *x.count += n;
+      moved += n;
+      last_ = Clock::now();
+    }
+    asio::error_code ec;
+    WaitType want;
+    size_t w = x.dst->try_write(x.buf->data() + x.off, x.len, ec, want);
+    if (ec == asio::error::would_block) {
+      arm_write(d, want);  // keep the buffer: it holds bytes
+      return false;
+    }
+    if (ec) {
+      finish(!x.from_client, ec.message());
+      return false;
+    }
+    x.off += w;
+    x.len -= w;
+  }
+}
+
+void Relay::stop() {
+  if (finished_) return;
+  stopped_ = true;
+  finish(false, "");
+}
+
+void Relay::finish(bool client_side, std::string error) {
+  if (finished_) return;
+  finished_ = true;
+  result_.side = stopped_ ? EndSide::Proxy : client_side ? EndSide::Client : EndSide::Server;
+  result_.error = stopped_ ? std::string() : std::move(error);
+  result_.idle = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - last_);
+  for (auto& x : dirs_) {
+    // A pipe with bytes still inside is closed, not pooled (Pipe's destructor).
+    x.pipe.reset();
+    x.buf.reset();
+  }
+  client_.close();   // cancels pending waits: their handlers see `finished_`
+  backend_.close();
+  Done done = std::move(done_);
+  if (done) done(result_);
+  maybe_delete();
+}
+
+void Relay::maybe_delete() {
+  if (finished_ && pending_ == 0) delete this;
 }
 
 }  // namespace portier::relay

@@ -1,14 +1,25 @@
 #pragma once
-// The post-login relay: bytes both ways until either side closes. Per
-// direction it parks on "socket readable" holding no buffer, then borrows a
-// pooled pipe (splice, both legs kernel-plaintext) or a pooled buffer (copy,
-// any TLS leg) only while bytes move.
+// The post-login relay: a small self-owning object that takes over the two
+// connections once the login is done; nothing of the pre-login session (its
+// coroutine frames, parsers, buffers) survives. Bytes flow both ways until
+// either side closes.
+//
+// Per direction it parks on "socket readable" (a reactor wait holding no
+// buffer), then borrows a pooled pipe (splice(2), both legs kernel-plaintext)
+// or a pooled 16 KiB buffer (copy, any TLS leg) only while bytes move, and
+// keeps it only while the destination is not writable.
+//
+// Threading: lives on the worker thread of its sockets. The `done` callback
+// runs exactly once, on that thread, after both sockets are closed.
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 
-#include "net/awaitable.hpp"
+#include "relay/pools.hpp"
 #include "tls/stream.hpp"
 
 namespace portier::relay {
@@ -27,9 +38,48 @@ struct Options {
   bool splice = true;  // allow splice(2) when both legs are plaintext
 };
 
-/// Relay until one side closes or `stop` cancels both streams (EndSide::Proxy
-/// is reported when the caller sets *stopped before cancelling).
-net::Task<Result> run(tls::Stream& client, tls::Stream& backend, Options opts,
-                      const bool* stopped);
+class Relay {
+ public:
+  using Done = std::function<void(const Result&)>;
+
+  /// Start relaying; the Relay owns itself and deletes itself after `done`.
+  static Relay* start(tls::Stream client, tls::Stream backend, Options opts, Done done);
+
+  /// End now (process shutdown): reported as EndSide::Proxy.
+  void stop();
+
+ private:
+  struct Direction {
+    tls::Stream* src = nullptr;
+    tls::Stream* dst = nullptr;
+    uint64_t* count = nullptr;
+    bool from_client = false;   // src is the client
+    std::optional<Pipe> pipe;   // splice: borrowed while bytes are in flight
+    std::optional<Buffer> buf;  // copy: borrowed while bytes are in flight
+    size_t off = 0;
+    size_t len = 0;
+  };
+
+  Relay(tls::Stream client, tls::Stream backend, Options opts, Done done);
+  void arm_read(int d);
+  void arm_write(int d, asio::ip::tcp::socket::wait_type want);
+  void on_event(int d, const asio::error_code& ec, bool read_side);
+  void transfer(int d);
+  bool transfer_splice(Direction& x, int d);
+  bool transfer_copy(Direction& x, int d);
+  void finish(bool client_side, std::string error);
+  void maybe_delete();
+
+  tls::Stream client_;
+  tls::Stream backend_;
+  Direction dirs_[2];
+  Result result_;
+  Done done_;
+  std::chrono::steady_clock::time_point last_;
+  unsigned pending_ = 0;  // outstanding async operations referring to `this`
+  bool splice_ = false;
+  bool finished_ = false;
+  bool stopped_ = false;
+};
 
 }  // namespace portier::relay

@@ -161,6 +161,32 @@ net::Task<size_t> Stream::read_some(char* buf, size_t len, asio::error_code& ec)
   }
 }
 
+size_t Stream::try_write(const char* data, size_t len, asio::error_code& ec,
+                         asio::ip::tcp::socket::wait_type& want) {
+  ec = {};
+  want = asio::ip::tcp::socket::wait_write;
+  if (!ssl_) {
+    size_t n = socket_.write_some(asio::buffer(data, len), ec);
+    if (ec == asio::error::try_again) ec = asio::error::would_block;
+    return n;
+  }
+  ERR_clear_error();
+  size_t n = 0;
+  int r = SSL_write_ex(ssl_, data, len, &n);
+  if (r == 1) return n;
+  int err = SSL_get_error(ssl_, r);
+  if (err == SSL_ERROR_WANT_WRITE) {
+    ec = asio::error::would_block;
+  } else if (err == SSL_ERROR_WANT_READ) {
+    want = asio::ip::tcp::socket::wait_read;
+    ec = asio::error::would_block;
+  } else {
+    ERR_clear_error();
+    ec = asio::error::connection_reset;
+  }
+  return 0;
+}
+
 net::Task<asio::error_code> Stream::write_all(std::string_view data) {
   while (!data.empty()) {
     asio::error_code ec;

@@ -12,6 +12,7 @@
 #include <asio/ip/tcp.hpp>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "net/awaitable.hpp"
 
@@ -30,6 +31,10 @@ class Stream {
   ~Stream();
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
+  Stream(Stream&& o) noexcept
+      : socket_(std::move(o.socket_)), ssl_(std::exchange(o.ssl_, nullptr)),
+        tls_want_write_(o.tls_want_write_) {}
+  Stream& operator=(Stream&&) = delete;
 
   asio::ip::tcp::socket& socket() { return socket_; }
   bool is_tls() const { return ssl_ != nullptr; }
@@ -52,6 +57,15 @@ class Stream {
   net::Task<size_t> read_some(char* buf, size_t len, asio::error_code& ec);
   /// Write everything or fail.
   net::Task<asio::error_code> write_all(std::string_view data);
+  /// Non-blocking write of at least one byte. Returns bytes written; 0 with
+  /// ec = would_block when the socket must first become `want` (TLS may need
+  /// to read to write); other ec = failure.
+  size_t try_write(const char* data, size_t len, asio::error_code& ec,
+                   asio::ip::tcp::socket::wait_type& want);
+  /// TLS has decrypted bytes buffered that a socket wait would not announce.
+  bool has_pending() const { return ssl_ && SSL_has_pending(ssl_); }
+  /// The last try_read() needs the socket writable rather than readable.
+  bool read_wants_write() const { return ssl_ && tls_want_write_; }
 
   /// Cancel pending operations (they complete with operation_aborted).
   void cancel();

@@ -1,0 +1,296 @@
+"""The side-by-side benchmark (issue 5): one real Dovecot backend, one scripted
+fast backend, and in front of them Dovecot's proxy, nginx's mail proxy and
+portier, all measured the same way in one run. Driven by bench/run.sh.
+
+Measurements (every one on loopback, bounded in count and time):
+  login    connect, LOGIN, SELECT INBOX, LOGOUT against the real Dovecot
+           backend at 1 and 50 clients: logins/s, p50/p99 login latency
+           (connect -> tagged OK of LOGIN), proxy CPU per login (utime+stime
+           of the proxy's process tree, reaped children included, from /proc).
+  fast     the same cycle against the scripted fast backend (logins/s).
+  idle     N logged-in idle sessions through each proxy, fresh proxy process,
+           PSS summed over its processes, (after - before) / N; plain and TLS.
+  relay    a large FETCH (fetches x msg-size bytes) through each proxy and
+           through bare splice / copy / TLS relays: GB/s and CPU s per GB.
+
+Results go to <out>/results.json; bench/report.py renders them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers  # noqa: E402
+from peers import (BareRelay, Direct, DovecotProxy, FastBackend, NginxProxy,  # noqa: E402
+                   PortierProxy, portier_users, tree_cpu, tree_pss_kib)
+from tests.support.certs import make_certs  # noqa: E402
+from tests.support.dovecot import DovecotBackend  # noqa: E402
+
+PASS = "bench-Pw-1"
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Bench:
+    def __init__(self, a: argparse.Namespace) -> None:
+        self.a = a
+        self.bindir = Path(a.build) / "bench"
+        self.loadgen = str(self.bindir / "loadgen")
+        self.out = Path(a.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.work = self.out / "work"
+        self.work.mkdir(exist_ok=True)
+        self.results: dict = {"meta": {}, "login": [], "fast": [], "idle": [], "relay": []}
+        self.failures: list[str] = []
+        self.stack: list = []
+
+    # ------------------------------------------------------------ helpers
+    def run_loadgen(self, args: list[str], timeout: float) -> dict:
+        cmd = [self.loadgen, *args]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        try:
+            res = json.loads(r.stdout.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            raise RuntimeError(f"loadgen failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr}")
+        res["cmd"] = "loadgen " + " ".join(args)
+        return res
+
+    def check(self, what: str, res: dict, need: str) -> None:
+        if res.get("errors", 0) or not res.get(need):
+            self.failures.append(f"{what}: {need}={res.get(need)} errors={res.get('errors')} "
+                                 f"first_error={res.get('first_error')!r}")
+
+    def load(self) -> tuple[str, list[float]]:
+        la = os.getloadavg()
+        return f"{la[0]:.2f} {la[1]:.2f} {la[2]:.2f}", list(la)
+
+    # ------------------------------------------------------------ setup
+    def setup(self) -> None:
+        a = self.a
+        log(f"output: {self.out}")
+        self.certs = make_certs(self.work / "certs")
+        users = {f"user{i}": PASS for i in range(a.users)}
+        extra = ("protocol imap {\n  mail_max_userip_connections = 100000\n}\n")
+        self.dc = DovecotBackend(users=users, tmpdir=self.work / "backend", extra_conf=extra,
+                                 certs=self.certs).start()
+        self.stack.append(self.dc)
+        self.fast = FastBackend(self.bindir, self.work, a.msg_size)
+        self.stack.append(self.fast)
+        dport, fport = self.dc.ports["imap"], self.fast.port
+        routes = {f"user{i}": dport for i in range(a.users)}
+        routes.update({f"fast{i}": fport for i in range(a.users)})
+        self.proxies = {
+            "dovecot": DovecotProxy(self.work / "dovecot-proxy", self.certs, routes),
+            "nginx": NginxProxy(self.work / "nginx", self.certs, dport, fport),
+            "portier": PortierProxy(Path(a.build) / "portier", self.work / "portier", self.certs,
+                                    portier_users(a.users, dport, fport), workers=a.workers),
+        }
+        for p in self.proxies.values():
+            p.start()
+            self.stack.append(p)
+        self.relays = {m: BareRelay(self.bindir, self.work, m, fport, self.certs)
+                       for m in ("splice", "copy", "tls")}
+        self.stack.extend(self.relays.values())
+        la, _ = self.load()
+        self.results["meta"] = {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "host": platform.node(),
+            "kernel": platform.release(), "cpus": os.cpu_count(), "load_at_start": la,
+            "smoke": a.smoke, "rounds": a.rounds, "duration": a.duration,
+            "clients": a.clients, "sessions": a.sessions, "msg_size": a.msg_size,
+            "fetches": a.fetches, "portier_workers": a.workers,
+            "versions": versions(Path(a.build) / "portier"),
+            "argv": sys.argv[1:],
+            "cmdline": os.environ.get("BENCH_CMDLINE", ""),
+        }
+        log(f"backend dovecot imap={dport}, fast backend={fport}; proxies: " +
+            ", ".join(f"{n} {p.port}/{p.tls_port}" for n, p in self.proxies.items()) +
+            "; relays: " + ", ".join(f"{m} {r.port}" for m, r in self.relays.items()))
+
+    def teardown(self) -> None:
+        for x in reversed(self.stack):
+            try:
+                x.stop()
+            except Exception as e:  # keep stopping the rest
+                log(f"stop {x}: {e}")
+
+    # ------------------------------------------------------------ measurements
+    def targets(self, direct_port: int) -> list:
+        return [Direct(direct_port)] + list(self.proxies.values())
+
+    def login_round(self, kind: str, prefix: str, direct_port: int, clients: int,
+                    rnd: int) -> None:
+        a = self.a
+        for t in self.targets(direct_port):
+            roots, extra = t.roots(), t.extra_roots()
+            backend_roots = [self.dc.proc.pid] if prefix == "user" else [self.fast.pid]
+            c0, x0, b0 = tree_cpu(roots), tree_cpu(extra), tree_cpu(backend_roots)
+            args = ["login", "--port", str(t.port), "--clients", str(clients),
+                    "--duration", str(a.duration), "--user-prefix", prefix,
+                    "--users", str(a.users), "--pass", PASS,
+                    "--threads", str(a.loadgen_threads if clients > 1 else 1)]
+            if a.src_ips:
+                args += ["--src-ips", str(a.src_ips)]
+            res = self.run_loadgen(args, timeout=a.duration + 60)
+            c1, x1, b1 = tree_cpu(roots), tree_cpu(extra), tree_cpu(backend_roots)
+            n = max(res["cycles"], 1)
+            res.update(target=t.name, round=rnd, load=self.load()[0],
+                       proxy_cpu_ms_per_login=(c1 - c0) * 1e3 / n if roots else None,
+                       aux_cpu_ms_per_login=(x1 - x0) * 1e3 / n if extra else None,
+                       backend_cpu_ms_per_login=(b1 - b0) * 1e3 / n)
+            self.results[kind].append(res)
+            self.check(f"{kind} {t.name} c={clients}", res, "cycles")
+            cpu = res["proxy_cpu_ms_per_login"]
+            log(f"{kind:5} {t.name:8} c={clients:<3} {res['rate']:8.1f}/s p50 {res['p50_ms']:.3f} ms "
+                f"p99 {res['p99_ms']:.3f} ms cpu/login "
+                f"{'-' if cpu is None else f'{cpu:.3f} ms'} err={res['errors']}")
+
+    def measure_logins(self) -> None:
+        for rnd in range(self.a.rounds):
+            for clients in self.a.clients:
+                self.login_round("login", "user", self.dc.ports["imap"], clients, rnd)
+
+    def measure_fast(self) -> None:
+        for rnd in range(self.a.rounds):
+            self.login_round("fast", "fast", self.fast.port, self.a.fast_clients, rnd)
+
+    def measure_idle(self) -> None:
+        a = self.a
+        for n in a.sessions:
+            for tls in (False, True):
+                for name, p in self.proxies.items():
+                    p.restart()
+                    port = p.tls_port if tls else p.port
+                    # Warm up: a few complete logins so one-time setup is not counted.
+                    warm = self.run_loadgen(["login", "--port", str(port), "--clients", "4",
+                                             "--count", "40", "--duration", "10",
+                                             "--user-prefix", "fast", "--users", str(a.users),
+                                             "--pass", PASS] + (["--tls"] if tls else []), 60)
+                    self.check(f"idle warm-up {name} tls={tls}", warm, "cycles")
+                    before = tree_pss_kib(p.roots())
+                    lg = subprocess.Popen(
+                        [self.loadgen, "idle", "--port", str(port), "--sessions", str(n),
+                         "--concurrency", "50", "--hold", "300", "--user-prefix", "fast",
+                         "--users", str(a.users), "--pass", PASS] + (["--tls"] if tls else []),
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                    line = _readline(lg, 300)
+                    ready = int(line.split()[1]) if line.startswith("READY") else 0
+                    after = tree_pss_kib(p.roots())
+                    lg.stdin.write("close\n")
+                    lg.stdin.close()
+                    out = lg.stdout.read()
+                    lg.wait(60)
+                    res = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"errors": -1}
+                    per = (after - before) / max(ready, 1)
+                    res.update(target=name, tls=tls, sessions=n, ready=ready, pss_before_kib=before,
+                               pss_after_kib=after, kib_per_session=per, load=self.load()[0],
+                               cmd=f"loadgen idle --port {port} --sessions {n} --concurrency 50 "
+                                   f"--user-prefix fast --users {a.users} --pass {PASS}"
+                                   + (" --tls" if tls else ""))
+                    self.results["idle"].append(res)
+                    if ready != n:
+                        self.failures.append(f"idle {name} tls={tls} n={n}: ready={ready} "
+                                             f"({res.get('first_error')})")
+                    log(f"idle  {name:8} tls={int(tls)} n={n:<5} ready={ready:<5} "
+                        f"PSS {before}->{after} KiB = {per:.2f} KiB/session")
+
+    def measure_relay(self) -> None:
+        a = self.a
+        plain = [("direct", Direct(self.fast.port), [])] + \
+                [(f"{m}-relay", self.relays[m], [self.relays[m].pid]) for m in ("splice", "copy")] + \
+                [(n, p, p.roots()) for n, p in self.proxies.items()]
+        tls = [("tls-relay", self.relays["tls"], [self.relays["tls"].pid])] + \
+              [(n, p, p.roots()) for n, p in self.proxies.items()]
+        for rnd in range(a.rounds):
+            for is_tls, group in ((False, plain), (True, tls)):
+                for name, t, roots in group:
+                    port = (t.port if not is_tls or name == "tls-relay" else t.tls_port)
+                    c0 = tree_cpu(roots)
+                    args = ["fetch", "--port", str(port), "--fetches", str(a.fetches),
+                            "--user-prefix", "fast", "--pass", PASS] + (["--tls"] if is_tls else [])
+                    res = self.run_loadgen(args, timeout=600)
+                    c1 = tree_cpu(roots)
+                    gb = res["bytes"] / 1e9
+                    res.update(target=name, tls=is_tls, round=rnd, load=self.load()[0],
+                               cpu_s=(c1 - c0) if roots else None,
+                               cpu_s_per_gb=((c1 - c0) / gb) if roots and gb else None)
+                    self.results["relay"].append(res)
+                    self.check(f"relay {name} tls={is_tls}", res, "bytes")
+                    cpg = res["cpu_s_per_gb"]
+                    log(f"relay {name:10} tls={int(is_tls)} {res['gbps']:.3f} GB/s "
+                        f"cpu {'-' if cpg is None else f'{cpg:.3f} s/GB'}")
+
+    def run(self) -> int:
+        t0 = time.monotonic()
+        try:
+            self.setup()
+            for phase in self.a.phases:
+                log(f"phase {phase}")
+                getattr(self, f"measure_{phase}")()
+        finally:
+            self.teardown()
+        la, _ = self.load()
+        self.results["meta"]["load_at_end"] = la
+        self.results["meta"]["wall_secs"] = round(time.monotonic() - t0, 1)
+        self.results["failures"] = self.failures
+        path = self.out / "results.json"
+        path.write_text(json.dumps(self.results, indent=1))
+        log(f"results: {path} ({self.results['meta']['wall_secs']} s)")
+        for f in self.failures:
+            log(f"FAILED: {f}")
+        return 1 if self.failures else 0
+
+
+def _readline(p: subprocess.Popen, timeout: float) -> str:
+    import select
+    r, _, _ = select.select([p.stdout], [], [], timeout)
+    return p.stdout.readline().strip() if r else ""
+
+
+def versions(portier: Path) -> dict:
+    def cmd(*argv: str) -> str:
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            return (r.stdout + r.stderr).strip().splitlines()[0]
+        except Exception as e:  # informational only
+            return f"? ({e})"
+    return {"portier": cmd(str(portier), "--version"), "dovecot": cmd("/usr/sbin/dovecot", "--version"),
+            "nginx": cmd("/usr/sbin/nginx", "-v"), "openssl": cmd("openssl", "version")}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--build", required=True, help="CMake build dir with portier and bench/")
+    ap.add_argument("--out", required=True, help="results directory")
+    ap.add_argument("--smoke", action="store_true", help="minimal counts: checks the machinery")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per login run")
+    ap.add_argument("--clients", type=int, nargs="+", default=[1, 50])
+    ap.add_argument("--fast-clients", type=int, default=50)
+    ap.add_argument("--loadgen-threads", type=int, default=1)
+    ap.add_argument("--src-ips", type=int, default=0)
+    ap.add_argument("--users", type=int, default=50)
+    ap.add_argument("--sessions", type=int, nargs="+", default=[2000])
+    ap.add_argument("--msg-size", type=int, default=64 << 20)
+    ap.add_argument("--fetches", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=2, help="portier worker threads")
+    ap.add_argument("--phases", nargs="+", default=["logins", "fast", "idle", "relay"],
+                    choices=["logins", "fast", "idle", "relay"])
+    a = ap.parse_args()
+    if a.smoke:
+        a.rounds, a.duration, a.clients, a.fast_clients = 1, 0.5, [1, 4], 4
+        a.sessions, a.msg_size, a.fetches, a.users = [20], 1 << 20, 2, 4
+    return Bench(a).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

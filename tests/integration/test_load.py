@@ -19,8 +19,8 @@ from tests.support.loadgen import LoadRig, raise_fd_limit, run_load
 IDLE, BURST = 2000, 500
 WARMUP = 8                      # full logins run_load() makes before measuring
 DEADLINE = 150                  # seconds for the whole test (typically ~15)
-# Generous regression bound; measured ~8 KiB (docs/LOAD.md).
-MAX_PSS_PER_SESSION_KIB = 64
+# Regression bound; measured ~2 KiB (docs/LOAD.md).
+MAX_PSS_PER_SESSION_KIB = 16
 
 
 @pytest.mark.slow

@@ -171,6 +171,20 @@ class Report:
                              fmt(self.relay(t, tls, "loadgen_cpu_s"), 2)])
         return self.md_table(["path", "client leg", "GB/s", "relay CPU s/GB", "loadgen CPU s"], rows)
 
+    def syscalls_table(self) -> str:
+        xs = self.r.get("syscalls") or []
+        if not xs:
+            return "(not measured in this run)\n"
+        names: list[str] = []
+        for x in xs:
+            for k in list(x["per_login"])[:12]:
+                if k not in names:
+                    names.append(k)
+        rows = [["**total**"] + [f"**{fmt(x['total_per_login'], 1)}**" for x in xs]]
+        rows += [[k] + [fmt(x["per_login"].get(k), 1) for x in xs] for k in names]
+        return self.md_table(["syscall per login"] + [f"{LABEL.get(x['target'], x['target'])} "
+                                                        f"({x['logins']} logins)" for x in xs], rows)
+
     def callgrind_md(self) -> str:
         cg = self.cg
         if not cg:
@@ -282,13 +296,15 @@ class Report:
                  self.idle_table(),
                  f"\n### Relay, one stream: {m['fetches']} × FETCH of a {m['msg_size'] / 2**20:g} MiB message\n\n",
                  self.relay_table(),
+                 "\n### System calls per login (strace -c -f on the proxy's processes, fast backend)\n\n",
+                 self.syscalls_table(),
                  "\n### Instructions per login (callgrind)\n\n", self.callgrind_md(),
                  "\n### Exact commands of this run\n\n```sh\n",
                  "bench/install-deps.sh   # nginx-core libnginx-mod-mail gnuplot-nox libbenchmark-dev valgrind\n",
                  f"{m.get('cmdline') or 'bench/run.sh'}\n",
                  "# loadgen command lines (ports differ per run):\n"]
         seen = set()
-        for kind in ("login", "fast", "idle", "relay"):
+        for kind in ("login", "fast", "idle", "relay", "syscalls"):
             for x in self.r.get(kind, []):
                 key = (kind, x.get("target"), x.get("clients"), x.get("tls"))
                 if key in seen:

@@ -50,7 +50,8 @@ class Bench:
         self.out.mkdir(parents=True, exist_ok=True)
         self.work = self.out / "work"
         self.work.mkdir(exist_ok=True)
-        self.results: dict = {"meta": {}, "login": [], "fast": [], "idle": [], "relay": []}
+        self.results: dict = {"meta": {}, "login": [], "fast": [], "idle": [], "relay": [],
+                              "syscalls": []}
         self.failures: list[str] = []
         self.stack: list = []
 
@@ -229,6 +230,46 @@ class Bench:
                     log(f"relay {name:10} tls={int(is_tls)} {res['gbps']:.3f} GB/s "
                         f"cpu {'-' if cpg is None else f'{cpg:.3f} s/GB'}")
 
+    def measure_syscalls(self) -> None:
+        """System calls per login of each proxy's process tree (strace -c -f
+        attached for N logins against the fast backend): the kernel half of
+        the CPU per login, which callgrind does not see."""
+        import shutil
+        import signal
+        if not shutil.which("strace"):
+            log("syscalls: strace missing, skipped")
+            return
+        a = self.a
+        n = a.syscall_logins
+        for name, p in self.proxies.items():
+            pids = [pid for r in p.roots() for pid in peers.tree_pids(r)]
+            outf = self.work / f"strace-{name}.txt"
+            st = subprocess.Popen(["strace", "-c", "-f", "-o", str(outf)] +
+                                  [x for pid in pids for x in ("-p", str(pid))],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            # strace prints "Process N attached" per task once it is attached.
+            attached, deadline = 0, time.monotonic() + 30
+            while attached < len(pids) and time.monotonic() < deadline:
+                line = st.stderr.readline()
+                if not line:
+                    break
+                attached += "attached" in line
+            res = self.run_loadgen(["login", "--port", str(p.port), "--clients", "4", "--count", str(n),
+                                    "--duration", "120", "--timeout", "30", "--user-prefix", "fast",
+                                    "--users", str(a.users), "--pass", PASS], timeout=300)
+            st.send_signal(signal.SIGINT)
+            st.wait(30)
+            calls = parse_strace(outf.read_text()) if outf.exists() else {}
+            logins = max(res["cycles"], 1)
+            per = {k: v / logins for k, v in sorted(calls.items(), key=lambda kv: -kv[1])}
+            total = sum(per.values())
+            self.results.setdefault("syscalls", []).append(
+                {"target": name, "logins": res["cycles"], "errors": res["errors"], "per_login": per,
+                 "total_per_login": total, "cmd": res["cmd"] + f"  # under strace -c -f -p <{name} pids>"})
+            self.check(f"syscalls {name}", res, "cycles")
+            top = ", ".join(f"{k} {v:.1f}" for k, v in list(per.items())[:8])
+            log(f"sys   {name:8} {total:.1f} syscalls/login: {top}")
+
     def run(self) -> int:
         t0 = time.monotonic()
         try:
@@ -248,6 +289,19 @@ class Bench:
         for f in self.failures:
             log(f"FAILED: {f}")
         return 1 if self.failures else 0
+
+
+def parse_strace(text: str) -> dict[str, int]:
+    """`strace -c` summary -> {syscall: calls}."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) >= 5 and f[0].replace(".", "").isdigit() and f[-1] != "total":
+            try:
+                out[f[-1]] = int(f[3])
+            except ValueError:
+                pass
+    return out
 
 
 def _readline(p: subprocess.Popen, timeout: float) -> str:
@@ -279,16 +333,18 @@ def main() -> int:
     ap.add_argument("--loadgen-threads", type=int, default=1)
     ap.add_argument("--src-ips", type=int, default=0)
     ap.add_argument("--users", type=int, default=50)
-    ap.add_argument("--sessions", type=int, nargs="+", default=[2000])
+    ap.add_argument("--sessions", type=int, nargs="+", default=[2000, 9000])
+    ap.add_argument("--syscall-logins", type=int, default=500)
     ap.add_argument("--msg-size", type=int, default=64 << 20)
     ap.add_argument("--fetches", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2, help="portier worker threads")
-    ap.add_argument("--phases", nargs="+", default=["logins", "fast", "idle", "relay"],
-                    choices=["logins", "fast", "idle", "relay"])
+    ap.add_argument("--phases", nargs="+", default=["logins", "fast", "idle", "relay", "syscalls"],
+                    choices=["logins", "fast", "idle", "relay", "syscalls"])
     a = ap.parse_args()
     if a.smoke:
         a.rounds, a.duration, a.clients, a.fast_clients = 1, 0.5, [1, 4], 4
         a.sessions, a.msg_size, a.fetches, a.users = [20], 1 << 20, 2, 4
+        a.syscall_logins = 20
     return Bench(a).run()
 
 

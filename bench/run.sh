@@ -8,7 +8,8 @@
 #                                measures, writes docs/BENCHMARKS.md + chart
 #   bench/run.sh --smoke         seconds: builds nothing, minimal counts,
 #                                checks that every measurement works (CI)
-#   bench/run.sh [--build DIR] [--out DIR] [--no-report] [run.py options...]
+#   bench/run.sh [--build DIR] [--out DIR] [--no-report] [--no-callgrind]
+#                [run.py options...]
 #
 # The build dir defaults to $PORTIER_BUILD_DIR or ./build; results go to
 # <build>/bench-results/<timestamp>/ unless --out is given.
@@ -20,6 +21,7 @@ export BENCH_CMDLINE="bench/run.sh $*"
 OUT=""
 SMOKE=0
 REPORT=1
+CALLGRIND=1
 PASS=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -27,7 +29,8 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift 2 ;;
     --smoke) SMOKE=1; shift ;;
     --no-report) REPORT=0; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exec /usr/bin/python3 "$REPO/bench/run.py" --help ;;
+    --no-callgrind) CALLGRIND=0; shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exec /usr/bin/python3 "$REPO/bench/run.py" --help ;;
     *) PASS+=("$1"); shift ;;
   esac
 done
@@ -67,6 +70,9 @@ if [ "$SMOKE" = 1 ]; then
   done
   [ "$rc" = 0 ] && echo "bench smoke: OK ($OUT)" || echo "bench smoke: FAILED ($OUT)"
   exit "$rc"
+fi
+if [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
+  "$REPO/bench/callgrind.sh" --build "$BUILD" --out "$OUT/callgrind.json" || rc=1
 fi
 if [ "$REPORT" = 1 ] && [ -f "$OUT/results.json" ]; then
   /usr/bin/python3 "$REPO/bench/report.py" --results "$OUT/results.json" \

@@ -151,9 +151,20 @@ class Frontend {
   /// queue the protocol's last words (IMAP `* BYE <reason>`, POP3 `-ERR`,
   /// SMTP `421 4.7.0`, ManageSieve `BYE "<reason>"`). `reason` has no CR/LF.
   virtual void goodbye(std::string_view reason) { (void)reason; }
+  /// Why the frontend asked to Close, for the engine's `Disconnected: <reason>`
+  /// log line (e.g. "Too many invalid IMAP commands"); empty for a client logout.
+  std::string_view close_reason() const { return close_reason_; }
 
  protected:
+  /// Record a close reason from a protocol reply text: CR/LF and one trailing
+  /// '.' are dropped.
+  void set_close_reason(std::string_view text) {
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
+    if (!text.empty() && text.back() == '.') text.remove_suffix(1);
+    close_reason_.assign(text);
+  }
   std::string output_;
+  std::string close_reason_;
 };
 
 /// A protocol plug-in: one entry per protocol in the registry.

@@ -325,7 +325,8 @@ class Session {
           break;
         }
         case FrontendEvent::Close:
-          end_prelogin("Logged out");
+          end_prelogin(fe_->close_reason().empty() ? std::string_view("Logged out")
+                                                   : fe_->close_reason());
           co_return false;
         case FrontendEvent::Authenticate: {
           bool relayed = co_await login();
@@ -342,6 +343,9 @@ class Session {
             if (login_timed_out_ && !stopped_ && !client_gone_) {
               fe_->timed_out();
               co_await goodbye();
+            } else if (stopped_ && !client_gone_) {
+              fe_->goodbye("Server shutting down.");
+              co_await goodbye();
             }
             end_prelogin(stopped_ ? "Process shutting down"
                                   : login_timed_out_ ? "Inactivity" : "Connection closed");
@@ -354,6 +358,9 @@ class Session {
   }
 
   void end_prelogin(std::string_view reason) {
+    client_.close();  // before the log line: a reacting client sees the slot free
+    if (conn_held_) governor_.release_connection(ci_.remote_ip);
+    conn_held_ = false;
     log_client(Level::Info, fmt::format("Disconnected: {} ({})", reason, auth_summary()));
   }
 
@@ -744,6 +751,11 @@ class Session {
   }
 
   ProxyFailure backend_io_failure(const asio::error_code& ec) {
+    if (stopped_)
+      return {FailureType::Connect,
+              fmt::format("Aborted by process shutdown (state={}, duration={}s)", bl_->state(),
+                          secs_since(start_)),
+              {}};
     if (proxy_timed_out_)
       return {FailureType::Connect,
               fmt::format("Login timed out in state={} ({})", bl_->state(), after_text()), {}};
@@ -831,11 +843,13 @@ class Session {
           break;
       }
       if (!r.error.empty()) side += ": " + log::sanitize(r.error);
+      // Release the counts before logging: whoever reacts to the log line
+      // (or to the closed socket) may reconnect at once.
+      ending->governor->release_connection(ending->ip);
+      if (!ending->user.empty()) ending->governor->release_user(ending->user);
       log::write(Level::Info, ending->service,
                  fmt::format("{}{} ({}s idle, in={}, out={}): {}", ending->prefix, side,
                              r.idle.count(), r.in, r.out, ending->elements));
-      ending->governor->release_connection(ending->ip);
-      if (!ending->user.empty()) ending->governor->release_user(ending->user);
     };
     if (ec) {
       relay::Result r;

@@ -118,7 +118,8 @@ VerifyResult verify_password(std::string_view stored, std::string_view plain) {
   };
   for (const auto& c : kCrypt) {
     if (scheme != c.name) continue;
-    auto starts = [&](std::string_view p) { return !p.empty() && data.substr(0, p.size()) == p; };
+    // Capture a copy, not the structured binding: clang 14 rejects capturing bindings.
+    auto starts = [d = data](std::string_view p) { return !p.empty() && d.substr(0, p.size()) == p; };
     if (!starts(c.prefix1) && !starts(c.prefix2) && !starts(c.prefix3)) return VerifyResult::Malformed;
     return crypt_verify(data, plain);
   }

@@ -9,7 +9,6 @@ close; a burst of 10 000 garbage connections must leave portier serving and
 its memory bounded (RSS measured from /proc).  Values that reach a backend or
 the log must not be able to inject commands or log lines.
 
-Engine gaps are kept as xfail(strict=True) tests with the reason.
 """
 from __future__ import annotations
 
@@ -262,13 +261,8 @@ LIMIT_LOG = {
     "long_line": r"Disconnected: (Too long command line|Input buffer full)",
     "literal_too_large": r"Disconnected: (Too long literal|Literal too large)",
 }
-FRONTEND_CLOSE_REASON = (
-    "engine: a Frontend-initiated close (FrontendEvent::Close) is logged as "
-    "'Disconnected: Logged out' whatever the reason; protocol.hpp needs a close reason "
-    "(e.g. Frontend::close_reason()) that session.cpp prelogin() passes to end_prelogin()")
 
 
-@pytest.mark.xfail(strict=True, reason=FRONTEND_CLOSE_REASON)
 @pytest.mark.parametrize("p,name", [pytest.param(p, n, id=f"{p.name}-{n}") for p in PROTOS
                                     for n in LIMIT_LOG
                                     if n != "literal_too_large" or p.name in LITERAL_CASES])

@@ -364,9 +364,6 @@ def test_sigterm_deadline_bounds_a_login_that_never_finishes(make_portier, make_
     assert px.log.find(r"imap-login: Info: Disconnected: Process shutting down .*user=<u>")
 
 
-@pytest.mark.xfail(strict=True, reason="engine: a login cut by the shutdown deadline is closed "
-                   "without `* BYE Server shutting down.` and logged as 'Disconnected by "
-                   "server: Connection closed: Operation aborted'")
 def test_sigterm_deadline_says_goodbye_to_cut_login(make_portier, make_fake):
     px, fake, rest, rc, elapsed = never_finishing_login(make_portier, make_fake)
     assert rest == b"* BYE Server shutting down.\r\n", rest

@@ -192,6 +192,11 @@ FrontendEvent Frontend::next() {
 }
 
 Frontend::Event Frontend::close_with(std::string_view bye_line) {
+  // The log says what Dovecot's does, whatever the protocol's wording.
+  if (bye_line.find("Too many invalid") != std::string_view::npos)
+    set_close_reason("Too many invalid commands");
+  else if (bye_line.starts_with("* BYE "))
+    set_close_reason(bye_line.substr(6));
   output_ += bye_line;
   mode_ = Mode::Closed;
   sasl_.reset();

@@ -204,6 +204,7 @@ FrontendEvent Frontend::next() {
 }
 
 Frontend::Event Frontend::close_with(std::string_view bye_text) {
+  set_close_reason(bye_text);
   output_ += "BYE ";
   append_quoted(output_, bye_text);
   output_ += "\r\n";

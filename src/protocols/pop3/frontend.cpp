@@ -167,6 +167,10 @@ FrontendEvent Frontend::next() {
 }
 
 Frontend::Event Frontend::close_with(std::string_view lines) {
+  if (lines.find("Too many invalid") != std::string_view::npos)
+    set_close_reason("Too many invalid commands");
+  else if (lines.starts_with("-ERR "))
+    set_close_reason(lines.substr(5));
   output_ += lines;
   mode_ = Mode::Closed;
   sasl_.reset();

@@ -185,6 +185,16 @@ FrontendEvent Frontend::next() {
 }
 
 Frontend::Event Frontend::close_with(std::string_view line) {
+  if (!line.starts_with("2") && line.size() > 4) {
+    // "<code> <enhanced> [<hostname> ]<text>": keep the text.
+    std::string_view text = line.substr(4);
+    if (auto sp = text.find(' '); sp != std::string_view::npos && text.front() >= '2' &&
+                                  text.front() <= '5')
+      text.remove_prefix(sp + 1);
+    if (text.starts_with(settings_.hostname + " ")) text.remove_prefix(settings_.hostname.size() + 1);
+    // The log names the limit as the other protocols do.
+    set_close_reason(text.starts_with("Line too long") ? "Too long command line" : text);
+  }
   output_ += line;
   mode_ = Mode::Closed;
   sasl_.reset();

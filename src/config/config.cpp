@@ -576,9 +576,9 @@ class Loader {
       if (key == "level") {
         std::string lv;
         if (get_string(v, "log.level", lv)) {
-          static constexpr std::string_view levels[] = {"trace", "debug", "info", "warn", "error", "off"};
+          static constexpr std::string_view levels[] = {"trace", "debug", "info", "warn", "warning", "error", "off"};
           if (std::find(std::begin(levels), std::end(levels), lv) == std::end(levels))
-            error(v, "log.level: unknown level '" + lv + "' (expected trace, debug, info, warn, error or off)");
+            error(v, "log.level: unknown level '" + lv + "' (expected trace, debug, info, warn(ing), error or off)");
           else
             lg.level = lv;
         }

@@ -386,6 +386,23 @@ class Session {
   Task<passdb::Lookup> verify(const sasl::Credentials& c) {
     passdb::RequestInfo info{std::string(listener_.protocol->name), addr_text(ci_.remote_ip),
                              addr_text(ci_.local_ip)};
+    // No hashing needed (nopassword, cleartext scheme, unknown user): answer
+    // here and skip two thread hand-offs.
+    bool inline_ok = true;
+    passdb::Lookup quick;
+    quick.result = passdb::Result::UnknownUser;
+    for (const auto& db : snap_->passdbs) {
+      if (!db->serves(info.protocol)) continue;
+      auto l = db->verify_inline(c.authcid, c.password, info);
+      if (!l) {
+        inline_ok = false;
+        break;
+      }
+      if (l->result == passdb::Result::UnknownUser) continue;
+      quick = std::move(*l);
+      break;
+    }
+    if (inline_ok) co_return quick;
     // Password hashing is slow by design: never on the worker's event loop.
     co_return co_await asio::co_spawn(pool_.get_executor(),
                                       verify_on_pool(snap_, std::move(info), c.authcid, c.password),

@@ -2,6 +2,7 @@
 // Password databases. Currently one driver: Dovecot's passwd-file.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,14 @@ class Passdb {
   virtual Lookup verify(std::string_view user, std::string_view password, const RequestInfo& info) = 0;
   /// True when this passdb applies to `protocol` (empty protocol list = all).
   virtual bool serves(std::string_view protocol) const = 0;
+  /// Answer at once when that needs no password hashing (unknown user, empty
+  /// password with `nopassword`, cleartext schemes): the engine then skips
+  /// the trip to the hashing thread pool. nullopt = call verify() off-loop.
+  virtual std::optional<Lookup> verify_inline(std::string_view user, std::string_view password,
+                                              const RequestInfo& info) {
+    (void)user, (void)password, (void)info;
+    return std::nullopt;
+  }
   /// Non-fatal problems found by the last (re)load, formatted
   /// "path:line: message" (e.g. skipped malformed lines). Default: none.
   virtual std::vector<std::string> warnings() const;

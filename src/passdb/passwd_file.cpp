@@ -136,6 +136,32 @@ std::shared_ptr<const PasswdFileData> PasswdFile::snapshot(std::string& error) {
 bool PasswdFile::load(std::string& error) { return snapshot(error) != nullptr; }
 
 Lookup PasswdFile::verify(std::string_view user, std::string_view password, const RequestInfo&) {
+  bool needs_hash = false;
+  return check(user, password, true, needs_hash);
+}
+
+std::optional<Lookup> PasswdFile::verify_inline(std::string_view user, std::string_view password,
+                                                const RequestInfo&) {
+  bool needs_hash = false;
+  Lookup res = check(user, password, false, needs_hash);
+  if (needs_hash) return std::nullopt;
+  return res;
+}
+
+namespace {
+/// Schemes whose check is a plain comparison (no deliberate hashing cost).
+bool cheap_scheme(std::string_view stored) {
+  if (stored.empty() || stored.front() != '{') return stored.empty() || stored.front() != '$';
+  auto close = stored.find('}');
+  if (close == std::string_view::npos) return false;
+  std::string_view scheme = stored.substr(1, close - 1);
+  return core::iequals(scheme, "PLAIN") || core::iequals(scheme, "CLEAR") ||
+         core::iequals(scheme, "CLEARTEXT");
+}
+}  // namespace
+
+Lookup PasswdFile::check(std::string_view user, std::string_view password, bool may_hash,
+                         bool& needs_hash) {
   Lookup res;
   std::string err;
   auto data = snapshot(err);
@@ -173,6 +199,10 @@ Lookup PasswdFile::verify(std::string_view user, std::string_view password, cons
   if (stored.empty()) {
     res.result = Result::Mismatch;
     res.error = "passwd-file: user " + res.reply.user + " has no password";
+    return res;
+  }
+  if (!may_hash && !cheap_scheme(entry.password)) {
+    needs_hash = true;
     return res;
   }
   switch (verify_password(entry.password, password)) {

@@ -72,6 +72,8 @@ class PasswdFile final : public Passdb {
   bool load(std::string& error);
 
   Lookup verify(std::string_view user, std::string_view password, const RequestInfo& info) override;
+  std::optional<Lookup> verify_inline(std::string_view user, std::string_view password,
+                                      const RequestInfo& info) override;
   bool serves(std::string_view protocol) const override;
   std::vector<std::string> warnings() const override;
 
@@ -95,6 +97,7 @@ class PasswdFile final : public Passdb {
   config::Passdb cfg_;
   std::vector<std::pair<std::string, std::string>> default_fields_;
   std::vector<std::pair<std::string, std::string>> override_fields_;
+  Lookup check(std::string_view user, std::string_view password, bool may_hash, bool& needs_hash);
   mutable std::mutex mu_;
   std::shared_ptr<const PasswdFileData> data_;
   FileId id_;

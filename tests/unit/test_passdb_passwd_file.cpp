@@ -297,3 +297,29 @@ TEST(PassdbReply, Accessors) {
 }
 
 }  // namespace
+
+// The engine answers on the event loop only when no hashing is needed.
+TEST(PassdbPasswdFile, VerifyInlineOnlyWithoutHashing) {
+  TempDir dir;
+  std::string path = dir.file("u.passwd");
+  write_file(path, "nopw::::::: nopassword\n"
+                   "plain:{PLAIN}secret\n"
+                   "hashed:" + hash_password("SHA512-CRYPT", "secret") + "\n");
+  std::string err;
+  auto pdb = make_passdb(cfg_for(path), err);
+  ASSERT_TRUE(pdb) << err;
+  auto a = pdb->verify_inline("nopw", "x", kInfo);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->result, Result::Ok);
+  auto b = pdb->verify_inline("plain", "secret", kInfo);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->result, Result::Ok);
+  auto c = pdb->verify_inline("plain", "wrong", kInfo);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->result, Result::Mismatch);
+  auto d = pdb->verify_inline("nobody", "x", kInfo);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->result, Result::UnknownUser);
+  EXPECT_FALSE(pdb->verify_inline("hashed", "secret", kInfo));  // needs the thread pool
+  EXPECT_EQ(pdb->verify("hashed", "secret", kInfo).result, Result::Ok);
+}

@@ -34,7 +34,9 @@ CtxPtr make_server_context(const std::string& cert, const std::string& key, std:
     return nullptr;
   }
   common_setup(ctx.get());
-  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_SERVER);
+  // No server-side session cache: it would keep an SSL_SESSION per client in
+  // memory. Resumption still works through stateless tickets.
+  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
   if (SSL_CTX_use_certificate_chain_file(ctx.get(), cert.c_str()) != 1) {
     error = "cannot load certificate " + cert + ": " + last_error();
     return nullptr;

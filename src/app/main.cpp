@@ -18,6 +18,7 @@
 #include "login/runtime.hpp"
 #include "login/server.hpp"
 #include "protocols/registry.hpp"
+#include "tls/context.hpp"
 
 namespace {
 
@@ -138,6 +139,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (!drop_privileges(snap->cfg.server.user)) return 1;
+  if (snap->cfg.tls.ktls)
+    portier::log::write(Level::Info, "portier",
+                        portier::tls::kernel_has_ktls()
+                            ? "kTLS: kernel TLS available, enabled where the cipher allows"
+                            : "kTLS: the kernel has no TLS ULP; using userspace TLS");
   server.start();
   portier::log::write(Level::Info, "portier", "Ready");
 

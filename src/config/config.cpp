@@ -282,6 +282,8 @@ class Loader {
         if (get_string(v, "tls.cert", tls.cert)) tls.cert = resolve(tls.cert);
       } else if (key == "key") {
         if (get_string(v, "tls.key", tls.key)) tls.key = resolve(tls.key);
+      } else if (key == "ktls") {
+        get_bool(v, "tls.ktls", tls.ktls);
       } else {
         unknown_key(k, "[tls]");
       }

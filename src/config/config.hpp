@@ -61,6 +61,9 @@ struct Server {
 struct Tls {
   std::string cert;
   std::string key;
+  /// Ask OpenSSL for kernel TLS where the kernel offers it (probed at start;
+  /// silent fallback to userspace TLS).
+  bool ktls = false;
 };
 
 /// [backend]: TLS towards backends (ssl=yes / starttls=yes in passdb).

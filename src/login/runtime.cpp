@@ -30,6 +30,11 @@ std::shared_ptr<const Snapshot> Snapshot::build(const config::Config& cfg,
         tls::make_client_context(false, "", cfg.backend.cert, cfg.backend.key, err);
     if (!s->backend_anycert_ctx) errors.push_back("backend: " + err);
   }
+  if (cfg.tls.ktls) {
+    for (SSL_CTX* c : {s->server_ctx.get(), s->backend_verify_ctx.get(),
+                       s->backend_anycert_ctx.get()})
+      if (c) tls::enable_ktls(c);
+  }
   s->frontend.hostname = cfg.server.hostname;
   s->frontend.greeting = cfg.login.greeting;
   s->frontend.allow_cleartext = cfg.auth.allow_cleartext;

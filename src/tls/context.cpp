@@ -2,7 +2,25 @@
 
 #include <openssl/err.h>
 
+#include <fstream>
+#include <iterator>
+
 namespace portier::tls {
+
+bool kernel_has_ktls() {
+  // The "tls" ULP is listed once the kernel has CONFIG_TLS (built in or loaded).
+  std::ifstream f("/proc/sys/net/ipv4/tcp_available_ulp");
+  std::string ulps((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return ulps.find("tls") != std::string::npos;
+}
+
+void enable_ktls(SSL_CTX* ctx) {
+#ifdef SSL_OP_ENABLE_KTLS
+  SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
+#else
+  (void)ctx;
+#endif
+}
 
 std::string last_error() {
   std::string out;

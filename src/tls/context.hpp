@@ -23,6 +23,12 @@ CtxPtr make_server_context(const std::string& cert, const std::string& key, std:
 CtxPtr make_client_context(bool verify, const std::string& ca_file, const std::string& cert,
                            const std::string& key, std::string& error);
 
+/// Whether the running kernel offers the TLS upper-layer protocol (kTLS).
+bool kernel_has_ktls();
+/// Enable kTLS on a context (OpenSSL falls back to userspace by itself when
+/// the kernel or the cipher cannot do it).
+void enable_ktls(SSL_CTX* ctx);
+
 /// The last OpenSSL error queue entries as text (clears the queue).
 std::string last_error();
 

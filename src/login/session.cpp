@@ -15,7 +15,9 @@
 #include <asio/steady_timer.hpp>
 #include <sys/socket.h>
 
+#include <cctype>
 #include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <optional>
 
@@ -133,7 +135,11 @@ class Session {
     e += ", lip=" + addr_text(ci_.local_ip);
     if (ci_.tls) e += ", TLS";
     else if (ci_.secured()) e += ", secured";
-    e += ", session=<" + ci_.session_id + ">";
+    // A trusted upstream chooses the session id: keep it from faking fields.
+    e += ", session=<";
+    for (char c : ci_.session_id.substr(0, 64))
+      e += (std::isalnum(static_cast<unsigned char>(c)) || std::strchr("+/=._-", c)) ? c : '?';
+    e += ">";
     return e;
   }
 

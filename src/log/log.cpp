@@ -25,6 +25,41 @@ bool parse_level(std::string_view name, Level& out) {
 
 bool enabled(Level level) { return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed); }
 
+namespace {
+/// Append `s` with every invalid UTF-8 sequence replaced by U+FFFD and every
+/// control character by '?': peer bytes that reached a message (a backend's
+/// garbage banner, say) must not break log parsers or forge lines.
+void append_clean(std::string& out, std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      out += (c < 0x20 || c == 0x7f) ? '?' : static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    size_t len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
+    bool ok = len > 0 && c < 0xf5 && i + len <= s.size();
+    for (size_t k = 1; ok && k < len; ++k)
+      ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
+    if (ok && len == 3) {
+      unsigned char c1 = static_cast<unsigned char>(s[i + 1]);
+      ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0);  // overlong, surrogates
+    } else if (ok && len == 4) {
+      unsigned char c1 = static_cast<unsigned char>(s[i + 1]);
+      ok = !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90);
+    }
+    if (ok) {
+      out.append(s.substr(i, len));
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+}
+}  // namespace
+
 void write(Level level, std::string_view service, std::string_view message) {
   if (!enabled(level)) return;
   std::time_t now = std::time(nullptr);
@@ -40,7 +75,7 @@ void write(Level level, std::string_view service, std::string_view message) {
   line += ": ";
   line += kLevelNames[static_cast<int>(level)];
   line += ": ";
-  line += message;
+  append_clean(line, message);
   line += '\n';
   // A single write keeps lines whole even with several worker threads.
   const char* p = line.data();

@@ -178,10 +178,6 @@ def test_backend_fault(matrix, case: fm.Case):
     assert "garbage" not in res.reply
 
 
-@pytest.mark.xfail(reason="log::write/log::sanitize and the plug-ins' sanitize_for_log/one_line "
-                          "pass bytes >= 0x80 through unchecked: backend garbage puts invalid "
-                          "UTF-8 into log lines (Dovecot's str_sanitize writes U+FFFD)",
-                   strict=False)
 @pytest.mark.parametrize("pname", list(fm.PROTOCOLS))
 def test_log_lines_are_valid_utf8(matrix, pname):
     """Backend text quoted in log lines (`Invalid banner: <garbage>` ...) must

@@ -87,3 +87,30 @@ TEST(Failure, LogPrefixes) {
 }
 
 }  // namespace
+
+// Log lines stay valid UTF-8 without control characters, whatever a peer sent.
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "log/log.hpp"
+
+TEST(Log, InvalidUtf8AndControlsAreReplaced) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  int saved = dup(STDERR_FILENO);
+  dup2(fds[1], STDERR_FILENO);
+  portier::log::write(portier::log::Level::Error, "imap-login",
+                      std::string("Invalid banner: a\xff" "b\xc3\xa9" "c\r\nd\xed\xa0\x80"));
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  close(fds[1]);
+  char buf[512];
+  ssize_t n = read(fds[0], buf, sizeof buf);
+  close(fds[0]);
+  ASSERT_GT(n, 0);
+  std::string line(buf, static_cast<size_t>(n));
+  EXPECT_NE(line.find("Invalid banner: a\xef\xbf\xbd" "b\xc3\xa9" "c??d\xef\xbf\xbd"), std::string::npos)
+      << line;
+  EXPECT_EQ(line.back(), '\n');
+}

@@ -26,7 +26,7 @@ bool parse_level(std::string_view name, Level& out) {
 bool enabled(Level level) { return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed); }
 
 namespace {
-/// Append `s` with every invalid UTF-8 sequence replaced by U+FFFD and every
+/// Append `s` with every invalid UTF-8 byte and every
 /// control character by '?': peer bytes that reached a message (a backend's
 /// garbage banner, say) must not break log parsers or forge lines.
 void append_clean(std::string& out, std::string_view s) {
@@ -53,7 +53,7 @@ void append_clean(std::string& out, std::string_view s) {
       out.append(s.substr(i, len));
       i += len;
     } else {
-      out += "\xEF\xBF\xBD";
+      out += '?';
       ++i;
     }
   }

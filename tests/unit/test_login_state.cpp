@@ -110,7 +110,7 @@ TEST(Log, InvalidUtf8AndControlsAreReplaced) {
   close(fds[0]);
   ASSERT_GT(n, 0);
   std::string line(buf, static_cast<size_t>(n));
-  EXPECT_NE(line.find("Invalid banner: a\xef\xbf\xbd" "b\xc3\xa9" "c??d\xef\xbf\xbd"), std::string::npos)
+  EXPECT_NE(line.find("Invalid banner: a?b\xc3\xa9" "c??d???"), std::string::npos)
       << line;
   EXPECT_EQ(line.back(), '\n');
 }

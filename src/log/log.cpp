@@ -26,8 +26,8 @@ bool parse_level(std::string_view name, Level& out) {
 bool enabled(Level level) { return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed); }
 
 namespace {
-/// Append `s` with every invalid UTF-8 byte and every
-/// control character by '?': peer bytes that reached a message (a backend's
+/// Append `s` with every invalid UTF-8 byte and every control character
+/// replaced by '?': peer bytes that reached a message (a backend's
 /// garbage banner, say) must not break log parsers or forge lines.
 void append_clean(std::string& out, std::string_view s) {
   size_t i = 0;

@@ -24,12 +24,34 @@ REPO = Path(__file__).resolve().parents[2]
 # Demo accounts on the backend.
 DEMO_USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
 
-# Fixed demo ports (POP3 10110/10995, Submission 10587/10465 and ManageSieve
-# 14190 are reserved for the protocols that come next).
+# Fixed demo ports: all four protocols, STARTTLS-capable and implicit TLS.
 DEMO_LISTENERS = [
     Listener("imap", "starttls", 10143),
     Listener("imap", "implicit", 10993),
+    Listener("pop3", "starttls", 10110),
+    Listener("pop3", "implicit", 10995),
+    Listener("submission", "starttls", 10587),
+    Listener("submission", "implicit", 10465),
+    Listener("managesieve", "starttls", 14190),
 ]
+
+# Backend listener (plain, implicit TLS) per protocol in the harness.
+BACKEND_PORTS = {"imap": ("imap", "imaps"), "pop3": ("pop3", "pop3s"),
+                 "submission": ("submission", "submissions"), "managesieve": ("sieve", None)}
+
+
+def demo_users(dc: DovecotBackend, protocol: str) -> list[User]:
+    """alice: backend leg plain; bob: STARTTLS; carol: implicit TLS (STARTTLS
+    for ManageSieve, which has no implicit-TLS port), password checked by the
+    backend."""
+    plain, tls = BACKEND_PORTS[protocol]
+    carol = (proxy(dc.ports[tls], ssl="yes", nopassword=True) if tls
+             else proxy(dc.ports[plain], starttls="yes", nopassword=True))
+    return [
+        User("alice", "alice-pw", proxy(dc.ports[plain])),
+        User("bob", "bob-pw", proxy(dc.ports[plain], starttls="yes")),
+        User("carol", None, carol),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,33 +80,38 @@ def main(argv: list[str] | None = None) -> int:
     px = None
     try:
         dc.start()
-        imap, imaps = dc.ports["imap"], dc.ports["imaps"]
-        users = [
-            # portier checks the password, forwards it to a plain backend leg
-            User("alice", "alice-pw", proxy(imap)),
-            # STARTTLS towards the backend
-            User("bob", "bob-pw", proxy(imap, starttls="yes")),
-            # implicit TLS towards the backend; the backend checks the password
-            User("carol", None, proxy(imaps, ssl="yes", nopassword=True)),
-        ]
-        px = Portier(work, users=users, certs=certs, listeners=DEMO_LISTENERS,
+        # One passwd-file per protocol (Dovecot-style per-protocol passdbs):
+        # each points the same users at that protocol's backend listener.
+        extra = []
+        for proto in BACKEND_PORTS:
+            path = work / f"passwd.{proto}"
+            path.write_text("".join(u.line() for u in demo_users(dc, proto)))
+            extra.append(f'[[passdb]]\ndriver = "passwd-file"\npath = "{path}"\n'
+                         f'protocols = ["{proto}"]\n')
+        px = Portier(work, users=[], certs=certs, listeners=DEMO_LISTENERS,
                      settings={"auth": {"failure_delay": "2s"},
                                "server": {"hostname": "proxy.demo", "allow_root": True}},
-                     name="portier", echo=True)
+                     extra_toml="\n".join(extra), name="portier", echo=True)
         px.start()
         ca = certs.ca
         print(f"""
 ================================================================ portier demo
-Backend: private Dovecot {dc.dir} (IMAP {imap}, IMAPS {imaps}); log: {dc.log_path}
-Proxy:   portier, config {px.conf_path}, passdb {px.passwd_path}
+Backend: private Dovecot {dc.dir}; log: {dc.log_path}
+Proxy:   portier, config {px.conf_path}, passdbs {work}/passwd.<protocol>
+Ports:   IMAP 10143 (STARTTLS) / 10993 (TLS), POP3 10110 / 10995,
+         Submission 10587 / 10465, ManageSieve 14190 (STARTTLS)
 Users:   alice / alice-pw  (backend leg plain)
          bob   / bob-pw    (backend leg STARTTLS)
-         carol / carol-pw  (backend leg implicit TLS, password checked by the backend)
+         carol / carol-pw  (backend leg TLS, password checked by the backend)
 
 Try:
   curl imap://127.0.0.1:10143/ -u alice:alice-pw
   curl --ssl-reqd --cacert {ca} imap://127.0.0.1:10143/ -u bob:bob-pw
   curl --cacert {ca} imaps://127.0.0.1:10993/ -u carol:carol-pw
+  curl --cacert {ca} pop3s://127.0.0.1:10995/ -u alice:alice-pw
+  curl --ssl-reqd --cacert {ca} smtp://127.0.0.1:10587 -u bob:bob-pw \\
+       --mail-from bob@demo --mail-rcpt alice@demo -T /etc/hostname
+  sieve-connect --server 127.0.0.1 --port 14190 --user alice --list   # (CA: {ca})
   openssl s_client -quiet -CAfile {ca} -connect 127.0.0.1:10993
 Ctrl-C stops portier and the backend.
 =============================================================================

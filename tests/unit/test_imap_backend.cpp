@@ -481,6 +481,10 @@ TEST(ImapBackend, LoginFailureReplies) {
        "IPFP2 NO [EXPIRED] Password expired\r\n"},
       {"L NO [CONTACTADMIN]", FailureType::AuthReplied, "[CONTACTADMIN]",
        "IPFP2 NO [CONTACTADMIN]\r\n"},
+      // Found by fuzz/imap_backend: control bytes never reach the log reason.
+      {"L NO [UNAVAILABLE] a\rb\x1b[2Jc", FailureType::AuthTempfail, "[UNAVAILABLE] a?b?[2Jc",
+       "IPFP2 NO [UNAVAILABLE] a\rb\x1b[2Jc\r\n"},
+      {"L BAD [SERVEUG\rBxR] ", FailureType::AuthReplied, "BAD [SERVEUG?BxR] ", generic},
   };
   for (const auto& c : cases) {
     Fixture f;

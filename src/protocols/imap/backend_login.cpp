@@ -394,7 +394,9 @@ BackendEvent BackendLogin::on_login_reply(std::string_view rest) {
     return BackendEvent::Success;
   }
 
-  const std::string reason(core::istarts_with(rest, "NO ") ? rest.substr(3) : rest);
+  // The reason goes into the log line as is: no backend control bytes in it.
+  const std::string reason =
+      sanitize_for_log(core::istarts_with(rest, "NO ") ? rest.substr(3) : rest, 1024);
   const std::string generic =
       untagged_ + client_tag_ + " " + std::string(kAuthFailedReply) + "\r\n";
   if (!core::istarts_with(rest, "NO [")) {

@@ -101,7 +101,7 @@ class Relay {
         auto it = by_fd_.find(fd);
         if (it == by_fd_.end()) continue;
         Pair* p = it->second;
-        service(*p);
+        service(*p, fd, evs[i].events);
         if (p->dead) destroy(p);
       }
     }
@@ -164,7 +164,7 @@ class Relay {
     p->bev = EPOLLIN;
     add(cfd, EPOLLIN);
     add(bfd, EPOLLIN);
-    service(*p);
+    service(*p, -1, 0);
     if (p->dead) destroy(p);
   }
 
@@ -251,7 +251,10 @@ class Relay {
     return true;
   }
 
-  void service(Pair& p) {
+  // Work only the direction(s) this event concerns: readable client = up,
+  // readable backend = down, writable = flush the direction waiting on it
+  // (fd < 0: both, e.g. right after accept or the handshake).
+  void service(Pair& p, int fd, uint32_t ev) {
     if (p.handshaking) {
       int r = SSL_do_handshake(p.ssl);
       if (r != 1) {
@@ -262,8 +265,12 @@ class Relay {
         return;
       }
       p.handshaking = false;
+      fd = -1;
     }
-    if (!pump(p, p.up) || !pump(p, p.down)) {
+    const bool all = fd < 0 || (ev & (EPOLLERR | EPOLLHUP));
+    bool up = all || (fd == p.cfd && (ev & EPOLLIN)) || (fd == p.bfd && (ev & EPOLLOUT));
+    bool down = all || (fd == p.bfd && (ev & EPOLLIN)) || (fd == p.cfd && (ev & EPOLLOUT));
+    if ((up && !pump(p, p.up)) || (down && !pump(p, p.down))) {
       p.dead = true;  // either side closed or failed: a benchmark relay just ends the pair
       return;
     }
@@ -271,8 +278,6 @@ class Relay {
     // wait for writability of a destination while it has.
     uint32_t cev = (p.up.len == 0 ? uint32_t(EPOLLIN) : 0u) | (p.down.len > 0 ? uint32_t(EPOLLOUT) : 0u);
     uint32_t bev = (p.down.len == 0 ? uint32_t(EPOLLIN) : 0u) | (p.up.len > 0 ? uint32_t(EPOLLOUT) : 0u);
-    // TLS may hold decrypted bytes the socket will never signal again.
-    if (p.ssl && p.up.len == 0 && SSL_has_pending(p.ssl)) cev |= EPOLLOUT;
     mod(p.cfd, p.cev, cev);
     mod(p.bfd, p.bev, bev);
   }

@@ -37,6 +37,15 @@ from tests.support.dovecot import DovecotBackend  # noqa: E402
 PASS = "bench-Pw-1"
 
 
+def box_cpu() -> tuple[float, float]:
+    """(busy, softirq) CPU seconds of the whole machine so far (/proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = v
+    tck = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq + steal) / tck, softirq / tck
+
+
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -81,7 +90,14 @@ class Bench:
         log(f"output: {self.out}")
         self.certs = make_certs(self.work / "certs")
         users = {f"user{i}": PASS for i in range(a.users)}
-        extra = ("protocol imap {\n  mail_max_userip_connections = 100000\n}\n")
+        # A backend as fast as Dovecot gets: shared login processes and reused
+        # imap processes (the defaults fork a login and an imap process per
+        # connection, ~15 ms of CPU each here, which would drown every proxy's
+        # overhead).
+        extra = ("protocol imap {\n  mail_max_userip_connections = 100000\n}\n"
+                 "service imap-login {\n  service_count = 0\n  process_min_avail = 2\n}\n"
+                 "service imap {\n  service_count = 0\n  process_min_avail = 8\n}\n"
+                 "service auth {\n  client_limit = 4000\n}\n")
         self.dc = DovecotBackend(users=users, tmpdir=self.work / "backend", extra_conf=extra,
                                  certs=self.certs).start()
         self.stack.append(self.dc)
@@ -108,7 +124,7 @@ class Bench:
             "kernel": platform.release(), "cpus": os.cpu_count(), "load_at_start": la,
             "smoke": a.smoke, "rounds": a.rounds, "duration": a.duration,
             "clients": a.clients, "sessions": a.sessions, "msg_size": a.msg_size,
-            "fetches": a.fetches, "portier_workers": a.workers,
+            "fetches": a.fetches, "relay_rounds": a.relay_rounds, "portier_workers": a.workers,
             "versions": versions(Path(a.build) / "portier"),
             "argv": sys.argv[1:],
             "cmdline": os.environ.get("BENCH_CMDLINE", ""),
@@ -135,6 +151,7 @@ class Bench:
             roots, extra = t.roots(), t.extra_roots()
             backend_roots = [self.dc.proc.pid] if prefix == "user" else [self.fast.pid]
             c0, x0, b0 = tree_cpu(roots), tree_cpu(extra), tree_cpu(backend_roots)
+            m0 = box_cpu()
             args = ["login", "--port", str(t.port), "--clients", str(clients),
                     "--duration", str(a.duration), "--user-prefix", prefix,
                     "--users", str(a.users), "--pass", PASS,
@@ -143,11 +160,15 @@ class Bench:
                 args += ["--src-ips", str(a.src_ips)]
             res = self.run_loadgen(args, timeout=a.duration + 60)
             c1, x1, b1 = tree_cpu(roots), tree_cpu(extra), tree_cpu(backend_roots)
+            m1 = box_cpu()
             n = max(res["cycles"], 1)
             res.update(target=t.name, round=rnd, load=self.load()[0],
                        proxy_cpu_ms_per_login=(c1 - c0) * 1e3 / n if roots else None,
                        aux_cpu_ms_per_login=(x1 - x0) * 1e3 / n if extra else None,
-                       backend_cpu_ms_per_login=(b1 - b0) * 1e3 / n)
+                       backend_cpu_ms_per_login=(b1 - b0) * 1e3 / n,
+                       loadgen_cpu_ms_per_login=res["loadgen_cpu_s"] * 1e3 / n,
+                       box_cpu_ms_per_login=(m1[0] - m0[0]) * 1e3 / n,
+                       softirq_ms_per_login=(m1[1] - m0[1]) * 1e3 / n)
             self.results[kind].append(res)
             self.check(f"{kind} {t.name} c={clients}", res, "cycles")
             cpu = res["proxy_cpu_ms_per_login"]
@@ -211,7 +232,7 @@ class Bench:
                 [(n, p, p.roots()) for n, p in self.proxies.items()]
         tls = [("tls-relay", self.relays["tls"], [self.relays["tls"].pid])] + \
               [(n, p, p.roots()) for n, p in self.proxies.items()]
-        for rnd in range(a.rounds):
+        for rnd in range(a.relay_rounds or a.rounds):
             for is_tls, group in ((False, plain), (True, tls)):
                 for name, t, roots in group:
                     port = (t.port if not is_tls or name == "tls-relay" else t.tls_port)
@@ -337,12 +358,14 @@ def main() -> int:
     ap.add_argument("--syscall-logins", type=int, default=500)
     ap.add_argument("--msg-size", type=int, default=64 << 20)
     ap.add_argument("--fetches", type=int, default=16)
+    ap.add_argument("--relay-rounds", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2, help="portier worker threads")
     ap.add_argument("--phases", nargs="+", default=["logins", "fast", "idle", "relay", "syscalls"],
                     choices=["logins", "fast", "idle", "relay", "syscalls"])
     a = ap.parse_args()
     if a.smoke:
         a.rounds, a.duration, a.clients, a.fast_clients = 1, 0.5, [1, 4], 4
+        a.relay_rounds = 1
         a.sessions, a.msg_size, a.fetches, a.users = [20], 1 << 20, 2, 4
         a.syscall_logins = 20
     return Bench(a).run()

@@ -131,8 +131,8 @@ class Session {
   std::string elements() const {
     std::string e = "user=<" + log::sanitize(user_) + ">";
     if (!method_.empty()) e += ", method=" + method_;
-    e += ", rip=" + addr_text(ci_.remote_ip);
-    e += ", lip=" + addr_text(ci_.local_ip);
+    e += ", rip=" + rip();
+    e += ", lip=" + lip();
     if (ci_.tls) e += ", TLS";
     else if (ci_.secured()) e += ", secured";
     // A trusted upstream chooses the session id: keep it from faking fields.
@@ -141,6 +141,23 @@ class Session {
       e += (std::isalnum(static_cast<unsigned char>(c)) || std::strchr("+/=._-", c)) ? c : '?';
     e += ">";
     return e;
+  }
+
+  /// The client's addresses as text, formatted once (a trusted ID/XCLIENT
+  /// may change them, so the cache is keyed by the address).
+  const std::string& rip() const {
+    if (rip_for_ != ci_.remote_ip || rip_text_.empty()) {
+      rip_for_ = ci_.remote_ip;
+      rip_text_ = addr_text(ci_.remote_ip);
+    }
+    return rip_text_;
+  }
+  const std::string& lip() const {
+    if (lip_for_ != ci_.local_ip || lip_text_.empty()) {
+      lip_for_ = ci_.local_ip;
+      lip_text_ = addr_text(ci_.local_ip);
+    }
+    return lip_text_;
   }
 
   void log_client(Level lvl, std::string_view msg) {
@@ -390,8 +407,7 @@ class Session {
   }
 
   Task<passdb::Lookup> verify(const sasl::Credentials& c) {
-    passdb::RequestInfo info{std::string(listener_.protocol->name), addr_text(ci_.remote_ip),
-                             addr_text(ci_.local_ip)};
+    passdb::RequestInfo info{std::string(listener_.protocol->name), rip(), lip()};
     // No hashing needed (nopassword, cleartext scheme, unknown user): answer
     // here and skip two thread hand-offs.
     bool inline_ok = true;
@@ -437,7 +453,7 @@ class Session {
     if (!creds.authzid.empty() && creds.authzid != creds.authcid) {
       // Master-user logins towards portier itself are not supported.
       log::logf(Level::Info, "auth", "{}({},{},<{}>): Authorization as another user denied",
-                "passwd-file", log::sanitize(user_), addr_text(ci_.remote_ip), ci_.session_id);
+                "passwd-file", log::sanitize(user_), rip(), ci_.session_id);
       co_await delay_failure();
       fe_->auth_failed(AuthFailure::Failed, {});
       ++auth_failures_;
@@ -451,12 +467,12 @@ class Session {
     if (lookup.result != passdb::Result::Ok) {
       if (lookup.result == passdb::Result::TempFail) {
         log::logf(Level::Error, "auth", "passwd-file({},{},<{}>): {}", log::sanitize(user_),
-                  addr_text(ci_.remote_ip), ci_.session_id, log::sanitize(lookup.error));
+                  rip(), ci_.session_id, log::sanitize(lookup.error));
         fe_->auth_failed(AuthFailure::TempFail, {});
       } else {
         if (snap_->cfg.auth.verbose)
           log::logf(Level::Info, "auth", "passwd-file({},{},<{}>): {}", log::sanitize(user_),
-                    addr_text(ci_.remote_ip), ci_.session_id,
+                    rip(), ci_.session_id,
                     lookup.result == passdb::Result::Mismatch ? "Password mismatch"
                                                               : "unknown user");
         co_await delay_failure();
@@ -919,6 +935,8 @@ class Session {
   std::string method_;
   std::string dest_;
   std::string destuser_;
+  mutable asio::ip::address rip_for_, lip_for_;
+  mutable std::string rip_text_, lip_text_;
   std::string master_;
   std::string local_;
   std::string last_state_;

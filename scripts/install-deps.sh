@@ -11,6 +11,8 @@ PKGS=(
   dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond dovecot-managesieved
   python3 python3-pytest curl openssl ca-certificates procps iproute2
   sieve-connect
+  clang-14 libclang-rt-14-dev llvm-14
+  nginx-core libnginx-mod-mail gnuplot-nox libbenchmark-dev
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,15 +1,52 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it on a fresh Debian 12 machine:
-# Debian packages, build, unit tests (ctest), then the integration tests
-# (pytest, Debian's /usr/bin/python3) against a private Dovecot backend.
-# Exits non-zero on any failure; pytest's summary line is the last output.
+#  1. Debian packages, build (build/), unit tests (ctest), integration tests
+#     (pytest, Debian's /usr/bin/python3) against a private Dovecot backend;
+#  2. the same unit + integration tests against an ASan+UBSan build
+#     (CMake preset `asan`, build-asan/): any sanitizer report fails;
+#  (between 1 and 2: a smoke run of the benchmark script, bench/run.sh --smoke)
+#  3. the libFuzzer targets (preset `fuzz`, clang-14): every committed corpus
+#     replayed, every target fuzzed for FUZZ_SECONDS (scripts/fuzz.sh).
+# The sanitizer pytest run goes last, so pytest's summary line stays the
+# last output. Exits non-zero on any failure.
 #   PYTEST_ARGS="-k faults -x" scripts/test.sh   extra pytest arguments
+#   FUZZ_SECONDS=60 scripts/test.sh              fuzz time per target (default 30)
+#   SKIP_SANITIZERS=1 scripts/test.sh            only step 1 (quick local run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+start=$(date +%s)
+stamp() { echo "== test.sh: $1 ($(( $(date +%s) - start )) s)"; }
 scripts/install-deps.sh
 scripts/build.sh
 ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure --parallel "$(nproc)"
-export PORTIER_BIN="${PORTIER_BIN:-$PWD/${BUILD_DIR:-build}/portier}"
 # -p no:cacheprovider: leave no .pytest_cache behind in the checkout.
+PYTEST=(/usr/bin/python3 -m pytest -q -p no:cacheprovider)
+if [ -n "${SKIP_SANITIZERS:-}" ]; then
+  export PORTIER_BIN="${PORTIER_BIN:-$PWD/${BUILD_DIR:-build}/portier}"
+  # shellcheck disable=SC2086
+  exec "${PYTEST[@]}" ${PYTEST_ARGS:-} tests/integration
+fi
 # shellcheck disable=SC2086
-exec /usr/bin/python3 -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-} tests/integration
+PORTIER_BIN="${PORTIER_BIN:-$PWD/${BUILD_DIR:-build}/portier}" "${PYTEST[@]}" ${PYTEST_ARGS:-} tests/integration
+stamp "unit + integration tests passed"
+
+# ---- benchmarks: not tests; CI only builds them (above) and runs a tiny smoke
+bench/run.sh --smoke --build "${BUILD_DIR:-build}"
+stamp "benchmark smoke run passed"
+
+# ---- ASan + UBSan ------------------------------------------------------------
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+cmake --preset asan >/dev/null
+cmake --build --preset asan --parallel "$(nproc)"
+ctest --preset asan --parallel "$(nproc)"
+stamp "sanitizer build + unit tests passed"
+
+# ---- libFuzzer ---------------------------------------------------------------
+FUZZ_SECONDS=${FUZZ_SECONDS:-30} scripts/fuzz.sh
+stamp "fuzzing passed"
+
+# ---- integration tests against the sanitizer build: last, its summary closes CI
+export PORTIER_BIN="$PWD/build-asan/portier"
+# shellcheck disable=SC2086
+exec "${PYTEST[@]}" ${PYTEST_ARGS:-} tests/integration

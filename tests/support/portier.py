@@ -29,6 +29,10 @@ LISTEN_RE = re.compile(
     r"portier: Info: Listening on (?P<addr>\[[^\]]+\]|[^ ]+):(?P<port>\d+) "
     r"\((?P<proto>[a-z0-9-]+), tls=(?P<tls>none|starttls|implicit)\)")
 READY_RE = re.compile(r"portier: Info: Ready\b")
+# A sanitizer report on portier's stderr (ASan/LSan/UBSan build, scripts/test.sh):
+# always a test failure, whatever the exit status.
+SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:|"
+                          r"SUMMARY: UndefinedBehaviorSanitizer")
 
 
 def portier_bin() -> Path:
@@ -240,6 +244,7 @@ class Portier:
                                        f"log tail:\n{self._tail()}")
                 return self.returncode or -9
         self._finish()
+        self.check_sanitizers()
         if check:
             if crashed_before is not None:
                 raise PortierError(f"portier had already exited with {crashed_before} before "
@@ -262,6 +267,14 @@ class Portier:
             t.join(2)
         self.log.close()
         self.proc = None
+
+    def check_sanitizers(self) -> None:
+        """Raise if portier's stderr holds a sanitizer report."""
+        lines = self.log.lines()
+        hits = [i for i, line in enumerate(lines) if SANITIZER_RE.search(line)]
+        if hits:
+            report = "\n".join(lines[hits[0]:hits[0] + 60])
+            raise PortierError(f"sanitizer report in portier's stderr:\n{report}")
 
     def _tail(self, n: int = 40) -> str:
         return "\n".join(self.log.lines()[-n:])

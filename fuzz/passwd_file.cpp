@@ -27,6 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // holds, parse again and look for the marker.
   static constexpr std::string_view kMarker = "S3cr3t\x01MARK";
   for (const auto& [user, e] : d.users) {
+    if (contains(in, "S3cr3t")) break;  // the fuzzer learnt the marker
     if (e.password.empty() || e.password.find_first_of(": \n\r\t") != std::string::npos ||
         portier::fuzz::count(in, e.password) != 1)
       continue;

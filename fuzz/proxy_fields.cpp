@@ -36,7 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   // pass is secret: with its value replaced by a marker no message template
   // holds, the error must not show the marker.
-  if (reply.has("pass")) {
+  if (reply.has("pass") && !contains(in, "S3cr3t")) {
     reply.set("pass", "S3cr3t\x01MARK");
     auto r2 = portier::passdb::parse_proxy_fields(reply, 143, 993);
     FUZZ_CHECK(!contains(r2.error, "S3cr3t"), "pass value in error", r2.error);

@@ -47,6 +47,14 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-30} scripts/fuzz.sh
 stamp "fuzzing passed"
 
 # ---- integration tests against the sanitizer build: last, its summary closes CI
-export PORTIER_BIN="$PWD/build-asan/portier"
+# Any sanitizer report on portier's stderr fails the test (tests/support/portier.py).
+# PORTIER_SANITIZER tells tests that ASan inflates memory (redzones, quarantine).
+# Deselected here: the two tests that assert absolute memory bounds, which
+# only hold for the normal build (run above) — until they scale by PORTIER_SANITIZER.
+export PORTIER_BIN="$PWD/build-asan/portier" PORTIER_SANITIZER=asan
+ASAN_DESELECT=(
+  --deselect tests/integration/test_client_abuse.py::test_garbage_burst_bounded_memory_and_still_serving
+  --deselect tests/integration/test_load.py::test_idle_sessions_and_concurrent_logins
+)
 # shellcheck disable=SC2086
-exec "${PYTEST[@]}" ${PYTEST_ARGS:-} tests/integration
+exec "${PYTEST[@]}" "${ASAN_DESELECT[@]}" ${PYTEST_ARGS:-} tests/integration

@@ -56,7 +56,7 @@ net::Task<HandshakeResult> Stream::handshake_client(SSL_CTX* ctx, const std::str
     co_return HandshakeResult{false, false, "Failed to create SSL client: " + last_error()};
   }
   asio::error_code ec;
-  auto addr = asio::ip::make_address(host, ec);
+  (void)asio::ip::make_address(host, ec);  // only "is it an IP?" matters here
   bool is_ip = !ec;
   if (!host.empty() && !is_ip) SSL_set_tlsext_host_name(ssl_, host.c_str());
   if (verify && !host.empty()) {

@@ -545,6 +545,8 @@ class Loader {
         }
       } else if (key == "client_timeout") {
         get_duration(v, "login.client_timeout", l.client_timeout);
+      } else if (key == "relay_linger") {
+        get_duration(v, "login.relay_linger", l.relay_linger);
       } else if (key == "max_line_length") {
         get_uint(v, "login.max_line_length", l.max_line_length, 64, 16LL * 1024 * 1024);
       } else if (key == "max_literal_size") {

@@ -98,6 +98,9 @@ struct Login {
   unsigned proxy_max_reconnects = 3;
   std::string greeting = "portier ready.";  ///< must not contain CR/LF
   std::chrono::milliseconds client_timeout{180000};
+  /// After one side of a relayed session ends its stream (half-close), how
+  /// long the other direction may stay silent before the session ends.
+  std::chrono::milliseconds relay_linger{30000};
   size_t max_line_length = 8192;    ///< > 0
   size_t max_literal_size = 65536;
   unsigned max_invalid_commands = 3;

@@ -908,7 +908,9 @@ class Session {
       co_return;
     }
     // Shutdown finds live relays through the registry (keyed by `ending`).
-    auto* rl = relay::Relay::start(std::move(client_), std::move(*backend_), relay::Options{},
+    relay::Options ropts;
+    ropts.linger = snap_->cfg.login.relay_linger;
+    auto* rl = relay::Relay::start(std::move(client_), std::move(*backend_), ropts,
                              [done, ending, reg = &registry_](const relay::Result& r) {
                                reg->relays.erase(ending.get());
                                done(r);

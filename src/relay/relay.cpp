@@ -27,7 +27,7 @@ Relay* Relay::start(tls::Stream client, tls::Stream backend, Options opts, Done 
 
 Relay::Relay(tls::Stream client, tls::Stream backend, Options opts, Done done)
     : client_(std::move(client)), backend_(std::move(backend)), done_(std::move(done)),
-      last_(Clock::now()) {
+      linger_(opts.linger), last_(Clock::now()) {
   splice_ = opts.splice && !client_.is_tls() && !backend_.is_tls();
   dirs_[0].src = &client_;
   dirs_[0].dst = &backend_;
@@ -68,13 +68,50 @@ void Relay::on_event(int d, const asio::error_code& ec, bool read_side) {
     finish(client_side, ec == asio::error::operation_aborted ? "" : ec.message());
     return;
   }
+  // The socket became ready (or a retry was posted for bytes TLS holds).
+  if (read_side) dirs_[d].src->note_socket_wait();
   transfer(d);
 }
 
 void Relay::transfer(int d) {
   Direction& x = dirs_[d];
-  bool more = splice_ ? transfer_splice(x, d) : transfer_copy(x, d);
+  bool more = (splice_ && !x.copy) ? transfer_splice(x, d) : transfer_copy(x, d);
   (void)more;
+}
+
+// One side ended its stream: pass the half-close on and keep the other
+// direction going (bounded by the linger timer) until it ends too.
+void Relay::end_of_stream(Direction& x) {
+  x.eof = true;
+  x.pipe.reset();
+  x.buf.reset();
+  if (!first_eof_) first_eof_ = x.from_client ? 1 : 2;
+  if (dirs_[0].eof && dirs_[1].eof) {
+    finish(first_eof_ == 1, "");
+    return;
+  }
+  x.dst->shutdown_write();
+  arm_linger(linger_);
+}
+
+void Relay::arm_linger(std::chrono::milliseconds after) {
+  if (!linger_timer_)
+    linger_timer_ = std::make_unique<asio::steady_timer>(client_.socket().get_executor());
+  linger_timer_->expires_after(after);
+  ++pending_;
+  linger_timer_->async_wait([this](const asio::error_code& ec) {
+    --pending_;
+    if (finished_ || ec) {
+      maybe_delete();
+      return;
+    }
+    auto quiet = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - last_);
+    if (quiet >= linger_) {
+      finish(first_eof_ == 1, "");
+      return;
+    }
+    arm_linger(linger_ - quiet);  // bytes moved meanwhile: wait the rest
+  });
 }
 
 // Returns after arming the next wait or finishing.
@@ -86,9 +123,11 @@ bool Relay::transfer_splice(Direction& x, int d) {
     if (!x.pipe) {
       x.pipe.emplace();
       if (!x.pipe->ok()) {
+        // No pipe to be had (EMFILE, ENFILE): copy this direction instead of
+        // ending a live session.
         x.pipe.reset();
-        finish(true, std::string("pipe2() failed: ") + std::strerror(errno));
-        return false;
+        x.copy = true;
+        return transfer_copy(x, d);
       }
     }
     if (x.pipe->pending == 0) {
@@ -101,7 +140,7 @@ bool Relay::transfer_splice(Direction& x, int d) {
       ssize_t n = ::splice(src_fd, nullptr, x.pipe->write_fd(), nullptr, kSpliceChunk,
                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n == 0) {
-        finish(x.from_client, "");
+        end_of_stream(x);
         return false;
       }
       if (n < 0) {
@@ -152,7 +191,7 @@ bool Relay::transfer_copy(Direction& x, int d) {
         return false;
       }
       if (ec == asio::error::eof) {
-        finish(x.from_client, "");
+        end_of_stream(x);
         return false;
       }
       if (ec) {
@@ -190,6 +229,12 @@ void Relay::stop() {
 void Relay::finish(bool client_side, std::string error) {
   if (finished_) return;
   finished_ = true;
+  if (first_eof_) {
+    // Whatever ends a half-closed relay (the linger timer, a write into the
+    // side that has gone) follows from the first end of stream: report that.
+    client_side = first_eof_ == 1;
+    error.clear();
+  }
   result_.side = stopped_ ? EndSide::Proxy : client_side ? EndSide::Client : EndSide::Server;
   result_.error = stopped_ ? std::string() : std::move(error);
   result_.idle = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - last_);
@@ -198,6 +243,7 @@ void Relay::finish(bool client_side, std::string error) {
     x.pipe.reset();
     x.buf.reset();
   }
+  if (linger_timer_) linger_timer_->cancel();
   client_.close();   // cancels pending waits: their handlers see `finished_`
   backend_.close();
   Done done = std::move(done_);

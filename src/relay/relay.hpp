@@ -7,7 +7,14 @@
 // Per direction it parks on "socket readable" (a reactor wait holding no
 // buffer), then borrows a pooled pipe (splice(2), both legs kernel-plaintext)
 // or a pooled 16 KiB buffer (copy, any TLS leg) only while bytes move, and
-// keeps it only while the destination is not writable.
+// keeps it only while the destination is not writable. When the pipe pool
+// cannot open a pipe (EMFILE, ENFILE), that direction falls back to copying.
+//
+// Half-close: an end of stream from one side is passed on as a half-close
+// (TCP shutdown of the sending side, with TLS close_notify first) and the
+// other direction keeps relaying until its own end of stream, as long as
+// bytes keep moving at least every `linger` (then the relay ends). A read or
+// write error ends both directions at once.
 //
 // Threading: lives on the worker thread of its sockets. The `done` callback
 // runs exactly once, on that thread, after both sockets are closed.
@@ -18,6 +25,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+
+#include <asio/steady_timer.hpp>
 
 #include "relay/pools.hpp"
 #include "tls/stream.hpp"
@@ -36,6 +45,9 @@ struct Result {
 
 struct Options {
   bool splice = true;  // allow splice(2) when both legs are plaintext
+  /// After one side's end of stream: how long the other direction may stay
+  /// silent before the relay ends.
+  std::chrono::milliseconds linger{std::chrono::seconds(30)};
 };
 
 class Relay {
@@ -58,6 +70,8 @@ class Relay {
     std::optional<Buffer> buf;  // copy: borrowed while bytes are in flight
     size_t off = 0;
     size_t len = 0;
+    bool copy = false;          // copy even when splicing (no pipe could be had)
+    bool eof = false;           // src ended its stream; dst got a half-close
   };
 
   Relay(tls::Stream client, tls::Stream backend, Options opts, Done done);
@@ -68,6 +82,8 @@ class Relay {
   bool transfer_splice(Direction& x, int d);
   bool transfer_copy(Direction& x, int d);
   void finish(bool client_side, std::string error);
+  void end_of_stream(Direction& x);
+  void arm_linger(std::chrono::milliseconds after);
   void maybe_delete();
 
   tls::Stream client_;
@@ -75,8 +91,11 @@ class Relay {
   Direction dirs_[2];
   Result result_;
   Done done_;
+  std::chrono::milliseconds linger_;
+  std::unique_ptr<asio::steady_timer> linger_timer_;  // only once half-closed
   std::chrono::steady_clock::time_point last_;
   unsigned pending_ = 0;  // outstanding async operations referring to `this`
+  uint8_t first_eof_ = 0;  // 0 none yet, 1 client, 2 backend ended first
   bool splice_ = false;
   bool finished_ = false;
   bool stopped_ = false;

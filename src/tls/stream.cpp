@@ -5,6 +5,8 @@
 
 #include <asio/error.hpp>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "tls/context.hpp"
@@ -104,12 +106,42 @@ net::Task<HandshakeResult> Stream::handshake(bool server) {
   }
 }
 
+void Stream::note_would_block() {
+  want_socket_ = true;
+  ++idle_polls_;
+#ifdef PORTIER_PROGRESS_CHECKS
+  // Two reads that wanted input without a socket wait between them: the
+  // caller retries without suspending. That is the busy loop of a partial TLS
+  // record (issue 8 item 1); the fuzz targets must never see it.
+  if (idle_polls_ > 2) {
+    std::fprintf(stderr, "tls::Stream: %u reads wanted input without a socket wait\n",
+                 idle_polls_);
+    std::abort();
+  }
+#endif
+}
+
 net::Task<asio::error_code> Stream::wait_readable() {
-  if (ssl_ && SSL_has_pending(ssl_)) co_return asio::error_code{};
+  if (has_pending()) co_return asio::error_code{};
   auto what = (ssl_ && tls_want_write_) ? asio::ip::tcp::socket::wait_write
                                          : asio::ip::tcp::socket::wait_read;
   auto [ec] = co_await socket_.async_wait(what, use_nothrow);
+  if (!ec) note_socket_wait();
   co_return ec;
+}
+
+void Stream::shutdown_write() {
+  if (write_shut_) return;
+  write_shut_ = true;
+  if (ssl_ && socket_.is_open()) {
+    // close_notify ends only our sending direction: OpenSSL keeps reading
+    // until the peer's own close_notify or end of stream.
+    ERR_clear_error();
+    SSL_shutdown(ssl_);
+    ERR_clear_error();
+  }
+  asio::error_code ec;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
 }
 
 size_t Stream::try_read(char* buf, size_t len, asio::error_code& ec) {
@@ -117,22 +149,30 @@ size_t Stream::try_read(char* buf, size_t len, asio::error_code& ec) {
   if (!ssl_) {
     size_t n = socket_.read_some(asio::buffer(buf, len), ec);
     if (ec == asio::error::try_again) ec = asio::error::would_block;
+    if (ec == asio::error::would_block) note_would_block();
+    else idle_polls_ = 0;
     return n;
   }
   tls_want_write_ = false;
   ERR_clear_error();
   size_t n = 0;
   int r = SSL_read_ex(ssl_, buf, len, &n);
-  if (r == 1) return n;
+  if (r == 1) {
+    want_socket_ = false;
+    idle_polls_ = 0;
+    return n;
+  }
   int err = SSL_get_error(ssl_, r);
   switch (err) {
     case SSL_ERROR_WANT_READ:
       ec = asio::error::would_block;
+      note_would_block();
       break;
     case SSL_ERROR_WANT_WRITE:
       // TLS 1.3 post-handshake messages can need a write while reading.
       tls_want_write_ = true;
       ec = asio::error::would_block;
+      note_would_block();
       break;
     case SSL_ERROR_ZERO_RETURN:
       ec = asio::error::eof;

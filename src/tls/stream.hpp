@@ -33,7 +33,8 @@ class Stream {
   Stream& operator=(const Stream&) = delete;
   Stream(Stream&& o) noexcept
       : socket_(std::move(o.socket_)), ssl_(std::exchange(o.ssl_, nullptr)),
-        tls_want_write_(o.tls_want_write_) {}
+        tls_want_write_(o.tls_want_write_), want_socket_(o.want_socket_),
+        idle_polls_(o.idle_polls_), write_shut_(o.write_shut_) {}
   Stream& operator=(Stream&&) = delete;
 
   asio::ip::tcp::socket& socket() { return socket_; }
@@ -46,9 +47,12 @@ class Stream {
   /// `verify` is set, for the certificate name check (IP or DNS name).
   net::Task<HandshakeResult> handshake_client(SSL_CTX* ctx, const std::string& host, bool verify);
 
-  /// Wait until a try_read() can make progress. Returns at once when TLS has
-  /// buffered plaintext (SSL_has_pending): the socket may never become
-  /// readable again for bytes OpenSSL already pulled in.
+  /// Wait until a try_read() can make progress. Returns at once only when TLS
+  /// holds decrypted bytes (has_pending()): the socket may never become
+  /// readable again for bytes OpenSSL already pulled in. After a read that
+  /// wanted more input it always waits on the socket: OpenSSL's buffer may
+  /// hold an *incomplete* record (SSL_has_pending() is true for that too), and
+  /// retrying without waiting would spin the worker forever.
   net::Task<asio::error_code> wait_readable();
   /// Non-blocking read. >0 bytes; 0 with ec = eof at end; ec = would_block when
   /// nothing is there yet.
@@ -62,8 +66,29 @@ class Stream {
   /// to read to write); other ec = failure.
   size_t try_write(const char* data, size_t len, asio::error_code& ec,
                    asio::ip::tcp::socket::wait_type& want);
-  /// TLS has decrypted bytes buffered that a socket wait would not announce.
-  bool has_pending() const { return ssl_ && SSL_has_pending(ssl_); }
+  /// A try_read() can make progress without the socket becoming readable:
+  /// TLS holds decrypted bytes, or holds record bytes that no read has looked
+  /// at since the last socket wait. False whenever the last try_read() ended
+  /// wanting socket input (a partial record must wait for the socket).
+  bool has_pending() const {
+    if (!ssl_) return false;
+    if (SSL_pending(ssl_) > 0) return true;
+    return !want_socket_ && SSL_has_pending(ssl_);
+  }
+  /// Reads that ended in would_block since the last socket wait or successful
+  /// read. The event loop's progress invariant: this never grows past 2 (a
+  /// spin would); fuzz builds abort when it does (PORTIER_PROGRESS_CHECKS).
+  unsigned idle_polls() const { return idle_polls_; }
+  /// Half-close: send TLS close_notify (best effort) and shut the socket's
+  /// sending side; reading goes on until the peer's end of stream.
+  void shutdown_write();
+  /// For callers that wait on socket() themselves (the relay): the socket
+  /// became ready, so the next read may retry.
+  void note_socket_wait() {
+    want_socket_ = false;
+    idle_polls_ = 0;
+  }
+  bool write_shut() const { return write_shut_; }
   /// The last try_read() needs the socket writable rather than readable.
   bool read_wants_write() const { return ssl_ && tls_want_write_; }
 
@@ -77,7 +102,12 @@ class Stream {
 
   asio::ip::tcp::socket socket_;
   SSL* ssl_ = nullptr;
+  void note_would_block();
+
   bool tls_want_write_ = false;  // the last SSL_read needed the socket writable
+  bool want_socket_ = false;     // the last read needs the socket before a retry
+  unsigned idle_polls_ = 0;      // see idle_polls()
+  bool write_shut_ = false;      // shutdown_write() done
 };
 
 }  // namespace portier::tls

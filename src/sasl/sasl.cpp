@@ -71,7 +71,9 @@ class LoginServer final : public ServerMech {
 
   Step start(std::optional<std::string_view> ir) override {
     if (state_ != State::Initial) return fail("LOGIN: start called twice");
-    if (!ir) {
+    // LOGIN has no initial response: an empty one asks for the user name
+    // (as Dovecot's LOGIN does), in every protocol.
+    if (!ir || ir->empty()) {
       state_ = State::WaitUser;
       return cont("Username:");
     }

@@ -462,6 +462,8 @@ class Loader {
           ok &= get_string(v, "passdb.default_fields", p.default_fields);
         } else if (key == "override_fields") {
           ok &= get_string(v, "passdb.override_fields", p.override_fields);
+        } else if (key == "default_pass_scheme") {
+          ok &= get_string(v, "passdb.default_pass_scheme", p.default_pass_scheme);
         } else {
           unknown_key(k, "[[passdb]]");
         }

@@ -80,6 +80,7 @@ struct Passdb {
   std::vector<std::string> protocols;   ///< empty = all protocols
   std::string default_fields;           ///< space-separated k=v applied before the user's
   std::string override_fields;          ///< space-separated k=v applied after the user's
+  std::string default_pass_scheme = "CRYPT";  ///< scheme of passwords without "{SCHEME}" (Dovecot's default)
   int line = 0;                         ///< line of the [[passdb]] header
 };
 

@@ -5,8 +5,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <system_error>
+#include <thread>
 
 #include "core/secure.hpp"
 #include "core/strings.hpp"
@@ -75,12 +79,35 @@ bool PasswdFile::FileId::operator==(const FileId& o) const {
          mtime.tv_nsec == o.mtime.tv_nsec && ctime.tv_sec == o.ctime.tv_sec && ctime.tv_nsec == o.ctime.tv_nsec;
 }
 
+struct PasswdFile::Shared {
+  std::string path;
+  mutable std::mutex mu;                 // held only to copy/swap the pointer and counters
+  mutable std::condition_variable idle;  // a background re-read ended
+  std::shared_ptr<const PasswdFileData> data;
+  FileId id;                             // the version `data` was read from
+  unsigned loads = 0;
+  bool reloading = false;                // a background re-read is running
+  bool has_failed = false;               // the last re-read of `failed_id` failed
+  FileId failed_id;
+  std::string failed_error;
+  std::atomic<bool> stop{false};         // the PasswdFile is gone: don't bother parsing
+};
+
 PasswdFile::PasswdFile(config::Passdb cfg)
     : cfg_(std::move(cfg)),
       default_fields_(parse_extra_fields(cfg_.default_fields)),
-      override_fields_(parse_extra_fields(cfg_.override_fields)) {}
+      override_fields_(parse_extra_fields(cfg_.override_fields)),
+      shared_(std::make_shared<Shared>()) {
+  shared_->path = cfg_.path;
+}
+
+PasswdFile::~PasswdFile() { shared_->stop = true; }
 
 namespace {
+
+using FileId = PasswdFile::FileId;
+
+FileId file_id(const struct stat& st) { return FileId{st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim}; }
 
 // Reads the whole file through `fd`. Returns false with errno set on failure.
 bool read_all(int fd, std::string& out) {
@@ -96,21 +123,13 @@ bool read_all(int fd, std::string& out) {
   }
 }
 
-}  // namespace
-
-std::shared_ptr<const PasswdFileData> PasswdFile::snapshot(std::string& error) {
-  std::lock_guard lock(mu_);
-  struct stat st {};
-  if (::stat(cfg_.path.c_str(), &st) != 0) {
-    error = "passwd-file " + cfg_.path + ": stat() failed: " + std::strerror(errno);
-    return nullptr;
-  }
-  FileId id{st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
-  if (data_ && id == id_) return data_;
-
-  int fd = ::open(cfg_.path.c_str(), O_RDONLY | O_CLOEXEC);
+// Reads and parses the file; no lock held. `id` identifies the version
+// actually read (the file may be replaced between a stat() and the open()).
+std::shared_ptr<const PasswdFileData> read_file(const std::string& path, FileId& id, std::string& error,
+                                                const std::atomic<bool>* stop) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    error = "passwd-file " + cfg_.path + ": open() failed: " + std::strerror(errno);
+    error = "passwd-file " + path + ": open() failed: " + std::strerror(errno);
     return nullptr;
   }
   struct stat fst {};
@@ -120,20 +139,105 @@ std::shared_ptr<const PasswdFileData> PasswdFile::snapshot(std::string& error) {
   ::close(fd);
   if (!ok) {
     core::secure_zero(text);
-    error = "passwd-file " + cfg_.path + ": read() failed: " + std::strerror(err);
+    error = "passwd-file " + path + ": read() failed: " + std::strerror(err);
+    return nullptr;
+  }
+  if (stop && stop->load()) {
+    core::secure_zero(text);
+    error = "passwd-file " + path + ": re-read abandoned";
     return nullptr;
   }
   auto data = std::make_shared<PasswdFileData>(parse_passwd_file(text));
   core::secure_zero(text);
-  // Identify the version we actually read (the file may have been replaced
-  // between stat() and open()).
-  id_ = FileId{fst.st_dev, fst.st_ino, fst.st_size, fst.st_mtim, fst.st_ctim};
-  data_ = std::move(data);
-  ++loads_;
-  return data_;
+  id = file_id(fst);
+  return data;
+}
+
+// The background re-read: parse without any lock, swap the pointer under the
+// short lock, then free the replaced table here rather than on whichever
+// lookup thread happens to drop the last reference.
+void reload_in_background(std::shared_ptr<PasswdFile::Shared> sh, FileId wanted) {
+  FileId id;
+  std::string err;
+  auto data = read_file(sh->path, id, err, &sh->stop);
+  std::shared_ptr<const PasswdFileData> old;
+  {
+    std::lock_guard lock(sh->mu);
+    if (data) {
+      old = std::move(sh->data);
+      sh->data = std::move(data);
+      sh->id = id;
+      ++sh->loads;
+      sh->has_failed = false;
+      core::secure_zero(sh->failed_error);
+    } else {
+      sh->has_failed = true;
+      sh->failed_id = wanted;
+      sh->failed_error = std::move(err);
+    }
+    sh->reloading = false;
+  }
+  sh->idle.notify_all();
+  // Lookups hold a table only for one check (microseconds); bounded wait.
+  for (int i = 0; old && old.use_count() > 1 && i < 5000; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  old.reset();
+}
+
+}  // namespace
+
+std::shared_ptr<const PasswdFileData> PasswdFile::snapshot(std::string& error) {
+  Shared& sh = *shared_;
+  struct stat st {};
+  if (::stat(cfg_.path.c_str(), &st) != 0) {
+    error = "passwd-file " + cfg_.path + ": stat() failed: " + std::strerror(errno);
+    return nullptr;
+  }
+  const FileId cur = file_id(st);
+  std::shared_ptr<const PasswdFileData> current;
+  {
+    std::lock_guard lock(sh.mu);
+    current = sh.data;
+    if (current) {
+      if (cur == sh.id) return current;
+      if (sh.has_failed && cur == sh.failed_id) {
+        error = sh.failed_error;
+        return nullptr;
+      }
+      if (sh.reloading) return current;  // the new table is on its way
+      sh.reloading = true;
+    }
+  }
+  if (current) {
+    // Changed: parse on a background thread, answer from the current table.
+    try {
+      std::thread(reload_in_background, shared_, cur).detach();
+    } catch (const std::system_error&) {
+      std::lock_guard lock(sh.mu);
+      sh.reloading = false;  // no thread: try again on a later lookup
+    }
+    return current;
+  }
+
+  // The first load (make_passdb at startup or on SIGHUP) is synchronous.
+  FileId id;
+  auto data = read_file(cfg_.path, id, error, nullptr);
+  if (!data) return nullptr;
+  std::lock_guard lock(sh.mu);
+  if (!sh.data) {
+    sh.data = data;
+    sh.id = id;
+    ++sh.loads;
+  }
+  return sh.data;
 }
 
 bool PasswdFile::load(std::string& error) { return snapshot(error) != nullptr; }
+
+bool PasswdFile::wait_reload_idle(std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(shared_->mu);
+  return shared_->idle.wait_for(lock, timeout, [&] { return !shared_->reloading; });
+}
 
 Lookup PasswdFile::verify(std::string_view user, std::string_view password, const RequestInfo&) {
   bool needs_hash = false;
@@ -147,18 +251,6 @@ std::optional<Lookup> PasswdFile::verify_inline(std::string_view user, std::stri
   if (needs_hash) return std::nullopt;
   return res;
 }
-
-namespace {
-/// Schemes whose check is a plain comparison (no deliberate hashing cost).
-bool cheap_scheme(std::string_view stored) {
-  if (stored.empty() || stored.front() != '{') return stored.empty() || stored.front() != '$';
-  auto close = stored.find('}');
-  if (close == std::string_view::npos) return false;
-  std::string_view scheme = stored.substr(1, close - 1);
-  return core::iequals(scheme, "PLAIN") || core::iequals(scheme, "CLEAR") ||
-         core::iequals(scheme, "CLEARTEXT");
-}
-}  // namespace
 
 Lookup PasswdFile::check(std::string_view user, std::string_view password, bool may_hash,
                          bool& needs_hash) {
@@ -201,11 +293,11 @@ Lookup PasswdFile::check(std::string_view user, std::string_view password, bool 
     res.error = "passwd-file: user " + res.reply.user + " has no password";
     return res;
   }
-  if (!may_hash && !cheap_scheme(entry.password)) {
+  if (!may_hash && !cleartext_scheme(entry.password, cfg_.default_pass_scheme)) {
     needs_hash = true;
     return res;
   }
-  switch (verify_password(entry.password, password)) {
+  switch (verify_password(entry.password, password, cfg_.default_pass_scheme)) {
     case VerifyResult::Match:
       res.result = Result::Ok;
       break;
@@ -230,8 +322,12 @@ bool PasswdFile::serves(std::string_view protocol) const {
 }
 
 std::vector<LineError> PasswdFile::line_errors() const {
-  std::lock_guard lock(mu_);
-  return data_ ? data_->errors : std::vector<LineError>{};
+  std::shared_ptr<const PasswdFileData> d;
+  {
+    std::lock_guard lock(shared_->mu);
+    d = shared_->data;
+  }
+  return d ? d->errors : std::vector<LineError>{};
 }
 
 std::vector<std::string> PasswdFile::warnings() const {
@@ -241,8 +337,8 @@ std::vector<std::string> PasswdFile::warnings() const {
 }
 
 unsigned PasswdFile::load_count() const {
-  std::lock_guard lock(mu_);
-  return loads_;
+  std::lock_guard lock(shared_->mu);
+  return shared_->loads;
 }
 
 std::unique_ptr<Passdb> make_passdb(const config::Passdb& cfg, std::string& error) {
@@ -252,6 +348,10 @@ std::unique_ptr<Passdb> make_passdb(const config::Passdb& cfg, std::string& erro
   }
   if (cfg.path.empty()) {
     error = "passwd-file: path not set";
+    return nullptr;
+  }
+  if (!known_scheme(cfg.default_pass_scheme)) {
+    error = "passwd-file " + cfg.path + ": unknown default_pass_scheme '" + cfg.default_pass_scheme + "'";
     return nullptr;
   }
   auto p = std::make_unique<PasswdFile>(cfg);

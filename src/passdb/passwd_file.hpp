@@ -18,9 +18,16 @@
 //  - the reply's fields are: [passdb] default_fields, then the user's extra
 //    fields, then override_fields (later values replace earlier ones for the
 //    same key, keeping the first position). No %variable expansion.
+//  - a stored password without "{SCHEME}" is in [[passdb]] default_pass_scheme
+//    (CRYPT unless set, as in Dovecot; a value starting with '$' is CRYPT)
 // The file is re-read automatically when its inode, size, mtime or ctime
-// changes (checked with stat() on every verify()).
+// changes (checked with stat() on every lookup). Only the first load is
+// synchronous (make_passdb/load()); later re-reads run on a background
+// thread and the parsed table is swapped in when complete: lookups never
+// wait for a parse, they use the previous table until then. The replaced
+// table is freed on that background thread too.
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -81,8 +88,12 @@ class PasswdFile final : public Passdb {
   std::vector<LineError> line_errors() const;
   /// Number of successful (re)loads so far (for tests and diagnostics).
   unsigned load_count() const;
+  /// Waits until no background re-read is running (tests and diagnostics).
+  /// False when one is still running after `timeout`.
+  bool wait_reload_idle(std::chrono::milliseconds timeout) const;
 
- private:
+  ~PasswdFile() override;
+
   struct FileId {
     dev_t dev = 0;
     ino_t ino = 0;
@@ -91,17 +102,16 @@ class PasswdFile final : public Passdb {
     timespec ctime{};
     bool operator==(const FileId& o) const;
   };
+  struct Shared;  // table + reload state, shared with the background re-read
 
+ private:
   std::shared_ptr<const PasswdFileData> snapshot(std::string& error);
 
   config::Passdb cfg_;
   std::vector<std::pair<std::string, std::string>> default_fields_;
   std::vector<std::pair<std::string, std::string>> override_fields_;
   Lookup check(std::string_view user, std::string_view password, bool may_hash, bool& needs_hash);
-  mutable std::mutex mu_;
-  std::shared_ptr<const PasswdFileData> data_;
-  FileId id_;
-  unsigned loads_ = 0;
+  std::shared_ptr<Shared> shared_;
 };
 
 }  // namespace portier::passdb

@@ -24,15 +24,20 @@ bool ct_equal(std::string_view a, std::string_view b) {
 }
 
 // Splits "{SCHEME}data" into (upper-case scheme, data). No prefix: CRYPT when
-// the value starts with '$', else PLAIN.
-std::pair<std::string, std::string_view> split_scheme(std::string_view stored) {
+// the value starts with '$', else `default_scheme`.
+std::pair<std::string, std::string_view> split_scheme(std::string_view stored,
+                                                      std::string_view default_scheme) {
   if (!stored.empty() && stored.front() == '{') {
     auto close = stored.find('}');
     if (close != std::string_view::npos)
       return {core::to_upper(stored.substr(1, close - 1)), stored.substr(close + 1)};
   }
   if (!stored.empty() && stored.front() == '$') return {"CRYPT", stored};
-  return {"PLAIN", stored};
+  return {core::to_upper(default_scheme), stored};
+}
+
+bool is_cleartext(std::string_view upper_scheme) {
+  return upper_scheme == "PLAIN" || upper_scheme == "CLEAR" || upper_scheme == "CLEARTEXT";
 }
 
 VerifyResult crypt_verify(std::string_view hash, std::string_view plain) {
@@ -104,9 +109,23 @@ std::string crypt_hash(const char* prefix, std::string_view plain) {
 
 }  // namespace
 
-VerifyResult verify_password(std::string_view stored, std::string_view plain) {
-  auto [scheme, data] = split_scheme(stored);
-  if (scheme == "PLAIN" || scheme == "CLEAR" || scheme == "CLEARTEXT")
+bool known_scheme(std::string_view scheme_in) {
+  std::string scheme = core::to_upper(scheme_in);
+  if (is_cleartext(scheme) || scheme == "CRYPT" || scheme == "SHA512-CRYPT" ||
+      scheme == "SHA256-CRYPT" || scheme == "BLF-CRYPT" || scheme == "MD5-CRYPT")
+    return true;
+  bool salted = false;
+  return !scheme.empty() && digest_for(scheme, salted) != nullptr;
+}
+
+bool cleartext_scheme(std::string_view stored, std::string_view default_scheme) {
+  return is_cleartext(split_scheme(stored, default_scheme).first);
+}
+
+VerifyResult verify_password(std::string_view stored, std::string_view plain,
+                             std::string_view default_scheme) {
+  auto [scheme, data] = split_scheme(stored, default_scheme);
+  if (is_cleartext(scheme))
     return ct_equal(data, plain) ? VerifyResult::Match : VerifyResult::Mismatch;
   if (scheme == "CRYPT") return crypt_verify(data, plain);
   struct CryptScheme { std::string_view name; std::string_view prefix1, prefix2, prefix3; };

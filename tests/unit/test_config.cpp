@@ -126,6 +126,7 @@ path = "../users"
 protocols = ["imap", "pop3"]
 default_fields = "proxy host=10.0.0.1"
 override_fields = "port=143"
+default_pass_scheme = "PLAIN"
 [[passdb]]
 driver = "passwd-file"
 path = "/var/lib/portier/other"
@@ -169,6 +170,8 @@ level = "debug"
   EXPECT_EQ(c.passdbs[0].protocols, (std::vector<std::string>{"imap", "pop3"}));
   EXPECT_EQ(c.passdbs[0].default_fields, "proxy host=10.0.0.1");
   EXPECT_EQ(c.passdbs[0].override_fields, "port=143");
+  EXPECT_EQ(c.passdbs[0].default_pass_scheme, "PLAIN");
+  EXPECT_EQ(c.passdbs[1].default_pass_scheme, "CRYPT");  // Dovecot's default
   EXPECT_TRUE(c.auth.allow_cleartext);
   EXPECT_EQ(c.auth.mechanisms, std::vector<std::string>{"PLAIN"});
   EXPECT_EQ(c.auth.failure_delay, 0ms);

@@ -229,8 +229,14 @@ TEST(ImapBackend, NoPipeliningStartTls) {
   EXPECT_EVENT(f.line("S OK Begin TLS negotiation now."), StartTls);
   EXPECT_EQ(f.out(), "");
   EXPECT_EVENT(f.b->on_tls_ready(), Continue);
+  // The banner's capabilities came over plaintext: asked again over TLS.
+  EXPECT_EQ(f.out(), "C CAPABILITY\r\n");
+  EXPECT_EQ(f.b->state(), "capability/starttls");
+  EXPECT_EVENT(f.line("* CAPABILITY "s + kBannerCaps), Continue);
+  EXPECT_EVENT(f.line("C OK Pre-login capabilities listed, post-login capabilities have more."),
+               Continue);
   EXPECT_EQ(f.out(), "L LOGIN \"user1\" \"pass\"\r\n");
-  EXPECT_EQ(f.b->state(), "login/starttls");
+  EXPECT_EQ(f.b->state(), "login/capability");
 }
 
 // I6 and dovecot-starttls-imap.txt.
@@ -259,6 +265,62 @@ TEST(ImapBackend, StartTlsCapture) {
   EXPECT_EVENT(f.line("L OK [CAPABILITY "s + kPostLoginCaps + "] Logged in"), Success);
   EXPECT_EQ(f.b->client_reply(), "* CAPABILITY "s + kPostLoginCaps + "\r\nGNBI2 OK [CAPABILITY " +
                                      kPostLoginCaps + "] Logged in\r\n");
+}
+
+// Issue 8 item 8: what the backend sent before its STARTTLS OK travelled in
+// plaintext; a man in the middle may have planted alerts or capabilities.
+// None of it may reach the client; the capabilities come from the TLS leg.
+TEST(ImapBackend, StartTlsForgetsPlaintextPhase) {
+  for (bool client_cap : {false, true}) {
+    SCOPED_TRACE(client_cap ? "client sent CAPABILITY" : "resp-code");
+    Fixture f;
+    f.params.starttls = true;
+    f.params.tls = true;
+    f.client_sent_capability = client_cap;
+    f.make();
+    EXPECT_EVENT(f.line("* OK [CAPABILITY IMAP4rev1 ID STARTTLS XFAKE-BANNER] evil ready."), Continue);
+    EXPECT_EQ(f.out(), std::string(kId) + "S STARTTLS\r\n");
+    EXPECT_EVENT(f.line("* OK [ALERT] evil: your password expired, mail it to x@example.org"), Continue);
+    EXPECT_EVENT(f.line("* CAPABILITY IMAP4rev1 STARTTLS XFAKE-UNTAGGED"), Continue);
+    EXPECT_EVENT(f.line("* BYE"), Continue);
+    EXPECT_EVENT(f.line("I OK ID completed."), Continue);
+    EXPECT_EVENT(f.line("S OK Begin TLS negotiation now."), StartTls);
+    EXPECT_EVENT(f.b->on_tls_ready(), Continue);
+    EXPECT_EQ(f.out(), "C CAPABILITY\r\nL LOGIN \"user1\" \"pass\"\r\n");
+    // Over TLS: the real capabilities and a real alert.
+    EXPECT_EVENT(f.line("* CAPABILITY "s + kBannerCaps), Continue);
+    EXPECT_EVENT(f.line("* OK [ALERT] real alert"), Continue);
+    EXPECT_EVENT(f.line("C OK done."), Continue);
+    EXPECT_EVENT(f.line("L OK Logged in"), Success);
+    const std::string& r = f.b->client_reply();
+    EXPECT_EQ(r.find("evil"), std::string::npos) << r;
+    EXPECT_EQ(r.find("XFAKE"), std::string::npos) << r;
+    if (client_cap)
+      EXPECT_EQ(r, "* OK [ALERT] real alert\r\n* CAPABILITY "s + kBannerCaps + "\r\nIPFP2 OK Logged in\r\n");
+    else
+      EXPECT_EQ(r, "* OK [ALERT] real alert\r\nIPFP2 OK [CAPABILITY "s + kBannerCaps + "] Logged in\r\n");
+  }
+}
+
+// The same with proxy_nopipelining and a failed login: the planted alert must
+// not travel with the failure reply either.
+TEST(ImapBackend, StartTlsForgetsPlaintextPhaseNoPipelining) {
+  Fixture f;
+  f.params.starttls = true;
+  f.params.tls = true;
+  f.params.nopipelining = true;
+  f.make();
+  EXPECT_EVENT(f.line("* OK [CAPABILITY IMAP4rev1 STARTTLS XFAKE] ready."), Continue);
+  EXPECT_EQ(f.out(), "S STARTTLS\r\n");
+  EXPECT_EVENT(f.line("* OK [ALERT] evil"), Continue);
+  EXPECT_EVENT(f.line("S OK go"), StartTls);
+  EXPECT_EVENT(f.b->on_tls_ready(), Continue);
+  EXPECT_EQ(f.out(), "C CAPABILITY\r\n");
+  EXPECT_EVENT(f.line("* CAPABILITY IMAP4rev1 AUTH=PLAIN"), Continue);
+  EXPECT_EVENT(f.line("C OK done."), Continue);
+  EXPECT_EQ(f.out(), "L LOGIN \"user1\" \"pass\"\r\n");
+  EXPECT_EVENT(f.line("L NO [UNAVAILABLE] try later"), Failure);
+  EXPECT_EQ(f.b->failure().client_reply, "IPFP2 NO [UNAVAILABLE] try later\r\n");
 }
 
 TEST(ImapBackend, StartTlsNoCapsInBanner) {

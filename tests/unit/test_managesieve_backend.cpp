@@ -420,3 +420,36 @@ TEST(ManagesieveBackend, DovecotCaptureByteForByte) {
   EXPECT_EQ(f.line(R"(OK "Logged in.")"), BackendEvent::Success);
   EXPECT_EQ(f.b->client_reply(), "OK \"Logged in.\"\r\n");
 }
+
+// Issue 8 item 8: capabilities planted in the plaintext greeting (XCLIENT,
+// SASL) are not used after STARTTLS, and nothing of the plaintext phase
+// reaches the client: its reply is the backend's post-TLS AUTHENTICATE OK.
+TEST(ManagesieveBackend, StarttlsForgetsPlaintextPhase) {
+  Fixture f;
+  f.params.starttls = true;
+  f.params.tls = true;
+  f.make();
+  EXPECT_EQ(f.lines({R"("IMPLEMENTATION" "evil")", R"("SASL" "PLAIN")", R"("STARTTLS")",
+                     R"("XCLIENT")", R"("NOTIFY" "mailto")", R"(OK "evil ready.")"}),
+            BackendEvent::Continue);
+  EXPECT_EQ(f.out(), "STARTTLS\r\n");
+  EXPECT_EQ(f.line(R"(OK "Begin TLS negotiation now.")"), BackendEvent::StartTls);
+  EXPECT_EQ(f.b->on_tls_ready(), BackendEvent::Continue);
+  // Over TLS: no XCLIENT advertised, so none is sent.
+  EXPECT_EQ(f.lines({R"("IMPLEMENTATION" "Dovecot (Debian) Pigeonhole")", R"("SASL" "PLAIN LOGIN")",
+                     R"("VERSION" "1.0")", R"(OK "ready.")"}),
+            BackendEvent::Continue);
+  EXPECT_EQ(f.out(), kAuthPlain);
+  EXPECT_EQ(f.line(R"(OK "Logged in.")"), BackendEvent::Success);
+  EXPECT_EQ(f.b->client_reply(), "OK \"Logged in.\"\r\n");
+
+  // SASL only in the plaintext greeting: no authentication over TLS.
+  Fixture g;
+  g.params.starttls = true;
+  g.make();
+  g.lines({R"("SASL" "PLAIN")", R"("STARTTLS")", R"(OK "x")"});
+  g.line("OK");
+  g.b->on_tls_ready();
+  EXPECT_EQ(g.lines({R"("VERSION" "1.0")", "OK"}), BackendEvent::Failure);
+  EXPECT_EQ(g.b->failure().type, FailureType::RemoteConfig);
+}

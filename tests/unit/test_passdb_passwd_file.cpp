@@ -178,6 +178,13 @@ TEST(PassdbPasswdFile, DefaultAndOverrideFields) {
   EXPECT_EQ(pdb->verify("b", "y", kInfo).reply.user, "b");
 }
 
+// Re-reads run in the background: a lookup notices the change, the next
+// ones see the new table once it is parsed.
+void settle(PasswdFile* pdb) {
+  (void)pdb->verify("nobody-settle", "x", kInfo);  // notices the change
+  ASSERT_TRUE(pdb->wait_reload_idle(std::chrono::seconds(10)));
+}
+
 TEST(PassdbPasswdFile, ReloadOnChange) {
   TempDir dir;
   std::string path = dir.file("u.passwd");
@@ -196,12 +203,14 @@ TEST(PassdbPasswdFile, ReloadOnChange) {
   write_file(path, "alice:{PLAIN}two\n");
   struct timespec times[2] = {{0, UTIME_OMIT}, {1000000000, 0}};
   ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), times, 0), 0);
+  settle(pdb);
   EXPECT_EQ(pdb->verify("alice", "one", kInfo).result, Result::Mismatch);
   EXPECT_EQ(pdb->verify("alice", "two", kInfo).result, Result::Ok);
   EXPECT_EQ(pdb->load_count(), 2u);
 
   // Size change alone is detected.
   write_file(path, "alice:{PLAIN}two\nbob:{PLAIN}three\nbad line\n");
+  settle(pdb);
   EXPECT_EQ(pdb->verify("bob", "three", kInfo).result, Result::Ok);
   EXPECT_EQ(pdb->load_count(), 3u);
   ASSERT_EQ(pdb->line_errors().size(), 1u);
@@ -211,6 +220,7 @@ TEST(PassdbPasswdFile, ReloadOnChange) {
   std::string tmp = dir.file("u.passwd.tmp");
   write_file(tmp, "carol:{PLAIN}four\n");
   fs::rename(tmp, path);
+  settle(pdb);
   EXPECT_EQ(pdb->verify("carol", "four", kInfo).result, Result::Ok);
   EXPECT_EQ(pdb->verify("alice", "two", kInfo).result, Result::UnknownUser);
   EXPECT_TRUE(pdb->line_errors().empty());
@@ -221,7 +231,116 @@ TEST(PassdbPasswdFile, ReloadOnChange) {
   EXPECT_EQ(r.result, Result::TempFail);
   EXPECT_FALSE(r.error.empty());
   write_file(path, "carol:{PLAIN}five\n");
+  settle(pdb);
   EXPECT_EQ(pdb->verify("carol", "five", kInfo).result, Result::Ok);
+
+  // Unreadable after a change: the re-read fails, lookups get a temporary
+  // failure (as a synchronous re-read would), and recover.
+  if (::geteuid() != 0) {
+    fs::permissions(path, fs::perms::none);
+    settle(pdb);
+    EXPECT_EQ(pdb->verify("carol", "five", kInfo).result, Result::TempFail);
+    fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);
+    settle(pdb);
+    EXPECT_EQ(pdb->verify("carol", "five", kInfo).result, Result::Ok);
+  }
+}
+
+// Issue 8 item 10: a re-read must not stall lookups. The lookup that notices
+// the change is answered from the table it already has (a synchronous
+// re-read would answer from the new file), the parse runs elsewhere, and a
+// large file's parse does not delay lookups made meanwhile.
+TEST(PassdbPasswdFile, ReloadRunsInBackground) {
+  TempDir dir;
+  std::string path = dir.file("u.passwd");
+  auto big = [](const std::string& tag, int n) {
+    std::string t;
+    t.reserve(static_cast<size_t>(n) * 40);
+    for (int i = 0; i < n; ++i) t += "u" + std::to_string(i) + ":{PLAIN}" + tag + std::to_string(i) + "::::::\n";
+    return t;
+  };
+  constexpr int kUsers = 300000;
+  write_file(path, "probe:{PLAIN}old\n" + big("a", kUsers));
+  std::string err;
+  auto owned = make_passdb(cfg_for(path), err);
+  ASSERT_TRUE(owned) << err;
+  auto* pdb = dynamic_cast<PasswdFile*>(owned.get());
+  ASSERT_NE(pdb, nullptr);
+
+  // How long does one parse of this file take here?
+  auto t0 = std::chrono::steady_clock::now();
+  auto parsed = parse_passwd_file("probe:{PLAIN}new\n" + big("b", kUsers));
+  auto parse_time = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(parsed.users.size(), static_cast<size_t>(kUsers) + 1);
+
+  write_file(path, "probe:{PLAIN}new\n" + big("b", kUsers));
+  auto t1 = std::chrono::steady_clock::now();
+  auto first = pdb->verify_inline("probe", "old", kInfo);
+  std::chrono::steady_clock::duration worst{};
+  for (int i = 0; i < 50; ++i) {
+    auto s = std::chrono::steady_clock::now();
+    (void)pdb->verify_inline("u" + std::to_string(i), "x", kInfo);
+    worst = std::max(worst, std::chrono::steady_clock::now() - s);
+  }
+  auto lookups_time = std::chrono::steady_clock::now() - t1;
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->result, Result::Ok) << "the lookup that noticed the change waited for the new table";
+  // Lookups meanwhile take a fraction of one parse (bounds generous for a loaded machine).
+  EXPECT_LT(lookups_time, parse_time / 2)
+      << "lookups " << std::chrono::duration<double, std::milli>(lookups_time).count() << " ms, parse "
+      << std::chrono::duration<double, std::milli>(parse_time).count() << " ms";
+  EXPECT_LT(worst, std::chrono::milliseconds(100));
+
+  ASSERT_TRUE(pdb->wait_reload_idle(std::chrono::seconds(30)));
+  EXPECT_EQ(pdb->load_count(), 2u);
+  auto after = pdb->verify_inline("probe", "new", kInfo);
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->result, Result::Ok);
+  EXPECT_EQ(pdb->verify_inline("u7", "b7", kInfo)->result, Result::Ok);
+}
+
+// Issue 8 item 7: entries without "{SCHEME}" are CRYPT (Dovecot's default).
+TEST(PassdbPasswdFile, UnprefixedPasswordsAreCrypt) {
+  TempDir dir;
+  std::string path = dir.file("u.passwd");
+  const std::string des = "abNANd1rDfiNc";  // crypt("secret", "ab")
+  const std::string sha512 = hash_password("SHA512-CRYPT", "secret").substr(14);
+  ASSERT_EQ(sha512.substr(0, 3), "$6$");
+  write_file(path, "des:" + des + "\nsha:" + sha512 + "\n");
+  std::string err;
+  auto pdb = make_passdb(cfg_for(path), err);
+  ASSERT_TRUE(pdb) << err;
+  EXPECT_EQ(pdb->verify("des", "secret", kInfo).result, Result::Ok);
+  EXPECT_EQ(pdb->verify("des", des, kInfo).result, Result::Mismatch);
+  EXPECT_EQ(pdb->verify("sha", "secret", kInfo).result, Result::Ok);
+  EXPECT_EQ(pdb->verify("sha", sha512, kInfo).result, Result::Mismatch);
+  // Hashing: never answered on the event loop.
+  EXPECT_FALSE(pdb->verify_inline("des", "secret", kInfo));
+  EXPECT_FALSE(pdb->verify_inline("des", des, kInfo));
+}
+
+TEST(PassdbPasswdFile, DefaultPassSchemePlain) {
+  TempDir dir;
+  std::string path = dir.file("u.passwd");
+  const std::string sha512 = hash_password("SHA512-CRYPT", "secret").substr(14);
+  write_file(path, "p:secret\nsha:" + sha512 + "\nc:{CRYPT}abNANd1rDfiNc\n");
+  auto cfg = cfg_for(path);
+  cfg.default_pass_scheme = "PLAIN";
+  std::string err;
+  auto pdb = make_passdb(cfg, err);
+  ASSERT_TRUE(pdb) << err;
+  auto a = pdb->verify_inline("p", "secret", kInfo);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->result, Result::Ok);
+  EXPECT_EQ(pdb->verify("p", "secre", kInfo).result, Result::Mismatch);
+  EXPECT_EQ(pdb->verify("sha", "secret", kInfo).result, Result::Ok);  // '$': still CRYPT
+  EXPECT_EQ(pdb->verify("sha", sha512, kInfo).result, Result::Mismatch);
+  EXPECT_EQ(pdb->verify("c", "secret", kInfo).result, Result::Ok);  // explicit prefix wins
+
+  cfg.default_pass_scheme = "ARGON9";
+  err.clear();
+  EXPECT_EQ(make_passdb(cfg, err), nullptr);
+  EXPECT_NE(err.find("default_pass_scheme"), std::string::npos) << err;
 }
 
 TEST(PassdbPasswdFile, ConcurrentVerify) {

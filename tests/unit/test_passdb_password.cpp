@@ -39,8 +39,6 @@ TEST(PassdbPassword, KnownVectors) {
       {"{CLEARTEXT}secret", "secret", VR::Match},
       {"{PLAIN}", "", VR::Match},
       {"{PLAIN}", "x", VR::Mismatch},
-      {"secret", "secret", VR::Match},  // no scheme, no '$' -> PLAIN
-      {"secret", "secre", VR::Mismatch},
       {std::string("{SHA512-CRYPT}") + kSha512Crypt, "secret", VR::Match},
       {std::string("{SHA512-CRYPT}") + kSha512Crypt, "secret2", VR::Mismatch},
       {std::string("{sha512-crypt}") + kSha512Crypt, "secret", VR::Match},
@@ -74,6 +72,39 @@ TEST(PassdbPassword, KnownVectors) {
   };
   for (const auto& c : cases)
     EXPECT_EQ(verify_password(c.stored, c.plain), c.expect) << c.stored << " / " << c.plain;
+}
+
+// Issue 8 item 7: without "{SCHEME}" a stored password is CRYPT (Dovecot's
+// passwd-file default), not plain text: a migrated DES or $6$ entry verifies
+// with the real password and the hash string itself is not a password.
+TEST(PassdbPassword, UnprefixedIsCryptByDefault) {
+  const std::string des = "abNANd1rDfiNc";  // crypt("secret", "ab")
+  EXPECT_EQ(verify_password(des, "secret"), VerifyResult::Match);
+  EXPECT_EQ(verify_password(des, des), VerifyResult::Mismatch);
+  EXPECT_EQ(verify_password(des, "secre"), VerifyResult::Mismatch);
+  EXPECT_EQ(verify_password(kSha512Crypt, "secret"), VerifyResult::Match);
+  EXPECT_EQ(verify_password(kSha512Crypt, kSha512Crypt), VerifyResult::Mismatch);
+  EXPECT_EQ(verify_password(des, "secret", "CRYPT"), VerifyResult::Match);
+  EXPECT_NE(verify_password("secret", "secret"), VerifyResult::Match);
+  EXPECT_FALSE(cleartext_scheme(des));
+  EXPECT_TRUE(cleartext_scheme("{PLAIN}x"));
+}
+
+TEST(PassdbPassword, DefaultSchemePlain) {
+  EXPECT_EQ(verify_password("secret", "secret", "PLAIN"), VerifyResult::Match);
+  EXPECT_EQ(verify_password("secret", "secre", "plain"), VerifyResult::Mismatch);
+  EXPECT_TRUE(cleartext_scheme("secret", "PLAIN"));
+  // A value starting with '$' stays CRYPT: a hash is never a password.
+  EXPECT_EQ(verify_password(kSha512Crypt, "secret", "PLAIN"), VerifyResult::Match);
+  EXPECT_EQ(verify_password(kSha512Crypt, kSha512Crypt, "PLAIN"), VerifyResult::Mismatch);
+  EXPECT_FALSE(cleartext_scheme(kSha512Crypt, "PLAIN"));
+  // Another default scheme applies to unprefixed values too.
+  const std::string ssha = hash_password("SSHA256", "secret").substr(9);
+  EXPECT_EQ(verify_password(ssha, "secret", "SSHA256"), VerifyResult::Match);
+  EXPECT_TRUE(known_scheme("crypt"));
+  EXPECT_TRUE(known_scheme("SSHA512"));
+  EXPECT_FALSE(known_scheme("ARGON2ID"));
+  EXPECT_FALSE(known_scheme(""));
 }
 
 TEST(PassdbPassword, NulInPlaintextNeverMatchesCrypt) {

@@ -391,3 +391,22 @@ TEST(Pop3Backend, ProxyFailedReplies) {
 }
 
 }  // namespace
+
+// Issue 8 item 8: POP3 has no capabilities to re-read (no CAPA is sent, like
+// Dovecot); nothing received before STLS reaches the client: its reply is the
+// post-TLS PASS reply alone.
+TEST(Pop3Backend, StarttlsForgetsPlaintextPhase) {
+  Fixture f;
+  f.params.starttls = true;
+  f.params.tls = true;
+  f.make();
+  EXPECT_EQ(f.line("+OK evil: your password expired, mail it to x@example.org"), BackendEvent::Continue);
+  EXPECT_EQ(f.take(), "STLS\r\n");
+  EXPECT_EQ(f.line("+OK Begin TLS negotiation now."), BackendEvent::StartTls);
+  EXPECT_EQ(f.bl->on_tls_ready(), BackendEvent::Continue);
+  EXPECT_EQ(f.take(), "USER user1\r\n");
+  EXPECT_EQ(f.line("+OK"), BackendEvent::Continue);
+  EXPECT_EQ(f.take(), "PASS pass\r\n");
+  EXPECT_EQ(f.line("+OK Logged in."), BackendEvent::Success);
+  EXPECT_EQ(f.bl->client_reply(), "+OK Logged in.\r\n");
+}

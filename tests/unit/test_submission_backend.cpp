@@ -541,3 +541,32 @@ TEST(SubmissionBackend, PasswordNotKeptInOutputAfterFailure) {
 }
 
 }  // namespace
+
+// Issue 8 item 8: the plaintext EHLO reply (XCLIENT, AUTH) is forgotten at the
+// STARTTLS 220; only the EHLO over TLS counts, and the client reply is the
+// backend's post-TLS AUTH reply alone.
+TEST(SubmissionBackend, StartTlsForgetsPlaintextPhase) {
+  Fixture f;
+  f.params.starttls = true;
+  f.params.tls = true;
+  EXPECT_EQ(f.through_ehlo({"250-evil.lab", "250-AUTH PLAIN", "250-STARTTLS",
+                            "250 XCLIENT ADDR PORT PROTO HELO LOGIN SESSION TTL"}),
+            "STARTTLS\r\n");
+  EXPECT_EQ(f.b->on_line("220 2.0.0 Begin TLS negotiation now."), BackendEvent::StartTls);
+  EXPECT_EQ(f.b->on_tls_ready(), BackendEvent::Continue);
+  EXPECT_EQ(f.take(), "EHLO proxy.lab\r\n");
+  EXPECT_EQ(f.feed(kEhloNoXclient), BackendEvent::Continue);
+  EXPECT_EQ(f.take(), kAuthPlain);  // no XCLIENT: it was only advertised in plaintext
+  EXPECT_EQ(f.b->on_line("235 2.7.0 Logged in."), BackendEvent::Success);
+  EXPECT_EQ(f.b->client_reply(), "235 2.7.0 Logged in.\r\n");
+
+  // AUTH only in the plaintext EHLO: no AUTH over TLS.
+  Fixture g;
+  g.params.starttls = true;
+  g.through_ehlo({"250-evil.lab", "250-AUTH PLAIN", "250 STARTTLS"});
+  g.b->on_line("220 go");
+  g.b->on_tls_ready();
+  g.take();
+  EXPECT_EQ(g.feed({"250-backend.lab", "250 PIPELINING"}), BackendEvent::Failure);
+  EXPECT_EQ(g.b->failure().type, FailureType::RemoteConfig);
+}

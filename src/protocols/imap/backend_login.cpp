@@ -10,7 +10,8 @@
 //   client gets: <tag> OK [CAPABILITY IMAP4rev1 ...] Logged in
 //
 // With starttls: the first batch is [I ID +] S STARTTLS; after `S OK` the
-// engine runs the TLS handshake and on_tls_ready() sends [C CAPABILITY +] L ...
+// engine runs the TLS handshake and on_tls_ready() sends C CAPABILITY + L ...
+// (what came before TLS is forgotten: capabilities are read again over TLS).
 // With proxy_nopipelining every step waits for the previous tagged reply.
 // With proxy_mech or a master user: L AUTHENTICATE <MECH> [<ir>|=], and
 // continuations `+ <b64>` are answered with bare base64 lines.
@@ -175,7 +176,12 @@ BackendEvent BackendLogin::on_line(std::string_view line) {
       std::string_view rest = line.substr(2);
       if (!is_ok_reply(rest))
         return fail(FailureType::Remote, "STARTTLS failed: " + sanitize_for_log(rest));
-      // No new banner and no forced re-CAPABILITY after TLS (§3.2).
+      // Everything so far came over plaintext, where a man in the middle can
+      // write: forget forwarded untagged lines (`* OK [ALERT] ...`) and the
+      // capability list; write_login() asks again over TLS (`C CAPABILITY`).
+      // Unlike Dovecot (§3.2), which keeps both (DIFFERENCES.md).
+      untagged_.clear();
+      backend_caps_.reset();
       return BackendEvent::StartTls;
     }
     case 'L':

@@ -570,6 +570,8 @@ class Loader {
         get_uint(v, "login.max_auth_attempts", l.max_auth_attempts, 1, 1000);
       } else if (key == "auth_penalty_max") {
         get_duration(v, "login.auth_penalty_max", l.auth_penalty_max);
+      } else if (key == "ipv6_prefix") {
+        get_uint(v, "login.ipv6_prefix", l.ipv6_prefix, 1, 128);
       } else {
         unknown_key(k, "[login]");
       }

@@ -116,6 +116,9 @@ struct Login {
   /// Per-IP auth-failure penalty: each recent failure from an IP doubles the
   /// failure delay for that IP, up to this cap. 0 = off (flat failure_delay).
   std::chrono::milliseconds auth_penalty_max{15000};
+  /// IPv6 clients are counted and penalised per network of this prefix
+  /// length (1..128); IPv4 (and IPv4-mapped IPv6) per address.
+  unsigned ipv6_prefix = 64;
 };
 
 /// [log]

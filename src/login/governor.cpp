@@ -4,33 +4,70 @@
 
 namespace portier::login {
 
-namespace {
-std::string key_of(const asio::ip::address& ip) {
-  if (ip.is_v6() && ip.to_v6().is_v4_mapped())
-    return asio::ip::make_address_v4(asio::ip::v4_mapped, ip.to_v6()).to_string();
-  return ip.to_string();
-}
-}  // namespace
-
-Governor::Admit Governor::admit_connection(const asio::ip::address& ip, unsigned max_total,
-                                           unsigned max_per_ip) {
-  std::lock_guard lock(mu_);
-  if (max_total && total_ >= max_total) return Admit::TooManyTotal;
-  auto& n = per_ip_[key_of(ip)];
-  if (max_per_ip && n >= max_per_ip) {
-    if (n == 0) per_ip_.erase(key_of(ip));
-    return Admit::TooManyFromIp;
+std::string Governor::ip_key(const asio::ip::address& ip, unsigned ipv6_prefix) {
+  if (ip.is_v4()) return ip.to_v4().to_string();
+  auto v6 = ip.to_v6();
+  if (v6.is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, v6).to_string();
+  if (ipv6_prefix == 0 || ipv6_prefix > 128) ipv6_prefix = 128;
+  auto b = v6.to_bytes();
+  for (unsigned i = 0; i < 16; ++i) {
+    unsigned bit = i * 8;
+    if (bit >= ipv6_prefix) b[i] = 0;
+    else if (ipv6_prefix - bit < 8) b[i] &= static_cast<unsigned char>(0xff00u >> (ipv6_prefix - bit));
   }
-  ++n;
-  ++total_;
+  // The scope id is not part of the key: fe80::1%eth0 and fe80::1%eth1 group together.
+  return asio::ip::address_v6(b).to_string() + "/" + std::to_string(ipv6_prefix);
+}
+
+Governor::Lease& Governor::Lease::operator=(Lease&& o) noexcept {
+  if (this != &o) {
+    release();
+    gov_ = o.gov_;
+    kind_ = o.kind_;
+    key_ = std::move(o.key_);
+    o.gov_ = nullptr;
+    o.key_.clear();
+  }
+  return *this;
+}
+
+void Governor::Lease::release() {
+  Governor* g = gov_;
+  gov_ = nullptr;
+  if (!g) return;
+  if (kind_ == Kind::Connection) g->release_connection(key_);
+  else g->release_user(key_);
+}
+
+Governor::Admit Governor::admit_connection(const std::string& key, unsigned max_total,
+                                           unsigned max_per_ip, Lease& lease) {
+  lease.release();
+  {
+    std::lock_guard lock(mu_);
+    if (max_total && total_ >= max_total) return Admit::TooManyTotal;
+    auto& n = per_ip_[key];
+    if (max_per_ip && n >= max_per_ip) {
+      if (n == 0) per_ip_.erase(key);
+      return Admit::TooManyFromIp;
+    }
+    ++n;
+    ++total_;
+  }
+  lease = Lease(this, Lease::Kind::Connection, key);
   return Admit::Ok;
 }
 
-void Governor::release_connection(const asio::ip::address& ip) {
+void Governor::release_connection(const std::string& key) {
   std::lock_guard lock(mu_);
-  auto it = per_ip_.find(key_of(ip));
+  auto it = per_ip_.find(key);
   if (it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
   if (total_ > 0) --total_;
+}
+
+unsigned Governor::connections_from(const std::string& key) const {
+  std::lock_guard lock(mu_);
+  auto it = per_ip_.find(key);
+  return it == per_ip_.end() ? 0 : it->second;
 }
 
 size_t Governor::connections() const {
@@ -38,14 +75,18 @@ size_t Governor::connections() const {
   return total_;
 }
 
-bool Governor::admit_user(const std::string& user, unsigned max) {
-  std::lock_guard lock(mu_);
-  auto& n = per_user_[user];
-  if (max && n >= max) {
-    if (n == 0) per_user_.erase(user);
-    return false;
+bool Governor::admit_user(const std::string& user, unsigned max, Lease& lease) {
+  lease.release();
+  {
+    std::lock_guard lock(mu_);
+    auto& n = per_user_[user];
+    if (max && n >= max) {
+      if (n == 0) per_user_.erase(user);
+      return false;
+    }
+    ++n;
   }
-  ++n;
+  lease = Lease(this, Lease::Kind::User, user);
   return true;
 }
 
@@ -63,12 +104,12 @@ void Governor::prune_penalties(Clock::time_point now) {
   std::erase_if(penalties_, [&](const auto& kv) { return now - kv.second.last > kPenaltyWindow; });
 }
 
-std::chrono::milliseconds Governor::failure_delay(const asio::ip::address& ip,
+std::chrono::milliseconds Governor::failure_delay(const std::string& key,
                                                   std::chrono::milliseconds base,
                                                   std::chrono::milliseconds cap) {
   if (cap <= base || base.count() <= 0) return base;  // no delay configured: no penalty
   std::lock_guard lock(mu_);
-  auto it = penalties_.find(key_of(ip));
+  auto it = penalties_.find(key);
   if (it == penalties_.end()) return base;
   if (Clock::now() - it->second.last > kPenaltyWindow) return base;
   unsigned doublings = std::min(it->second.failures, 16u);
@@ -77,19 +118,19 @@ std::chrono::milliseconds Governor::failure_delay(const asio::ip::address& ip,
   return std::min(d, cap);
 }
 
-void Governor::record_auth_failure(const asio::ip::address& ip) {
+void Governor::record_auth_failure(const std::string& key) {
   std::lock_guard lock(mu_);
   auto now = Clock::now();
   prune_penalties(now);
-  auto& p = penalties_[key_of(ip)];
+  auto& p = penalties_[key];
   if (now - p.last > kPenaltyWindow) p.failures = 0;
   ++p.failures;
   p.last = now;
 }
 
-void Governor::record_auth_success(const asio::ip::address& ip) {
+void Governor::record_auth_success(const std::string& key) {
   std::lock_guard lock(mu_);
-  penalties_.erase(key_of(ip));
+  penalties_.erase(key);
 }
 
 bool Governor::host_fast_fail(const std::string& key, std::chrono::milliseconds threshold,

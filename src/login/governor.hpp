@@ -22,22 +22,55 @@ class Governor {
  public:
   using Clock = std::chrono::steady_clock;
 
+  /// The key an address is counted and penalised under: an IPv4 address (also
+  /// when IPv4-mapped, ::ffff:a.b.c.d) as itself; an IPv6 address grouped by
+  /// its first `ipv6_prefix` bits (1..128; /64 by default), written
+  /// `<network>/<prefix>` — whoever holds a /64 must not get 2^64 budgets.
+  static std::string ip_key(const asio::ip::address& ip, unsigned ipv6_prefix = 64);
+
+  /// A held count (connection or per-user session). Releases exactly the key
+  /// it was admitted under, once: when destroyed or on release(). Movable,
+  /// so it can follow the connection from the session into the relay.
+  class Lease {
+   public:
+    Lease() = default;
+    Lease(Lease&& o) noexcept { *this = std::move(o); }
+    Lease& operator=(Lease&& o) noexcept;
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ~Lease() { release(); }
+    void release();
+    explicit operator bool() const { return gov_ != nullptr; }
+    const std::string& key() const { return key_; }
+
+   private:
+    friend class Governor;
+    enum class Kind { Connection, User };
+    Lease(Governor* g, Kind k, std::string key) : gov_(g), kind_(k), key_(std::move(key)) {}
+    Governor* gov_ = nullptr;
+    Kind kind_ = Kind::Connection;
+    std::string key_;
+  };
+
   enum class Admit { Ok, TooManyTotal, TooManyFromIp };
-  /// Count a new client connection (0 = unlimited). Pair with release_connection().
-  Admit admit_connection(const asio::ip::address& ip, unsigned max_total, unsigned max_per_ip);
-  void release_connection(const asio::ip::address& ip);
+  /// Count a new client connection under `ip_key` (see ip_key(); 0 = unlimited).
+  /// On Ok, `lease` holds the count until it is released or destroyed.
+  Admit admit_connection(const std::string& ip_key, unsigned max_total, unsigned max_per_ip,
+                         Lease& lease);
 
-  /// Count a proxied session for `user` (0 = unlimited). Pair with release_user().
-  bool admit_user(const std::string& user, unsigned max);
-  void release_user(const std::string& user);
+  /// Count a proxied session for `user` (0 = unlimited); held by `lease`.
+  bool admit_user(const std::string& user, unsigned max, Lease& lease);
 
-  /// Delay before answering a failed login from `ip`: `base` doubled for each
-  /// failure in the last `kPenaltyWindow`, capped at `cap` (cap 0 = `base`).
-  std::chrono::milliseconds failure_delay(const asio::ip::address& ip,
+  /// Delay before answering a failed login from `ip_key`: `base` doubled for
+  /// each failure in the last `kPenaltyWindow`, capped at `cap` (cap 0 = `base`).
+  std::chrono::milliseconds failure_delay(const std::string& ip_key,
                                           std::chrono::milliseconds base,
                                           std::chrono::milliseconds cap);
-  void record_auth_failure(const asio::ip::address& ip);
-  void record_auth_success(const asio::ip::address& ip);
+  void record_auth_failure(const std::string& ip_key);
+  void record_auth_success(const std::string& ip_key);
+
+  /// Current count for an IP key (tests, diagnostics).
+  unsigned connections_from(const std::string& ip_key) const;
 
   /// Backend records (key "ip:port").
   /// True when the host should fail at once: its last failure is newer than its
@@ -58,6 +91,9 @@ class Governor {
   size_t backend_logins() const { return backend_logins_.load(); }
 
  private:
+  void release_connection(const std::string& ip_key);
+  void release_user(const std::string& user);
+
   struct Penalty {
     unsigned failures = 0;
     Clock::time_point last;

@@ -154,6 +154,9 @@ class Frontend {
   /// Why the frontend asked to Close, for the engine's `Disconnected: <reason>`
   /// log line (e.g. "Too many invalid IMAP commands"); empty for a client logout.
   std::string_view close_reason() const { return close_reason_; }
+  /// A remark for the engine's log (e.g. an upstream value that was ignored),
+  /// moved out; empty when there is none. The engine sanitizes it.
+  std::string take_log_note() { return std::exchange(log_note_, {}); }
 
  protected:
   /// Record a close reason from a protocol reply text: CR/LF and one trailing
@@ -165,6 +168,7 @@ class Frontend {
   }
   std::string output_;
   std::string close_reason_;
+  std::string log_note_;
 };
 
 /// A protocol plug-in: one entry per protocol in the registry.

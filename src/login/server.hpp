@@ -44,13 +44,15 @@ class Server {
   std::shared_ptr<const Snapshot> snapshot() const;
   void accept_loop(Worker& w, asio::ip::tcp::acceptor& acc, size_t listener_index);
 
+  // Declared first: outlives the workers, whose leftover handlers may still
+  // hold Governor leases when their io_contexts are destroyed.
+  Governor governor_;
   mutable std::mutex snap_mutex_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::vector<const Protocol*> protocols_;
   std::vector<ListenerInfo> listeners_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<asio::thread_pool> auth_pool_;
-  Governor governor_;
 };
 
 }  // namespace portier::login

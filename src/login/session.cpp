@@ -43,6 +43,12 @@ constexpr size_t kReadChunk = 4096;
 constexpr auto kRetryDelay = std::chrono::milliseconds(1000);
 constexpr auto kRetryMinRemaining = std::chrono::milliseconds(1100);
 constexpr auto kGoodbyeWriteLimit = std::chrono::seconds(2);
+// While shutting down a goodbye gets less: shutdown must end within
+// server.shutdown_timeout + 1 s even with clients that do not read.
+constexpr auto kShutdownGoodbyeWriteLimit = std::chrono::milliseconds(300);
+// Upper bound for any backend deadline (passdb proxy_timeout, login.proxy_timeout):
+// keeps `now + timeout` far from overflowing.
+constexpr auto kMaxProxyTimeout = passdb::kMaxProxyTimeout;
 
 long long secs_since(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - t).count();
@@ -78,6 +84,20 @@ std::string make_session_id(const asio::ip::address& ip, uint16_t port) {
 
 }  // namespace
 
+/// A session id as it may appear in a log line: a trusted upstream chooses it,
+/// so everything outside [A-Za-z0-9+/=._-] becomes '?' and it is cut at 64
+/// characters — it can fake no other field. Used for every log line.
+std::string log_session_id(std::string_view id) {
+  std::string out;
+  id = id.substr(0, 64);
+  out.reserve(id.size());
+  for (char c : id)
+    out += (std::isalnum(static_cast<unsigned char>(c)) || (c != 0 && std::strchr("+/=._-", c)))
+               ? c
+               : '?';
+  return out;
+}
+
 /// Pre-login reads land in this per-thread buffer and are copied into the
 /// frontend's (bounded) input buffer at once, so no session owns a read
 /// buffer of its own. Safe: nothing suspends between the read and the copy.
@@ -98,13 +118,13 @@ class Session {
         governor_(gov),
         login_timer_(client_.socket().get_executor()),
         proxy_timer_(client_.socket().get_executor()),
+        delay_timer_(client_.socket().get_executor()),
         start_(Clock::now()) {
     registry_.sessions.insert(this);
   }
   ~Session() {
     registry_.sessions.erase(this);
-    if (conn_held_) governor_.release_connection(ci_.remote_ip);
-    if (user_held_) governor_.release_user(user_);
+    // conn_lease_ / user_lease_ release exactly what they were admitted under.
     if (phase_ == Phase::BackendLogin) governor_.backend_login_finished();
   }
 
@@ -122,6 +142,7 @@ class Session {
     if (backend_) backend_->cancel();
     login_timer_.cancel();
     proxy_timer_.cancel();
+    delay_timer_.cancel();  // a pending failure delay must not hold up shutdown
   }
 
  private:
@@ -136,10 +157,7 @@ class Session {
     if (ci_.tls) e += ", TLS";
     else if (ci_.secured()) e += ", secured";
     // A trusted upstream chooses the session id: keep it from faking fields.
-    e += ", session=<";
-    for (char c : ci_.session_id.substr(0, 64))
-      e += (std::isalnum(static_cast<unsigned char>(c)) || std::strchr("+/=._-", c)) ? c : '?';
-    e += ">";
+    e += ", session=<" + log_session_id(ci_.session_id) + ">";
     return e;
   }
 
@@ -233,7 +251,10 @@ class Session {
   /// After a goodbye is queued: write it, bounded in time, then stop.
   Task<void> goodbye() {
     login_timer_.cancel();
-    login_timer_.expires_after(kGoodbyeWriteLimit);
+    login_timer_.expires_after(stopped_ ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              kShutdownGoodbyeWriteLimit)
+                                        : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              kGoodbyeWriteLimit));
     login_timer_.async_wait([this, alive = std::weak_ptr<int>(alive_), gen = ++login_gen_](
                                 const asio::error_code& ec) {
       if (ec || alive.expired() || gen != login_gen_) return;
@@ -260,8 +281,11 @@ class Session {
     ci_.session_id = make_session_id(ci_.remote_ip, ci_.remote_port);
 
     const auto& lc = snap_->cfg.login;
-    auto admit = governor_.admit_connection(ci_.remote_ip, lc.max_connections,
-                                            lc.max_connections_per_ip);
+    // Counted under the TCP peer's key, and released under exactly that key
+    // (the lease), whatever a trusted upstream's ID/XCLIENT later says.
+    auto admit = governor_.admit_connection(Governor::ip_key(ci_.remote_ip, lc.ipv6_prefix),
+                                            lc.max_connections, lc.max_connections_per_ip,
+                                            conn_lease_);
     if (admit != Governor::Admit::Ok) {
       // Refused before any TLS or protocol work: the cheapest possible answer.
       log_client(Level::Warning,
@@ -280,7 +304,7 @@ class Session {
       client_.close();
       co_return;
     }
-    conn_held_ = true;  // released in ~Session unless the relay takes it over
+    // conn_lease_ is released in ~Session unless the relay takes it over.
 
     arm_login_timer(snap_->cfg.login.client_timeout);
 
@@ -382,8 +406,7 @@ class Session {
 
   void end_prelogin(std::string_view reason) {
     client_.close();  // before the log line: a reacting client sees the slot free
-    if (conn_held_) governor_.release_connection(ci_.remote_ip);
-    conn_held_ = false;
+    conn_lease_.release();
     log_client(Level::Info, fmt::format("Disconnected: {} ({})", reason, auth_summary()));
   }
 
@@ -431,15 +454,22 @@ class Session {
                                       asio::use_awaitable);
   }
 
+  /// The penalty key of the client: its (possibly forwarded) address, IPv6
+  /// grouped by login.ipv6_prefix.
+  std::string penalty_key() const {
+    return Governor::ip_key(ci_.remote_ip, snap_->cfg.login.ipv6_prefix);
+  }
+
   /// A failed login: the per-IP penalty grows the delay for this IP only.
+  /// The timer is a member so that shutdown (stop()) can cancel it.
   Task<void> delay_failure() {
-    governor_.record_auth_failure(ci_.remote_ip);
-    auto d = governor_.failure_delay(ci_.remote_ip, snap_->cfg.auth.failure_delay,
+    const std::string key = penalty_key();
+    governor_.record_auth_failure(key);
+    auto d = governor_.failure_delay(key, snap_->cfg.auth.failure_delay,
                                      snap_->cfg.login.auth_penalty_max);
-    if (d.count() <= 0) co_return;
-    asio::steady_timer t(client_.socket().get_executor());
-    t.expires_after(d);
-    co_await t.async_wait(use_nothrow);
+    if (d.count() <= 0 || stopped_) co_return;
+    delay_timer_.expires_after(d);
+    co_await delay_timer_.async_wait(use_nothrow);
   }
 
   /// One Authenticate event. True when the session went on to relay (and ended).
@@ -453,7 +483,7 @@ class Session {
     if (!creds.authzid.empty() && creds.authzid != creds.authcid) {
       // Master-user logins towards portier itself are not supported.
       log::logf(Level::Info, "auth", "{}({},{},<{}>): Authorization as another user denied",
-                "passwd-file", log::sanitize(user_), rip(), ci_.session_id);
+                "passwd-file", log::sanitize(user_), rip(), log_session_id(ci_.session_id));
       co_await delay_failure();
       fe_->auth_failed(AuthFailure::Failed, {});
       ++auth_failures_;
@@ -467,12 +497,12 @@ class Session {
     if (lookup.result != passdb::Result::Ok) {
       if (lookup.result == passdb::Result::TempFail) {
         log::logf(Level::Error, "auth", "passwd-file({},{},<{}>): {}", log::sanitize(user_),
-                  rip(), ci_.session_id, log::sanitize(lookup.error));
+                  rip(), log_session_id(ci_.session_id), log::sanitize(lookup.error));
         fe_->auth_failed(AuthFailure::TempFail, {});
       } else {
         if (snap_->cfg.auth.verbose)
           log::logf(Level::Info, "auth", "passwd-file({},{},<{}>): {}", log::sanitize(user_),
-                    rip(), ci_.session_id,
+                    rip(), log_session_id(ci_.session_id),
                     lookup.result == passdb::Result::Mismatch ? "Password mismatch"
                                                               : "unknown user");
         co_await delay_failure();
@@ -523,7 +553,7 @@ class Session {
     params.hostname = snap_->cfg.server.hostname;
     params.client = &ci_;
 
-    if (!governor_.admit_user(user_, snap_->cfg.login.max_sessions_per_user)) {
+    if (!governor_.admit_user(user_, snap_->cfg.login.max_sessions_per_user, user_lease_)) {
       log_client(Level::Warning,
                  fmt::format("Login refused: too many sessions for this user "
                              "(max_sessions_per_user={})",
@@ -532,19 +562,26 @@ class Session {
       core::secure_zero(params.password);
       co_return false;
     }
-    user_held_ = true;
-    governor_.record_auth_success(ci_.remote_ip);
+    // The login counts as a success only when the backend accepts it (proxy()).
 
     phase_ = Phase::BackendLogin;
     governor_.backend_login_started();
     bool relayed = co_await proxy(f, params);
+    core::secure_zero(params.password);
     if (!relayed) {
       phase_ = Phase::PreLogin;
       governor_.backend_login_finished();
-      governor_.release_user(user_);
-      user_held_ = false;
+      user_lease_.release();
+      // The backend refused the credentials: a failed login like a local
+      // one (delay, per-IP penalty; auth_failures_ was counted in proxy()).
+      // The reply is already queued and goes out after the delay.
+      if (last_failure_ &&
+          (last_failure_->type == FailureType::AuthReplied ||
+           last_failure_->type == FailureType::AuthNotReplied) &&
+          !stopped_ &&
+          !login_timed_out_ && !client_gone_)
+        co_await delay_failure();
     }
-    core::secure_zero(params.password);
     co_return relayed;
   }
 
@@ -584,7 +621,8 @@ class Session {
       co_return false;
     }
 
-    const auto timeout = f.proxy_timeout.value_or(snap_->cfg.login.proxy_timeout);
+    const auto timeout =
+        std::min(f.proxy_timeout.value_or(snap_->cfg.login.proxy_timeout), kMaxProxyTimeout);
     proxy_start_ = Clock::now();
     const auto deadline = proxy_start_ + timeout;
     reconnects_ = 0;
@@ -613,6 +651,7 @@ class Session {
       if (!failure || failure->type != FailureType::Connect) governor_.host_result(host_key, true);
       else if (!stopped_ && !login_timed_out_ && !client_gone_) governor_.host_result(host_key, false);
       if (!failure) {
+        governor_.record_auth_success(penalty_key());
         destuser_ = params.user;
         master_ = params.master;
         co_return true;
@@ -739,6 +778,8 @@ class Session {
     }
 
     bl_ = fe_->make_backend_login(params);
+    if (std::string note = fe_->take_log_note(); !note.empty())
+      log_client(Level::Warning, log::sanitize(note));
     last_state_ = bl_->state();
     if (f.tls == passdb::BackendTls::Implicit) {
       auto r = co_await backend_tls(f);
@@ -854,20 +895,17 @@ class Session {
     // session (frontend, machines, buffers, coroutine frames) is freed.
     struct Ending {
       SessionRegistry* registry;
-      Governor* governor;
-      asio::ip::address ip;
-      std::string user;      // empty: no per-user count held
+      Governor::Lease conn;  // the connection count, under the key it was admitted with
+      Governor::Lease user;  // the per-user count (may be empty)
       std::string service;
       std::string prefix;    // "proxy(user,dest): "
       std::string elements;
     };
-    auto ending = std::make_shared<Ending>(Ending{&registry_, &governor_, ci_.remote_ip,
-                                                  user_held_ ? user_ : std::string(),
+    auto ending = std::make_shared<Ending>(Ending{&registry_, std::move(conn_lease_),
+                                                  std::move(user_lease_),
                                                   std::string(service()),
                                                   "proxy(" + log::sanitize(user_) + "," + dest_ + "): ",
                                                   elements()});
-    conn_held_ = false;
-    user_held_ = false;
     auto done = [ending](const relay::Result& r) {
       std::string side;
       switch (r.side) {
@@ -884,8 +922,8 @@ class Session {
       if (!r.error.empty()) side += ": " + log::sanitize(r.error);
       // Release the counts before logging: whoever reacts to the log line
       // (or to the closed socket) may reconnect at once.
-      ending->governor->release_connection(ending->ip);
-      if (!ending->user.empty()) ending->governor->release_user(ending->user);
+      ending->conn.release();
+      ending->user.release();
       log::write(Level::Info, ending->service,
                  fmt::format("{}{} ({}s idle, in={}, out={}): {}", ending->prefix, side,
                              r.idle.count(), r.in, r.out, ending->elements));
@@ -927,6 +965,7 @@ class Session {
   Governor& governor_;
   asio::steady_timer login_timer_;
   asio::steady_timer proxy_timer_;
+  asio::steady_timer delay_timer_;  // failure delay; cancelled by stop()
   Clock::time_point start_;
   Clock::time_point proxy_start_;
   ClientInfo ci_;
@@ -947,8 +986,8 @@ class Session {
   unsigned auth_failures_ = 0;
   unsigned reconnects_ = 0;
   Phase phase_ = Phase::PreLogin;
-  bool conn_held_ = false;  // counted in Governor::admit_connection
-  bool user_held_ = false;  // counted in Governor::admit_user
+  Governor::Lease conn_lease_;  // Governor::admit_connection, under the TCP peer's key
+  Governor::Lease user_lease_;  // Governor::admit_user
   unsigned login_gen_ = 0;
   unsigned watch_gen_ = 0;
   unsigned proxy_gen_ = 0;

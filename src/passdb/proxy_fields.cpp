@@ -2,6 +2,8 @@
 
 #include <asio/ip/address.hpp>
 
+#include <algorithm>
+
 #include "core/strings.hpp"
 
 namespace portier::passdb {
@@ -57,7 +59,8 @@ ProxyFieldsResult parse_proxy_fields(const Reply& reply, uint16_t default_port, 
     } else if (key == "proxy_timeout") {
       auto d = core::parse_duration(value);
       if (!d) return fail("Auth service returned invalid proxy_timeout value '" + value + "'");
-      f.proxy_timeout = *d;
+      // Clamped: a value near 2^63 ms would overflow `now + timeout`.
+      f.proxy_timeout = std::min(*d, kMaxProxyTimeout);
     } else if (key == "destuser") {
       if (bad_chars(value)) return fail("proxy: invalid characters in destuser");
       f.destuser = value;

@@ -13,6 +13,10 @@
 
 namespace portier::passdb {
 
+/// The largest proxy_timeout honoured (a larger value is clamped to it): one
+/// day, far from overflowing a steady_clock deadline.
+inline constexpr std::chrono::milliseconds kMaxProxyTimeout{24LL * 3600 * 1000};
+
 /// TLS towards the backend.
 enum class BackendTls { None, Implicit, StartTls };
 
@@ -53,7 +57,8 @@ struct ProxyFieldsResult {
 ///   over ssl). Any other value (including "no") leaves TLS off — unlike
 ///   Dovecot, which enables TLS for any value.
 /// - port defaults to `default_tls_port` for implicit TLS, else `default_port`.
-/// - proxy_timeout: a bare number is seconds; units as core::parse_duration.
+/// - proxy_timeout: a bare number is seconds; units as core::parse_duration;
+///   values above kMaxProxyTimeout are clamped to it.
 /// Host checks (only when proxy is set):
 ///   "proxy: host field not given",
 ///   "proxy: host <h> is not an IP (auth should have changed it)" (no hostip),

@@ -543,6 +543,16 @@ TEST(ImapBackend, LoginFailureReplies) {
        "IPFP2 NO [EXPIRED] Password expired\r\n"},
       {"L NO [CONTACTADMIN]", FailureType::AuthReplied, "[CONTACTADMIN]",
        "IPFP2 NO [CONTACTADMIN]\r\n"},
+      // Issue 8 item 10: a code that is not on the known list hides the
+      // backend's text like a NO without a code (user enumeration).
+      {"L NO [NONEXISTENT] No such user alice", FailureType::AuthReplied,
+       "[NONEXISTENT] No such user alice", generic},
+      {"L NO [X-UNKNOWN-USER alice] alice does not exist", FailureType::AuthReplied,
+       "[X-UNKNOWN-USER alice] alice does not exist", generic},
+      {"L NO [AUTHORIZATIONFAILED] Not allowed", FailureType::AuthReplied,
+       "[AUTHORIZATIONFAILED] Not allowed", "IPFP2 NO [AUTHORIZATIONFAILED] Not allowed\r\n"},
+      {"L NO [PRIVACYREQUIRED] Use TLS", FailureType::AuthReplied, "[PRIVACYREQUIRED] Use TLS",
+       "IPFP2 NO [PRIVACYREQUIRED] Use TLS\r\n"},
       // Found by fuzz/imap_backend: control bytes never reach the log reason.
       {"L NO [UNAVAILABLE] a\rb\x1b[2Jc", FailureType::AuthTempfail, "[UNAVAILABLE] a?b?[2Jc",
        "IPFP2 NO [UNAVAILABLE] a\rb\x1b[2Jc\r\n"},

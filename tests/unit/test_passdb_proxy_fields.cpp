@@ -135,6 +135,22 @@ TEST(PassdbProxyFields, ProxyTimeout) {
   EXPECT_EQ(t("0"), 0ms);
 }
 
+// Issue 8 item 10: a proxy_timeout near 2^63 ms overflowed `now + timeout`
+// (undefined behaviour); it is clamped to kMaxProxyTimeout (one day).
+TEST(PassdbProxyFields, ProxyTimeoutIsClamped) {
+  auto t = [](const char* v) {
+    return ok({{"proxy", ""}, {"host", "10.0.0.1"}, {"proxy_timeout", v}}).proxy_timeout;
+  };
+  EXPECT_EQ(t("9223372036854775807ms"), kMaxProxyTimeout);
+  EXPECT_EQ(t("9223372036854775s"), kMaxProxyTimeout);
+  EXPECT_EQ(t("2562047788015h"), kMaxProxyTimeout);
+  EXPECT_EQ(t("86400"), kMaxProxyTimeout);  // exactly the limit
+  EXPECT_EQ(t("86399"), 86399s);
+  // The clamped value can be added to a steady_clock time point without overflow.
+  auto now = std::chrono::steady_clock::now();
+  EXPECT_GT(now + *t("9223372036854775807ms"), now);
+}
+
 struct ErrCase {
   Fields f;
   std::string error;

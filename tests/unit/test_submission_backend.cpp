@@ -433,14 +433,17 @@ TEST(SubmissionBackend, NoauthSendsXclientLoginAndNoAuth) {
   EXPECT_EQ(f.b->state(), "xclient-ehlo");
 }
 
-TEST(SubmissionBackend, NoauthUsesUpstreamLogin) {
+// Issue 8 item 6: an upstream's XCLIENT LOGIN must not choose the identity
+// the backend trusts; LOGIN= is always the authenticated (dest)user.
+TEST(SubmissionBackend, NoauthIgnoresUpstreamLogin) {
   Fixture f;
   f.params.noauth = true;
-  f.smtp.login = "end user";
+  f.params.user = "user1";
+  f.smtp.login = "someone-else";
   f.make();
   auto cmds = f.b->build_xclient({"LOGIN"});
   ASSERT_EQ(cmds.size(), 1u);
-  EXPECT_EQ(cmds[0], "XCLIENT LOGIN=end+20user\r\n");
+  EXPECT_EQ(cmds[0], "XCLIENT LOGIN=user1\r\n");
 }
 
 TEST(SubmissionBackend, NoauthWithoutXclientLoginRefuses) {

@@ -425,6 +425,10 @@ TEST(SubmissionFrontend, XclientFromTrustedUpdatesClientInfo) {
   EXPECT_EQ(f.fe->smtp_info().helo, "end.client");
   EXPECT_EQ(f.fe->smtp_info().proto, "ESMTP");
   EXPECT_EQ(f.fe->smtp_info().login, "someone");
+  // Issue 8 item 6: the upstream's LOGIN differs from the login user (empty
+  // here): the engine is told, to log it; the backend never gets it.
+  EXPECT_NE(f.fe->take_log_note().find("Ignoring XCLIENT LOGIN=<someone>"), std::string::npos);
+  EXPECT_EQ(f.fe->take_log_note(), "");
 }
 
 TEST(SubmissionFrontend, XclientBadAttributeChangesNothing) {

@@ -417,7 +417,14 @@ BackendEvent BackendLogin::on_login_reply(std::string_view rest) {
   if (code == "SERVERBUG") return fail(FailureType::RemoteConfig, reason);
   if (code == "LIMIT") return fail(FailureType::LimitReached, reason, verbatim);
   if (code == "REFERRAL") return fail(FailureType::AuthRedirect, reason);
-  return fail(FailureType::AuthReplied, reason, verbatim);
+  // Other RFC 5530 codes a Dovecot backend uses for a refused login carry
+  // something the user must act on: forwarded as they are. Any other code
+  // (unknown, or made up by a non-Dovecot backend) gets the generic reply,
+  // like a NO without a code: its text could tell which users exist.
+  if (code == "AUTHORIZATIONFAILED" || code == "EXPIRED" || code == "PRIVACYREQUIRED" ||
+      code == "CONTACTADMIN" || code == "INUSE")
+    return fail(FailureType::AuthReplied, reason, verbatim);
+  return fail(FailureType::AuthReplied, reason, generic);
 }
 
 }  // namespace portier::protocols::imap

@@ -13,7 +13,8 @@
 //
 // With starttls: after the first EHLO reply `STARTTLS` (starttls), `220`,
 // TLS handshake, `EHLO` again (tls-ehlo), then XCLIENT/AUTH as above.
-// With proxy_noauth: XCLIENT carries LOGIN=<user>, no AUTH is sent, and the
+// With proxy_noauth: XCLIENT carries LOGIN=<user> (the user portier
+// authenticated, never an upstream's XCLIENT LOGIN), no AUTH is sent, and the
 // client gets `235 2.7.0 Logged in.` after the second EHLO reply.
 // An AUTH line over 512 bytes goes out as `AUTH <MECH>`; the initial
 // response follows the backend's empty `334 `.
@@ -224,8 +225,10 @@ std::vector<std::string> BackendLogin::build_xclient(
   if (has("PROTO"))
     attrs.emplace_back("PROTO", smtp_.proto.empty() ? std::string(kUnavailable) : smtp_.proto);
   if (noauth_ && has("LOGIN")) {
-    const std::string& login = !smtp_.login.empty() ? smtp_.login : user_;
-    attrs.emplace_back("LOGIN", login.empty() ? std::string(kUnavailable) : login);
+    // Always the user portier authenticated (after destuser): the backend
+    // trusts this as the login. An upstream's XCLIENT LOGIN is not carried on
+    // (unlike Dovecot): it would let the upstream's client pick any identity.
+    attrs.emplace_back("LOGIN", user_.empty() ? std::string(kUnavailable) : user_);
   }
   if (has("TTL")) attrs.emplace_back("TTL", std::to_string(c.proxy_ttl > 0 ? c.proxy_ttl - 1 : 0));
   if (has("PORT")) attrs.emplace_back("PORT", std::to_string(c.remote_port));

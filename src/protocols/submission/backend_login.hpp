@@ -25,7 +25,9 @@ namespace portier::protocols::submission {
 struct ClientSmtpInfo {
   std::string helo;   ///< EHLO/HELO domain; empty = [UNAVAILABLE]
   std::string proto;  ///< SMTP | ESMTP | LMTP; empty = [UNAVAILABLE]
-  std::string login;  ///< upstream XCLIENT LOGIN (proxy_noauth only)
+  /// An upstream's XCLIENT LOGIN. Never sent: XCLIENT LOGIN= (proxy_noauth)
+  /// is always the user portier authenticated.
+  std::string login;
 };
 
 /// Longest command line the machine writes, CRLF included (RFC 5321 §4.5.3.1.4).

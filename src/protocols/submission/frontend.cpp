@@ -484,7 +484,12 @@ std::unique_ptr<login::BackendLogin> Frontend::make_backend_login(
   // upstream proxy's own EHLO does.
   smtp_.helo = !upstream_.helo.empty() ? upstream_.helo : client_helo_;
   smtp_.proto = !upstream_.proto.empty() ? upstream_.proto : client_proto_;
-  smtp_.login = upstream_.login;
+  // An upstream's XCLIENT LOGIN never names the backend user: the backend
+  // gets the user portier authenticated. A different one is only reported.
+  smtp_.login = upstream_.login;  // kept for the record; BackendLogin never sends it
+  if (!upstream_.login.empty() && upstream_.login != p.user)
+    log_note_ = "Ignoring XCLIENT LOGIN=<" + sanitize_for_log(upstream_.login, 64) +
+                "> from the upstream: the backend login is <" + sanitize_for_log(p.user, 64) + ">";
   return std::make_unique<BackendLogin>(p, smtp_);
 }
 

@@ -291,8 +291,9 @@ TEST(ManagesieveBudget, SplitAtEveryByteSameResult) {
 // ------------------------------------------------ through the frontends
 namespace {
 std::string drive(std::string_view proto, std::string_view input, size_t chunk,
-                  login::FrontendEvent* last = nullptr) {
+                  login::FrontendEvent* last = nullptr, size_t max_command_size = 16384) {
   login::FrontendSettings s;
+  s.max_command_size = max_command_size;
   s.greeting = "ready.";
   s.mechanisms = {"PLAIN"};
   s.allow_cleartext = true;
@@ -335,4 +336,11 @@ TEST(PreloginBudget, EveryFrontendEndsAnOverlongCommandWithItsTooLongError) {
     EXPECT_EQ(drive(c.proto, c.input, 4096, &ev), c.reply) << c.proto;
     EXPECT_EQ(ev, login::FrontendEvent::Close) << c.proto;
   }
+  // A command budget below the line limit caps the lines of POP3 and Submission.
+  const std::string auth = "AUTH PLAIN " + std::string(3000, 'A') + "\r\n";
+  login::FrontendEvent ev;
+  EXPECT_EQ(drive("pop3", auth, 4096, &ev, 2048), "-ERR Input buffer full, aborting\r\n");
+  const std::string sub = drive("submission", "EHLO x\r\n" + auth, 4096, &ev, 2048);
+  EXPECT_EQ(sub.substr(sub.size() - 25), "500 5.5.2 Line too long\r\n") << sub;
+  EXPECT_EQ(ev, login::FrontendEvent::Close);
 }

@@ -47,6 +47,12 @@ std::string run(std::string_view in, size_t step, imap::CommandParser::Limits li
         trace += "C" + std::to_string(c.tag.size()) + ":" + c.tag + std::to_string(c.name.size()) +
                  ":" + c.name + "[";
         for (const auto& a : c.args) render(a, trace);
+        if (c.id) {  // a streamed ID: the verdict and the kept pairs
+          trace += "id" + std::to_string(c.id->valid) + std::to_string(c.id->nil) +
+                   std::to_string(c.id->pairs_seen) + ":";
+          for (const auto& pr : c.id->pairs)
+            trace += pr.key + "=" + std::to_string(pr.nil) + std::to_string(pr.truncated) + pr.value + ",";
+        }
         trace += "];";
         break;
       }
@@ -68,7 +74,7 @@ std::string run(std::string_view in, size_t step, imap::CommandParser::Limits li
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   imap::CommandParser::Limits lim;
-  if (data[0] & 1) lim = {64, 100};
+  if (data[0] & 1) lim = {64, 100, 300};
   std::string_view in = portier::fuzz::as_text(data + 1, size - 1);
   std::string whole = run(in, 0, lim);
   std::string bytewise = run(in, 1, lim);

@@ -553,6 +553,8 @@ class Loader {
         get_uint(v, "login.max_line_length", l.max_line_length, 64, 16LL * 1024 * 1024);
       } else if (key == "max_literal_size") {
         get_uint(v, "login.max_literal_size", l.max_literal_size, 0, 1024LL * 1024 * 1024);
+      } else if (key == "max_command_size") {
+        get_uint(v, "login.max_command_size", l.max_command_size, 64, 1024LL * 1024 * 1024);
       } else if (key == "max_invalid_commands") {
         get_uint(v, "login.max_invalid_commands", l.max_invalid_commands, 0, 1000);
       } else if (key == "proxy_ttl") {

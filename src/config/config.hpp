@@ -104,6 +104,7 @@ struct Login {
   std::chrono::milliseconds relay_linger{30000};
   size_t max_line_length = 8192;    ///< > 0
   size_t max_literal_size = 65536;
+  size_t max_command_size = 16384;  ///< all bytes of one pre-login command, literals included
   unsigned max_invalid_commands = 3;
   unsigned proxy_ttl = 5;
   /// Fail new logins at once for a backend failing longer than this while

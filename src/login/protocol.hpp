@@ -53,6 +53,7 @@ struct FrontendSettings {
   std::vector<std::string> mechanisms;  // upper-case SASL names, e.g. PLAIN, LOGIN
   size_t max_line_length = 8192;
   size_t max_literal_size = 65536;
+  size_t max_command_size = 16384;  // all bytes of one command, literals included
   unsigned max_invalid_commands = 3;
 };
 

@@ -41,6 +41,7 @@ std::shared_ptr<const Snapshot> Snapshot::build(const config::Config& cfg,
   s->frontend.mechanisms = cfg.auth.mechanisms;
   s->frontend.max_line_length = cfg.login.max_line_length;
   s->frontend.max_literal_size = cfg.login.max_literal_size;
+  s->frontend.max_command_size = cfg.login.max_command_size;
   s->frontend.max_invalid_commands = cfg.login.max_invalid_commands;
   if (!errors.empty()) return nullptr;
   return s;

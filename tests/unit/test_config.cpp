@@ -85,6 +85,7 @@ TEST(Config, Defaults) {
   EXPECT_EQ(c.login.client_timeout, 180s);
   EXPECT_EQ(c.login.max_line_length, 8192u);
   EXPECT_EQ(c.login.max_literal_size, 65536u);
+  EXPECT_EQ(c.login.max_command_size, 16384u);
   EXPECT_EQ(c.login.max_invalid_commands, 3u);
   EXPECT_EQ(c.login.proxy_ttl, 5u);
   EXPECT_EQ(c.log.level, "info");
@@ -143,6 +144,7 @@ greeting = "Hello there"
 client_timeout = "3m"
 max_line_length = 65536
 max_literal_size = 0
+max_command_size = 4096
 max_invalid_commands = 10
 proxy_ttl = 2
 [log]
@@ -184,6 +186,7 @@ level = "debug"
   EXPECT_EQ(c.login.client_timeout, 3min);
   EXPECT_EQ(c.login.max_line_length, 65536u);
   EXPECT_EQ(c.login.max_literal_size, 0u);
+  EXPECT_EQ(c.login.max_command_size, 4096u);
   EXPECT_EQ(c.login.max_invalid_commands, 10u);
   EXPECT_EQ(c.login.proxy_ttl, 2u);
   EXPECT_EQ(c.log.level, "debug");

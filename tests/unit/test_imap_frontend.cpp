@@ -158,9 +158,10 @@ TEST(ImapFrontend, IdUntrusted) {
             "need-input|* ID NIL\r\nb OK ID completed.\r\n");
   EXPECT_EQ(h.client.remote_ip.to_string(), "192.0.2.7");
   EXPECT_EQ(h.client.proxy_ttl, 5u);
-  // Malformed ID: odd list, list key, wrong arity.
-  EXPECT_EQ(h.exchange("c ID (\"a\")\r\n"),
-            "need-input|c BAD Error in IMAP command received by server.\r\n");
+  // As Dovecot's imap-login: a key without a value is ignored; an atom key,
+  // a nested list or a key over 30 bytes make the ID invalid.
+  EXPECT_EQ(h.exchange("c ID (\"a\")\r\n"), "need-input|* ID NIL\r\nc OK ID completed.\r\n");
+  EXPECT_EQ(h.exchange("d ID (a b)\r\n"), "need-input|d BAD Invalid ID parameters\r\n");
 }
 
 TEST(ImapFrontend, IdTrustedUpdatesClientInfo) {

@@ -112,11 +112,11 @@ TEST(ImapParser, QuotedStringsAndEscapes) {
 }
 
 TEST(ImapParser, NilAndLists) {
-  EXPECT_EQ(run("a ID NIL\r\n"), std::vector<Outcome>{cmd("a|ID|NIL")});
-  EXPECT_EQ(run("a ID nil\r\n"), std::vector<Outcome>{cmd("a|ID|NIL")});
-  EXPECT_EQ(run("a ID \"NIL\"\r\n"), std::vector<Outcome>{cmd("a|ID|S:NIL")});
-  EXPECT_EQ(run("a ID (\"name\" \"x\" \"v\" NIL)\r\n"),
-            std::vector<Outcome>{cmd("a|ID|(S:name S:x S:v NIL)")});
+  EXPECT_EQ(run("a X NIL\r\n"), std::vector<Outcome>{cmd("a|X|NIL")});
+  EXPECT_EQ(run("a X nil\r\n"), std::vector<Outcome>{cmd("a|X|NIL")});
+  EXPECT_EQ(run("a X \"NIL\"\r\n"), std::vector<Outcome>{cmd("a|X|S:NIL")});
+  EXPECT_EQ(run("a X (\"name\" \"x\" \"v\" NIL)\r\n"),
+            std::vector<Outcome>{cmd("a|X|(S:name S:x S:v NIL)")});
   EXPECT_EQ(run("a X (a (b c) ()) d\r\n"), std::vector<Outcome>{cmd("a|X|(A:a (A:b A:c) ())|A:d")});
   EXPECT_EQ(run("a ID (\"name\"\r\n"), std::vector<Outcome>{err("syntax a")});  // unclosed
   EXPECT_EQ(run("a ID )\r\n"), std::vector<Outcome>{err("syntax a")});

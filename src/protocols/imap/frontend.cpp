@@ -22,6 +22,7 @@
 
 #include "core/base64.hpp"
 #include "core/secure.hpp"
+#include "login/command_budget.hpp"
 #include "core/strings.hpp"
 #include "protocols/imap/backend_login.hpp"
 
@@ -96,7 +97,8 @@ std::optional<asio::ip::address> parse_ip(std::string_view s) {
 Frontend::Frontend(const login::FrontendSettings& settings, login::ClientInfo& client)
     : settings_(settings),
       client_(client),
-      parser_(CommandParser::Limits{settings.max_line_length, settings.max_literal_size}) {
+      parser_(CommandParser::Limits{settings.max_line_length, settings.max_literal_size,
+                                    settings.max_command_size}) {
   if (settings_.greeting.empty()) settings_.greeting = "portier ready.";
 }
 
@@ -402,11 +404,11 @@ Frontend::Event Frontend::next_sasl_response() {
   std::string_view avail = std::string_view(in_).substr(in_pos_);
   size_t lf = avail.find('\n');
   if (lf == std::string_view::npos) {
-    if (avail.size() > settings_.max_line_length)
+    if (avail.size() > login::line_limit(settings_))
       return close_with("* BYE Too long command line.\r\n");
     return FrontendEvent::NeedInput;
   }
-  if (lf + 1 > settings_.max_line_length) return close_with("* BYE Too long command line.\r\n");
+  if (lf + 1 > login::line_limit(settings_)) return close_with("* BYE Too long command line.\r\n");
   std::string line(avail.substr(0, lf));
   if (!line.empty() && line.back() == '\r') line.pop_back();
   consume(lf + 1);
@@ -431,20 +433,21 @@ Frontend::Event Frontend::next_sasl_response() {
 }
 
 Frontend::Event Frontend::cmd_id(const Command& cmd) {
-  if (cmd.args.size() != 1) return bad_command(cmd.tag);
-  const Arg& arg = cmd.args[0];
-  if (arg.type == Arg::Type::List) {
-    if (arg.list.size() % 2 != 0) return bad_command(cmd.tag);
-    for (size_t i = 0; i < arg.list.size(); i += 2)
-      if (!arg.list[i].is_astring() || !arg.list[i + 1].is_nstring()) return bad_command(cmd.tag);
-  } else if (arg.type != Arg::Type::Nil) {
-    return bad_command(cmd.tag);
+  // The parser streams ID (Dovecot's list -> key -> value): cmd.id holds the
+  // verdict and the first few x-* pairs, never the whole command.
+  if (!cmd.id) return bad_command(cmd.tag);  // `ID` without arguments
+  const IdParams& id = *cmd.id;
+  if (!id.valid) {
+    reply(cmd.tag, "BAD Invalid ID parameters");
+    if (settings_.max_invalid_commands > 0 &&
+        ++invalid_commands_ >= settings_.max_invalid_commands)
+      return close_with("* BYE Too many invalid IMAP commands.\r\n");
+    return std::nullopt;
   }
   // Only a trusted hop may set these, and only with its first ID.
-  if (client_.trusted && !id_seen_ && arg.type == Arg::Type::List) {
-    for (size_t i = 0; i < arg.list.size(); i += 2)
-      if (arg.list[i + 1].type != Arg::Type::Nil)
-        apply_trusted_id(arg.list[i].value, arg.list[i + 1].value);
+  if (client_.trusted && !id_seen_) {
+    for (const IdPair& p : id.pairs)
+      if (!p.nil && !p.truncated) apply_trusted_id(p.key, p.value);
   }
   id_seen_ = true;
   output_ += "* ID NIL\r\n";

@@ -63,6 +63,12 @@ bool command_is(const Command& c, std::string_view name) { return core::iequals(
 void CommandParser::reset() {
   state_ = State::TagStart;
   line_bytes_ = 0;
+  budget_.reset();
+  arg_len_ = 0;
+  lit_got_ = 0;
+  id_mode_ = false;
+  id_state_ = IdState::Start;
+  id_key_.clear();
   cur_ = Command{};
   stack_.clear();
   arg_ = Arg{};
@@ -82,6 +88,17 @@ std::vector<Arg>& CommandParser::current_list() {
 void CommandParser::begin_arg(Arg::Type t) {
   arg_ = Arg{};
   arg_.type = t;
+  arg_len_ = 0;
+}
+
+void CommandParser::put(std::string_view bytes) {
+  arg_len_ += bytes.size();
+  if (id_mode_) {
+    // ID items are streamed: keep only what a key or a kept value can use.
+    const size_t room = kMaxIdValue + 1 > arg_.value.size() ? kMaxIdValue + 1 - arg_.value.size() : 0;
+    bytes = bytes.substr(0, std::min(room, bytes.size()));
+  }
+  arg_.value.append(bytes);
 }
 
 void CommandParser::end_arg() {
@@ -89,8 +106,75 @@ void CommandParser::end_arg() {
     arg_.type = Arg::Type::Nil;
     arg_.value.clear();
   }
-  current_list().push_back(std::move(arg_));
+  if (id_mode_) {
+    id_item(arg_);
+    line_bytes_ = 0;  // the line limit applies per ID item
+  } else {
+    current_list().push_back(std::move(arg_));
+  }
   arg_ = Arg{};
+  arg_len_ = 0;
+}
+
+// Dovecot's imap-login ID states: the first argument is NIL or a list; in
+// the list, keys (strings of at most kMaxIdKey bytes) and values (strings or
+// NIL) alternate; a nested list or an atom makes the ID invalid; a key
+// without a value and anything after the list are ignored.
+void CommandParser::id_item(Arg& a) {
+  if (!cur_.id) cur_.id.emplace();
+  IdParams& id = *cur_.id;
+  if (id_state_ == IdState::Invalid || id_state_ == IdState::After) return;
+  if (stack_.empty()) {  // a top-level argument
+    if (id_state_ == IdState::Start && a.type == Arg::Type::Nil) {
+      id.nil = true;
+      id_state_ = IdState::After;
+    } else {
+      id_state_ = IdState::Invalid;
+    }
+    return;
+  }
+  if (stack_.size() > 1) return;  // inside a nested list: already invalid
+  if (id_state_ == IdState::Key) {
+    if (a.type != Arg::Type::String || arg_len_ > kMaxIdKey) {
+      id_state_ = IdState::Invalid;
+      return;
+    }
+    id_key_ = std::move(a.value);
+    id_state_ = IdState::Value;
+    return;
+  }
+  // IdState::Value
+  if (a.type != Arg::Type::String && a.type != Arg::Type::Nil) {
+    id_state_ = IdState::Invalid;
+    return;
+  }
+  ++id.pairs_seen;
+  if (id.pairs.size() < kMaxIdPairs && core::istarts_with(id_key_, "x-")) {
+    IdPair p;
+    p.key = std::move(id_key_);
+    p.nil = a.type == Arg::Type::Nil;
+    p.truncated = arg_len_ > kMaxIdValue;
+    p.value = std::move(a.value);
+    if (p.value.size() > kMaxIdValue) p.value.resize(kMaxIdValue);
+    id.pairs.push_back(std::move(p));
+  }
+  id_key_.clear();
+  id_state_ = IdState::Key;
+}
+
+void CommandParser::id_open_list() {
+  if (!cur_.id) cur_.id.emplace();
+  if (stack_.empty() && id_state_ == IdState::Start)
+    id_state_ = IdState::Key;
+  else if (id_state_ != IdState::After)
+    id_state_ = IdState::Invalid;
+  line_bytes_ = 0;
+}
+
+void CommandParser::id_close_list() {
+  if (stack_.empty() && (id_state_ == IdState::Key || id_state_ == IdState::Value))
+    id_state_ = IdState::After;
+  line_bytes_ = 0;
 }
 
 void CommandParser::fail_line() {
@@ -114,6 +198,11 @@ CommandParser::Result CommandParser::finish_command() {
     }
     if (cur_.name.empty() || !stack_.empty()) pending_error_ = ParseError::Syntax;
   }
+  if (id_mode_ && pending_error_ == ParseError::None) {
+    if (!cur_.id) cur_.id.emplace();
+    if (id_state_ == IdState::Start || id_state_ == IdState::Invalid) cur_.id->valid = false;
+    if (!cur_.id->valid) cur_.id->pairs.clear();
+  }
   if (pending_error_ != ParseError::None) {
     error_ = pending_error_;
     error_tag_ = tag_valid_ ? cur_.tag : std::string();
@@ -135,13 +224,18 @@ CommandParser::Result CommandParser::parse(std::string_view in, size_t& consumed
   while (i < in.size()) {
     if (state_ == State::LitBody) {
       // Literal bytes are taken in bulk and do not count as line bytes.
-      size_t want = static_cast<size_t>(lit_size_) - arg_.value.size();
+      size_t want = static_cast<size_t>(lit_size_ - lit_got_);
       size_t take = std::min(want, in.size() - i);
       std::string_view chunk = in.substr(i, take);
       if (chunk.find('\0') != std::string_view::npos) lit_nul_ = true;
-      arg_.value.append(chunk);
+      if (!id_mode_ && !budget_.take(take)) {  // cannot happen: checked at the header
+        consumed = i;
+        return fail_fatal(ParseError::LineTooLong);
+      }
+      put(chunk);
+      lit_got_ += take;
       i += take;
-      if (arg_.value.size() == lit_size_) {
+      if (lit_got_ == lit_size_) {
         if (lit_nul_) pending_error_ = ParseError::Syntax;
         end_arg();
         state_ = State::ArgSep;
@@ -150,7 +244,7 @@ CommandParser::Result CommandParser::parse(std::string_view in, size_t& consumed
     }
 
     const unsigned char c = static_cast<unsigned char>(in[i++]);
-    if (++line_bytes_ > limits_.max_line_length) {
+    if (++line_bytes_ > limits_.max_line_length || (!id_mode_ && !budget_.take(1))) {
       consumed = i;
       return fail_fatal(ParseError::LineTooLong);
     }
@@ -194,7 +288,10 @@ CommandParser::Result CommandParser::parse(std::string_view in, size_t& consumed
           cur_.name.push_back(static_cast<char>(c));
           state_ = State::Name;
         } else if (c == ' ') {
-          if (state_ == State::Name) state_ = State::ArgSep;
+          if (state_ == State::Name) {
+            state_ = State::ArgSep;
+            if (core::iequals(cur_.name, "ID")) id_mode_ = true;
+          }
         } else if (c == '\r') {
           state_ = State::EolLf;
         } else if (c == '\n') {
@@ -222,6 +319,7 @@ CommandParser::Result CommandParser::parse(std::string_view in, size_t& consumed
           case '{':
             begin_arg(Arg::Type::String);
             lit_size_ = 0;
+            lit_got_ = 0;
             lit_too_large_ = false;
             lit_nonsync_ = false;
             lit_has_digits_ = false;
@@ -231,6 +329,7 @@ CommandParser::Result CommandParser::parse(std::string_view in, size_t& consumed
             if (stack_.size() >= kMaxListDepth) {
               fail_line();
             } else {
+              if (id_mode_) id_open_list();
               Arg list;
               list.type = Arg::Type::List;
               stack_.push_back(std::move(list));
@@ -242,13 +341,16 @@ CommandParser::Result CommandParser::parse(std::string_view in, size_t& consumed
             } else {
               Arg list = std::move(stack_.back());
               stack_.pop_back();
-              current_list().push_back(std::move(list));
+              if (id_mode_)
+                id_close_list();
+              else
+                current_list().push_back(std::move(list));
             }
             break;
           default:
             if (is_atom_char(c)) {
               begin_arg(Arg::Type::Atom);
-              arg_.value.push_back(static_cast<char>(c));
+              put(static_cast<char>(c));
               state_ = State::Atom;
             } else {
               fail_line();
@@ -258,12 +360,15 @@ CommandParser::Result CommandParser::parse(std::string_view in, size_t& consumed
 
       case State::Atom:
         if (is_atom_char(c)) {
-          arg_.value.push_back(static_cast<char>(c));
+          put(static_cast<char>(c));
         } else if (c == ' ' || c == ')' || c == '\r' || c == '\n') {
+          // Hand the delimiter back to ArgSep (before end_arg(): in ID mode
+          // it starts the next item's line count).
+          --i;
+          --line_bytes_;
+          if (!id_mode_) budget_.give_back(1);
           end_arg();
           state_ = State::ArgSep;
-          --i;  // let ArgSep handle the delimiter
-          --line_bytes_;
         } else {
           fail_line();
         }
@@ -282,13 +387,13 @@ CommandParser::Result CommandParser::parse(std::string_view in, size_t& consumed
         } else if (c == '\r' || c == '\0') {
           fail_line();
         } else {
-          arg_.value.push_back(static_cast<char>(c));
+          put(static_cast<char>(c));
         }
         break;
 
       case State::QuotedEsc:
         if (c == '"' || c == '\\') {
-          arg_.value.push_back(static_cast<char>(c));
+          put(static_cast<char>(c));
           state_ = State::Quoted;
         } else if (c == '\n') {
           pending_error_ = ParseError::Syntax;
@@ -353,6 +458,10 @@ CommandParser::Result CommandParser::parse(std::string_view in, size_t& consumed
           reset();
           return Result::Error;
         }
+        if (!id_mode_ && !budget_.fits(static_cast<size_t>(lit_size_))) {
+          // Over the command budget: refused before a byte of it is read.
+          return fail_fatal(ParseError::LineTooLong);
+        }
         if (!lit_nonsync_ && pending_error_ != ParseError::None) {
           // Do not invite the literal of a command we already rejected.
           return finish_command();
@@ -361,7 +470,9 @@ CommandParser::Result CommandParser::parse(std::string_view in, size_t& consumed
           end_arg();
           state_ = State::ArgSep;
         } else {
-          arg_.value.reserve(static_cast<size_t>(lit_size_));
+          arg_.value.reserve(id_mode_ ? std::min<size_t>(static_cast<size_t>(lit_size_),
+                                                         kMaxIdValue + 1)
+                                      : static_cast<size_t>(lit_size_));
           state_ = State::LitBody;
         }
         if (!lit_nonsync_) return Result::Continuation;

@@ -11,8 +11,20 @@
 // bytes as it can and stops at a command boundary, so feeding a transcript
 // byte by byte yields exactly the same results as feeding it at once.
 // Limits: every non-literal byte of one command counts against
-// max_line_length; each literal against max_literal_size. NUL bytes are
-// rejected everywhere (pre-login IMAP has no literal8).
+// max_line_length; each literal against max_literal_size; and every byte of
+// the command, literals included, against max_command_size (one budget per
+// command, login::CommandBudget). A literal announcement that would exceed
+// the remaining budget is refused before any of its bytes is read, and is
+// fatal (LineTooLong): a `{n+}` literal is already on its way, and a client
+// that sends a whole command over budget is not a login client. NUL bytes
+// are rejected everywhere (pre-login IMAP has no literal8).
+//
+// ID is parsed as a stream, like Dovecot's imap-login (list -> key -> value):
+// its items are not kept in args; the line limit applies to each item
+// instead of the whole line and the command budget does not apply, so an ID
+// far longer than the line limit is accepted. Only the first kMaxIdPairs
+// `x-*` pairs are kept (values truncated to kMaxIdValue bytes), in
+// Command::id; everything else is validated and dropped.
 //
 // Errors: a syntax error is reported when its line ends (the rest of the
 // line is skipped, so the next command starts clean). A synchronizing
@@ -25,9 +37,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "login/command_budget.hpp"
 
 namespace portier::protocols::imap {
 
@@ -44,11 +59,35 @@ struct Arg {
   bool is_nstring() const { return is_astring() || type == Type::Nil; }
 };
 
+/// One key/value pair of a streamed ID command.
+struct IdPair {
+  std::string key;
+  std::string value;       ///< at most kMaxIdValue bytes
+  bool nil = false;        ///< the value was NIL
+  bool truncated = false;  ///< the value was longer than kMaxIdValue
+};
+
+/// A streamed ID command's parameters (Dovecot's list -> key -> value).
+struct IdParams {
+  bool valid = true;  ///< false: Dovecot's "BAD Invalid ID parameters"
+  bool nil = false;   ///< `ID NIL`
+  size_t pairs_seen = 0;
+  std::vector<IdPair> pairs;  ///< the first kMaxIdPairs pairs whose key starts with "x-"
+};
+
+/// ID keys longer than this make the whole ID invalid (Dovecot: 30).
+inline constexpr size_t kMaxIdKey = 30;
+/// Bytes of an ID value that are kept (the rest is read and dropped).
+inline constexpr size_t kMaxIdValue = 256;
+/// `x-*` pairs kept per ID command.
+inline constexpr size_t kMaxIdPairs = 16;
+
 /// One complete command.
 struct Command {
   std::string tag;
   std::string name;  ///< as sent; compare case-insensitively
-  std::vector<Arg> args;
+  std::vector<Arg> args;     ///< empty for a streamed ID
+  std::optional<IdParams> id;  ///< set when the command was `ID` with arguments
 };
 
 enum class ParseError {
@@ -63,6 +102,7 @@ class CommandParser {
   struct Limits {
     size_t max_line_length = 8192;
     size_t max_literal_size = 65536;
+    size_t max_command_size = 16384;  ///< all bytes of one command (not ID)
   };
 
   enum class Result {
@@ -75,7 +115,7 @@ class CommandParser {
 
   static constexpr size_t kMaxListDepth = 8;
 
-  explicit CommandParser(Limits limits) : limits_(limits) {}
+  explicit CommandParser(Limits limits) : limits_(limits), budget_(limits.max_command_size) {}
 
   /// Consumes bytes from `in` (stops right after a command's line end, an
   /// error, or a literal continuation point); `consumed` is set to the number
@@ -120,11 +160,24 @@ class CommandParser {
   Result fail_fatal(ParseError e);  // fatal
   void begin_arg(Arg::Type t);
   void end_arg();
+  void put(char c) { put(std::string_view(&c, 1)); }
+  void put(std::string_view bytes);
+  void id_item(Arg& a);
+  void id_open_list();
+  void id_close_list();
   std::vector<Arg>& current_list();
 
+  enum class IdState : uint8_t { Start, Key, Value, After, Invalid };
+
   Limits limits_;
+  login::CommandBudget budget_;
   State state_ = State::TagStart;
   size_t line_bytes_ = 0;
+  size_t arg_len_ = 0;     // bytes of the current argument (also those not kept)
+  uint64_t lit_got_ = 0;   // literal bytes read so far
+  bool id_mode_ = false;   // streaming an ID command
+  IdState id_state_ = IdState::Start;
+  std::string id_key_;
   Command cur_;
   Command done_;
   std::vector<Arg> stack_;  // open lists (innermost last)

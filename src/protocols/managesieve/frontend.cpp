@@ -100,7 +100,8 @@ bool command_is(const Command& cmd, std::string_view name) {
 Frontend::Frontend(const login::FrontendSettings& settings, login::ClientInfo& client)
     : settings_(settings),
       client_(client),
-      parser_(CommandParser::Limits{settings.max_line_length, settings.max_literal_size}) {
+      parser_(CommandParser::Limits{settings.max_line_length, settings.max_literal_size,
+                                    settings.max_command_size}) {
   if (settings_.greeting.empty()) settings_.greeting = "portier ready.";
 }
 
@@ -313,12 +314,14 @@ Frontend::Event Frontend::cmd_starttls(const Command& cmd) {
   // Anything pipelined after STARTTLS arrived in plaintext and must not be
   // executed as if it came over TLS (CVE-2011-0411 style command injection).
   wipe_input();
+  parser_.reset();
   return FrontendEvent::StartTls;
 }
 
 void Frontend::tls_started() {
   client_.end_client_tls = true;
   wipe_input();  // nothing read before the handshake may survive it
+  parser_.reset();
   // RFC 5804 §2.2: the server sends its capabilities again after TLS.
   output_ += capabilities();
   output_ += "OK \"TLS negotiation successful.\"\r\n";

@@ -10,6 +10,8 @@
 
 #include "protocols/managesieve/parser.hpp"
 
+#include <algorithm>
+
 #include "core/strings.hpp"
 
 namespace portier::protocols::managesieve {
@@ -138,116 +140,257 @@ bool is_atom_char(char ch) {
   }
 }
 
-namespace {
+void CommandParser::reset() {
+  state_ = State::Start;
+  line_bytes_ = 0;
+  budget_.reset();
+  cur_ = Command{};
+  arg_ = Arg{};
+  lit_size_ = 0;
+  lit_digits_ = 0;
+  what_ = {};
+}
 
-// Shared tail of both parse functions: turn a scan status into a Result.
-CommandParser::Result finish(St st, const Scan& s, const CommandParser::Limits& limits,
-                             size_t& used, ParseError& error, std::string& error_text,
-                             std::string_view what) {
-  const size_t non_literal =
-      (s.literal_start != std::string_view::npos ? s.literal_start : s.in.size()) -
-      s.literal_bytes;
-  switch (st) {
-    case St::Ok:
-      if (s.pos - s.literal_bytes > limits.max_line_length) {
-        error = ParseError::LineTooLong;
-        return CommandParser::Result::Error;
-      }
-      used = s.pos;
-      return CommandParser::Result::Command;
-    case St::NeedMore:
-      if (non_literal > limits.max_line_length) {
-        error = ParseError::LineTooLong;
-        return CommandParser::Result::Error;
-      }
-      return CommandParser::Result::NeedMore;
-    case St::TooLarge:
-      error = ParseError::LiteralTooLarge;
-      return CommandParser::Result::Error;
-    case St::Syntax: {
-      // Skip the rest of the bad line (wait for its end if it is not here yet).
-      size_t lf = s.in.find('\n', s.pos);
-      if (lf == std::string_view::npos) {
-        if (non_literal > limits.max_line_length) {
-          error = ParseError::LineTooLong;
-          return CommandParser::Result::Error;
+void CommandParser::syntax(std::string_view what) {
+  what_ = what;
+  state_ = State::SkipLine;
+}
+
+void CommandParser::end_arg() {
+  cur_.args.push_back(std::move(arg_));
+  arg_ = Arg{};
+  state_ = State::AfterItem;
+}
+
+CommandParser::Result CommandParser::finish(size_t i, size_t& used) {
+  used = i;
+  cmd_ = std::move(cur_);
+  reset();
+  return Result::Command;
+}
+
+CommandParser::Result CommandParser::fatal(ParseError e, size_t i, size_t& used) {
+  used = i;
+  error_ = e;
+  reset();
+  return Result::Error;
+}
+
+CommandParser::Result CommandParser::run(std::string_view in, size_t& used, bool string_line) {
+  used = 0;
+  error_ = ParseError::None;
+  error_text_.clear();
+  if (state_ == State::Start) string_line_ = string_line;
+
+  size_t i = 0;
+  while (i < in.size()) {
+    if (state_ == State::LitBody) {
+      // Literal bytes in bulk: they count against the command budget only
+      // (already reserved at the header, so take() cannot fail).
+      const size_t take =
+          std::min(static_cast<size_t>(lit_size_) - arg_.value.size(), in.size() - i);
+      if (!budget_.take(take)) return fatal(ParseError::LineTooLong, i, used);
+      arg_.value.append(in.substr(i, take));
+      i += take;
+      if (arg_.value.size() == lit_size_) end_arg();
+      continue;
+    }
+
+    const char ch = in[i++];
+    if (++line_bytes_ > limits_.max_line_length || !budget_.take(1))
+      return fatal(ParseError::LineTooLong, i, used);
+    // Hand the byte back and look at it again in the new state.
+    auto again = [&] {
+      --i;
+      --line_bytes_;
+      budget_.give_back(1);
+    };
+
+    switch (state_) {
+      case State::Start:
+        if (string_line_) {
+          if (ch == '"' || ch == '{') {
+            what_ = "Expected a string";
+            arg_ = Arg{};
+            arg_.type = Arg::Type::String;
+            arg_.literal = ch == '{';
+            lit_size_ = 0;
+            lit_digits_ = 0;
+            state_ = ch == '"' ? State::Quoted : State::LitSize;
+          } else {
+            syntax("Expected a string");
+            again();
+          }
+        } else if (ch == '\n') {
+          used = i;
+          reset();
+          return Result::EmptyLine;
+        } else if (ch == '\r') {
+          state_ = State::StartLf;
+        } else if (is_atom_char(ch)) {
+          cur_.name.push_back(ch);
+          what_ = "Invalid command name";
+          state_ = State::Name;
+        } else {
+          syntax("Invalid command name");
+          again();
         }
-        return CommandParser::Result::NeedMore;
-      }
-      used = lf + 1;
-      error = ParseError::Syntax;
-      error_text.assign(what);
-      return CommandParser::Result::Error;
+        break;
+
+      case State::StartLf:
+        if (ch == '\n') {
+          used = i;
+          reset();
+          return Result::EmptyLine;
+        }
+        syntax("Invalid command name");
+        again();
+        break;
+
+      case State::Name:
+        if (is_atom_char(ch)) {
+          cur_.name.push_back(ch);
+        } else {
+          state_ = State::AfterItem;
+          again();
+        }
+        break;
+
+      case State::AfterItem:
+        if (ch == '\n') return finish(i, used);
+        if (ch == '\r') {
+          state_ = State::EolLf;
+        } else if (ch == ' ' && !string_line_) {
+          state_ = State::ArgStart;
+        } else {
+          syntax(string_line_ ? what_ : "Expected space between arguments");
+          again();
+        }
+        break;
+
+      case State::EolLf:
+        if (ch == '\n') return finish(i, used);
+        syntax(what_);
+        again();
+        break;
+
+      case State::ArgStart:
+        arg_ = Arg{};
+        if (ch == '"' || ch == '{') {
+          what_ = "Invalid string argument";
+          arg_.type = Arg::Type::String;
+          arg_.literal = ch == '{';
+          lit_size_ = 0;
+          lit_digits_ = 0;
+          state_ = ch == '"' ? State::Quoted : State::LitSize;
+        } else if (is_atom_char(ch)) {
+          arg_.value.push_back(ch);
+          state_ = State::Atom;
+        } else {
+          syntax("Invalid argument");
+          again();
+        }
+        break;
+
+      case State::Atom:
+        if (is_atom_char(ch)) {
+          arg_.value.push_back(ch);
+        } else {
+          end_arg();
+          again();
+        }
+        break;
+
+      case State::Quoted:
+        if (ch == '"') {
+          end_arg();
+        } else if (ch == '\\') {
+          state_ = State::QuotedEsc;
+        } else if (ch == '\r' || ch == '\n' || ch == '\0') {
+          syntax(what_);
+          again();
+        } else {
+          arg_.value.push_back(ch);
+        }
+        break;
+
+      case State::QuotedEsc:
+        if (ch == '"' || ch == '\\') {
+          arg_.value.push_back(ch);
+          state_ = State::Quoted;
+        } else {
+          syntax(what_);
+          again();
+        }
+        break;
+
+      case State::LitSize:
+        if (ch >= '0' && ch <= '9') {
+          if (lit_digits_ >= kMaxLiteralDigits) {
+            syntax(what_);
+            again();
+            break;
+          }
+          lit_size_ = lit_size_ * 10 + static_cast<unsigned>(ch - '0');
+          ++lit_digits_;
+        } else if ((ch == '+' || ch == '}') && lit_digits_ > 0) {
+          state_ = ch == '+' ? State::LitClose : State::LitEol;
+        } else {
+          syntax(what_);
+          again();
+        }
+        break;
+
+      case State::LitClose:
+        if (ch == '}') {
+          state_ = State::LitEol;
+        } else {
+          syntax(what_);
+          again();
+        }
+        break;
+
+      case State::LitEol:
+      case State::LitLf:
+        if (ch == '\r' && state_ == State::LitEol) {
+          state_ = State::LitLf;
+          break;
+        }
+        if (ch != '\n') {
+          syntax(what_);
+          again();
+          break;
+        }
+        // The literal is announced: check it before reading any of it.
+        if (lit_size_ > limits_.max_literal_size)
+          return fatal(ParseError::LiteralTooLarge, i, used);
+        if (!budget_.fits(static_cast<size_t>(lit_size_)))
+          return fatal(ParseError::LineTooLong, i, used);
+        lit_digits_ = 0;
+        if (lit_size_ == 0) {
+          end_arg();
+        } else {
+          arg_.value.reserve(static_cast<size_t>(lit_size_));
+          state_ = State::LitBody;
+        }
+        break;
+
+      case State::SkipLine:
+        if (ch == '\n') {
+          used = i;
+          error_ = ParseError::Syntax;
+          error_text_.assign(what_);
+          reset();
+          return Result::Error;
+        }
+        break;
+
+      case State::LitBody:
+        break;  // handled above
     }
   }
-  return CommandParser::Result::NeedMore;
-}
-
-}  // namespace
-
-CommandParser::Result CommandParser::parse(std::string_view in, size_t& used) {
-  used = 0;
-  cmd_ = Command{};
-  error_ = ParseError::None;
-  error_text_.clear();
-  if (in.empty()) return Result::NeedMore;
-  if (in[0] == '\n' || (in.size() >= 2 && in[0] == '\r' && in[1] == '\n')) {
-    used = in[0] == '\n' ? 1 : 2;
-    return Result::EmptyLine;
-  }
-
-  Scan s{in};
-  s.max_literal = limits_.max_literal_size;
-  St st = s.atom(cmd_.name);
-  std::string_view what = "Invalid command name";
-  while (st == St::Ok) {
-    bool eol = false;
-    st = s.end_of_line(eol);
-    if (st != St::Ok || eol) break;
-    if (s.peek() != ' ') {
-      st = St::Syntax;
-      what = "Expected space between arguments";
-      break;
-    }
-    ++s.pos;
-    if (s.at_end()) {
-      st = St::NeedMore;
-      break;
-    }
-    Arg arg;
-    const char c = s.peek();
-    if (c == '"' || c == '{') {
-      st = s.string(arg);
-      what = "Invalid string argument";
-    } else if (is_atom_char(c)) {
-      st = s.atom(arg.value);
-    } else {
-      st = St::Syntax;
-      what = "Invalid argument";
-    }
-    if (st == St::Ok) cmd_.args.push_back(std::move(arg));
-  }
-  return finish(st, s, limits_, used, error_, error_text_, what);
-}
-
-CommandParser::Result CommandParser::parse_string_line(std::string_view in, size_t& used) {
-  used = 0;
-  cmd_ = Command{};
-  error_ = ParseError::None;
-  error_text_.clear();
-  if (in.empty()) return Result::NeedMore;
-  Scan s{in};
-  s.max_literal = limits_.max_literal_size;
-  Arg arg;
-  St st = St::Syntax;
-  if (in[0] == '"' || in[0] == '{') st = s.string(arg);
-  if (st == St::Ok) {
-    bool eol = false;
-    st = s.end_of_line(eol);
-    if (st == St::Ok && !eol) st = St::Syntax;
-  }
-  if (st == St::Ok) cmd_.args.push_back(std::move(arg));
-  return finish(st, s, limits_, used, error_, error_text_, "Expected a string");
+  used = i;
+  return Result::NeedMore;
 }
 
 bool ends_with_literal(std::string_view line, size_t& n) {

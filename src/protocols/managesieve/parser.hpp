@@ -9,15 +9,24 @@
 //    or a SASL challenge (a lone string).
 //  - append_quoted()/append_string(): strings for the wire.
 //
-// The parser is stateless between calls: parse() looks at the unconsumed
-// input from its start each time and reports how much a complete command
-// used. Limits bound the non-literal bytes of one command and each literal.
+// CommandParser is an incremental byte-at-a-time state machine: parse()
+// consumes every byte it is given (stopping only right after a command's
+// line end or an error) and keeps the partial command, so no byte is ever
+// examined twice, and feeding a command split anywhere gives the same
+// result as feeding it at once. Limits bound the non-literal bytes of one
+// command (max_line_length), each literal (max_literal_size) and every byte
+// of the command, literals included (max_command_size, one
+// login::CommandBudget): a literal announcement over the remaining budget is
+// refused before any of its bytes is read (LineTooLong, fatal).
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "login/command_budget.hpp"
 
 namespace portier::protocols::managesieve {
 
@@ -38,28 +47,69 @@ enum class ParseError { None, Syntax, LineTooLong, LiteralTooLarge };
 class CommandParser {
  public:
   struct Limits {
-    size_t max_line_length = 8192;   // non-literal bytes of one command
-    size_t max_literal_size = 65536; // bytes of one literal
+    size_t max_line_length = 8192;    // non-literal bytes of one command
+    size_t max_literal_size = 65536;  // bytes of one literal
+    size_t max_command_size = 16384;  // all bytes of one command
   };
   enum class Result { NeedMore, Command, EmptyLine, Error };
 
-  explicit CommandParser(Limits limits) : limits_(limits) {}
+  explicit CommandParser(Limits limits) : limits_(limits), budget_(limits.max_command_size) {}
 
-  /// Parses one command from `in`. `used` is set to the bytes consumed
-  /// (a whole command, an empty line, or for Syntax errors the rest of the
-  /// bad line); 0 with NeedMore. LineTooLong / LiteralTooLarge are fatal.
-  Result parse(std::string_view in, size_t& used);
-  /// Parses a line that holds exactly one string (quoted or literal).
-  Result parse_string_line(std::string_view in, size_t& used);
+  /// Consumes bytes of one command from `in`; `used` is set to the bytes
+  /// taken (all of `in` with NeedMore; through the line end of a command,
+  /// an empty line or a bad line otherwise). Bytes not consumed must be
+  /// passed again. LineTooLong / LiteralTooLarge are fatal.
+  Result parse(std::string_view in, size_t& used) { return run(in, used, false); }
+  /// The same for a line that holds exactly one string (quoted or literal).
+  /// The kind of line is fixed when its first byte arrives.
+  Result parse_string_line(std::string_view in, size_t& used) { return run(in, used, true); }
 
   Command& command() { return cmd_; }
   ParseError error() const { return error_; }
   /// A short description of the syntax error (no client data in it).
   const std::string& error_text() const { return error_text_; }
+  /// True while in the middle of a command (some bytes of it consumed).
+  bool in_command() const { return state_ != State::Start; }
+  /// Forget any partial command.
+  void reset();
 
  private:
+  enum class State : uint8_t {
+    Start,      // first byte of a line
+    StartLf,    // CR at the start of a line
+    Name,       // command name (atom)
+    AfterItem,  // after the name or an argument: SP or line end
+    EolLf,      // CR after an item: expect LF
+    ArgStart,   // after SP: an argument
+    Atom,
+    Quoted,
+    QuotedEsc,
+    LitSize,
+    LitClose,   // after '+': expect '}'
+    LitEol,     // after '}': CR or LF
+    LitLf,      // after '}' CR: LF
+    LitBody,
+    SkipLine,   // after a syntax error: discard to LF
+  };
+
+  Result run(std::string_view in, size_t& used, bool string_line);
+  Result finish(size_t i, size_t& used);
+  Result fatal(ParseError e, size_t i, size_t& used);
+  void syntax(std::string_view what);
+  void end_arg();
+
   Limits limits_;
+  login::CommandBudget budget_;
+  State state_ = State::Start;
+  bool string_line_ = false;
+  size_t line_bytes_ = 0;
+  Command cur_;
   Command cmd_;
+  Arg arg_;
+  uint64_t lit_size_ = 0;
+  size_t lit_digits_ = 0;
+  bool lit_syntax_ = false;
+  std::string_view what_;  // error text of the item being read (static strings)
   ParseError error_ = ParseError::None;
   std::string error_text_;
 };

@@ -31,6 +31,7 @@
 
 #include "core/base64.hpp"
 #include "core/secure.hpp"
+#include "login/command_budget.hpp"
 #include "core/strings.hpp"
 #include "protocols/pop3/backend_login.hpp"
 #include "protocols/pop3/text.hpp"
@@ -190,11 +191,11 @@ Frontend::Event Frontend::next_line() {
   size_t lf = avail.find('\n');
   if (lf == std::string_view::npos) {
     // Bounded: the rest of an over-long line cannot be re-synchronised.
-    if (avail.size() > settings_.max_line_length)
+    if (avail.size() > login::line_limit(settings_))
       return close_with("-ERR Input buffer full, aborting\r\n");
     return FrontendEvent::NeedInput;
   }
-  if (lf > settings_.max_line_length) return close_with("-ERR Input buffer full, aborting\r\n");
+  if (lf > login::line_limit(settings_)) return close_with("-ERR Input buffer full, aborting\r\n");
   std::string line(avail.substr(0, lf));
   if (!line.empty() && line.back() == '\r') line.pop_back();
   consume(lf + 1);

@@ -24,6 +24,7 @@
 
 #include "core/base64.hpp"
 #include "core/secure.hpp"
+#include "login/command_budget.hpp"
 #include "core/strings.hpp"
 #include "protocols/submission/smtp.hpp"
 
@@ -214,11 +215,11 @@ Frontend::Event Frontend::next_line() {
   size_t lf = avail.find('\n');
   if (lf == std::string_view::npos) {
     // Bounded: the rest of an over-long line cannot be re-synchronised.
-    if (avail.size() > settings_.max_line_length)
+    if (avail.size() > login::line_limit(settings_))
       return close_with("500 5.5.2 Line too long\r\n");
     return FrontendEvent::NeedInput;
   }
-  if (lf > settings_.max_line_length) return close_with("500 5.5.2 Line too long\r\n");
+  if (lf > login::line_limit(settings_)) return close_with("500 5.5.2 Line too long\r\n");
   std::string line(avail.substr(0, lf));
   if (!line.empty() && line.back() == '\r') line.pop_back();
   consume(lf + 1);

@@ -70,7 +70,8 @@ def imap_starttls_ok(cert, key, caps: str = IMAP_PRELOGIN_CAPS):
     then LOGIN over TLS and success."""
     return [imap_banner(caps), expect_line(rb"^I ID \("), expect_line(rb"^S STARTTLS"),
             imap_id_reply(), send_line("S OK Begin TLS negotiation now."),
-            starttls(cert, key), expect_line(rb"^L LOGIN "),
+            starttls(cert, key), expect_line(rb"^C CAPABILITY"), expect_line(rb"^L LOGIN "),
+            send_line("* CAPABILITY IMAP4rev1 SASL-IR ID AUTH=PLAIN", "C OK Capability completed."),
             send_line(f"L OK [CAPABILITY {IMAP_POSTLOGIN_CAPS}] Logged in"), imap_serve()]
 
 

@@ -155,8 +155,20 @@ IMAP_STATIONS = [
     Station("starttls_id", "starttls/id", _imap_starttls_id,
             _lines("S OK Begin TLS negotiation now."), _imap_ignored, fields=STARTTLS),
     Station("handshake_starttls", "/starttls", _imap_handshake, kind="tls", fields=STARTTLS),
-    Station("login_starttls", "login/starttls",
-            _steps(_imap_handshake, _tls, fb.expect_line(rb"^L LOGIN ")),
+    # After TLS the capabilities are asked for again (what came in plaintext is
+    # forgotten: issue 8 item 8), pipelined with LOGIN.
+    Station("capability+login_starttls", "capability+login/starttls",
+            _steps(_imap_handshake, _tls, fb.expect_line(rb"^C CAPABILITY\r\n"),
+                   fb.expect_line(rb"^L LOGIN ")),
+            _lines("* CAPABILITY IMAP4rev1 SASL-IR ID AUTH=PLAIN", "C OK done."),
+            _imap_ignored, fields=STARTTLS),
+    Station("login_capability", "login/capability",
+            _steps(_imap_handshake, _tls, fb.expect_line(rb"^C CAPABILITY\r\n"),
+                   fb.expect_line(rb"^L LOGIN "),
+                   fb.send_line("* CAPABILITY IMAP4rev1 SASL-IR ID AUTH=PLAIN", "C OK done."),
+                   # let the proxy read the reply before a fault (a reset
+                   # right behind it would discard it unread)
+                   fb.sleep(0.2)),
             _lines(IMAP_LOGIN_OK), _imap_ignored, fields=STARTTLS, auth=True),
     Station("implicit_none", "/none", _steps(), kind="tls", fields=IMPLICIT),
 ]

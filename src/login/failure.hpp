@@ -68,6 +68,12 @@ constexpr bool failure_is_auth(FailureType t) {
          t == FailureType::AuthTempfail || t == FailureType::LimitReached;
 }
 
+/// The backend refused the forwarded credentials: a failed login (delay,
+/// per-IP penalty, max_auth_attempts), like a local password mismatch.
+constexpr bool failure_is_refusal(FailureType t) {
+  return t == FailureType::AuthReplied || t == FailureType::AuthNotReplied;
+}
+
 /// Code used in `Login aborted`/finished events: proxy_dest_<...>.
 constexpr std::string_view failure_dest_code(FailureType t) {
   switch (t) {

@@ -153,4 +153,15 @@ void Server::shutdown() {
   if (auth_pool_) auth_pool_->join();
 }
 
+void SessionRegistry::stop_all(bool force) {
+  shutting_down = true;
+  // stop() only cancels; sessions remove themselves when their coroutine ends.
+  for (Stoppable* s : sessions) s->stop(force);
+  // A relay's stop() erases it from `relays` at once: iterate over a copy.
+  std::vector<relay::Relay*> live;
+  live.reserve(relays.size());
+  for (auto& [key, r] : relays) live.push_back(r);
+  for (relay::Relay* r : live) r->stop();
+}
+
 }  // namespace portier::login

@@ -19,11 +19,20 @@
 
 namespace portier::login {
 
-class Session;
+/// What shutdown needs of a pre-login session.
+class Stoppable {
+ public:
+  /// Process shutdown (worker thread). Without `force`, a login talking to a
+  /// backend is left to finish.
+  virtual void stop(bool force) = 0;
+
+ protected:
+  ~Stoppable() = default;
+};
 
 /// Per-worker bookkeeping of live sessions (for shutdown). Worker thread only.
 struct SessionRegistry {
-  std::unordered_set<Session*> sessions;
+  std::unordered_set<Stoppable*> sessions;
   /// Live relays (post-login), keyed by their log context.
   std::unordered_map<const void*, relay::Relay*> relays;
   bool shutting_down = false;

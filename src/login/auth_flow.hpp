@@ -1,0 +1,84 @@
+#pragma once
+// Local authentication of one login attempt: the identity check, the passdb
+// chain (answered inline when no hashing is needed, else on the auth pool),
+// and the verdict on the passdb's answer — refuse (and how), or proxy to the
+// destination its fields name, with the BackendLogin parameters built from
+// them. The verdicts are pure functions (judge, backend_params), unit-tested
+// without sockets; AuthFlow runs them and emits the log events.
+//
+// Owns: nothing beyond one call. Uses: passdb, sasl credentials, the session's
+// log sink.
+
+#include <asio/steady_timer.hpp>
+#include <asio/thread_pool.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "login/backend_driver.hpp"
+#include "login/log_sink.hpp"
+#include "login/protocol.hpp"
+#include "login/runtime.hpp"
+#include "net/awaitable.hpp"
+#include "passdb/passdb.hpp"
+#include "passdb/proxy_fields.hpp"
+
+namespace portier::login {
+
+/// What to do with a login attempt after local authentication.
+struct AuthVerdict {
+  bool proxy = false;                   // go on to the backend with `fields`
+  AuthFailure reply = AuthFailure::Failed;  // otherwise: the frontend's reply
+  std::string reason;                   // Disabled: the nologin reason
+  bool failed_login = false;            // delay, per-IP penalty, max_auth_attempts
+  std::optional<events::AuthRefused::Why> refused;  // an `auth:` line to log
+  std::string log_error;                // TempFail reason / proxy config error for the log
+  bool config_error = false;            // log_error is a `proxy(user): …` error
+  bool aborted = false;                 // shutdown / login timeout during the lookup
+  passdb::ProxyFields fields;
+};
+
+/// Master-user logins towards portier itself (authzid ≠ authcid) are refused.
+std::optional<AuthVerdict> check_identity(const sasl::Credentials& c);
+/// The verdict on a passdb answer for `protocol`.
+AuthVerdict judge(const passdb::Lookup& lookup, const Protocol& protocol);
+/// The parameters of the backend login: destuser or the login user, `pass`
+/// or the client's password (which is wiped here), master, mechanism, TLS.
+BackendLoginParams backend_params(const passdb::ProxyFields& f, sasl::Credentials& creds,
+                                  const std::string& hostname, const ClientInfo& ci);
+
+/// The delay of a failed login: failure_delay, doubled per recent failure
+/// from the same client key up to login.auth_penalty_max. Shutdown cancels it.
+class FailureDelay {
+ public:
+  FailureDelay(const asio::any_io_executor& ex, Governor& gov) : timer_(ex), governor_(gov) {}
+  /// Record a failure for `key` and wait out its delay.
+  net::Task<void> wait(std::string key, const config::Config& cfg, const Abort& abort);
+  void cancel() { timer_.cancel(); }
+
+ private:
+  asio::steady_timer timer_;
+  Governor& governor_;
+};
+
+class AuthFlow {
+ public:
+  AuthFlow(std::shared_ptr<const Snapshot> snap, const Protocol& protocol,
+           asio::thread_pool& pool, SessionLog& log, const Abort& abort)
+      : snap_(std::move(snap)), protocol_(protocol), pool_(pool), log_(log), abort_(abort) {}
+
+  /// Authenticate `creds` locally and return the verdict; the `auth:` and
+  /// `proxy(user): …` log lines of a refusal are emitted here.
+  net::Task<AuthVerdict> run(const sasl::Credentials& creds);
+
+ private:
+  net::Task<passdb::Lookup> verify(const sasl::Credentials& c);
+
+  std::shared_ptr<const Snapshot> snap_;
+  const Protocol& protocol_;
+  asio::thread_pool& pool_;
+  SessionLog& log_;
+  const Abort& abort_;
+};
+
+}  // namespace portier::login

@@ -1,0 +1,321 @@
+#include "login/backend_driver.hpp"
+
+#include <sys/socket.h>
+
+#include <asio/error.hpp>
+#include <cerrno>
+
+#include "log/log.hpp"
+#include "login/prelogin_io.hpp"
+#include "core/secure.hpp"
+#include "sasl/sasl.hpp"
+
+namespace portier::login {
+
+using net::Task;
+using net::use_nothrow;
+
+namespace {
+constexpr size_t kBackendMaxLine = 4096;  // Dovecot's pre-login backend line limit
+
+long long secs_since(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - t).count();
+}
+}  // namespace
+
+// ---- decisions (pure) ---------------------------------------------------------
+
+std::string dest_text(const passdb::ProxyFields& f, const asio::ip::address& ip) {
+  if (!f.hostip.empty() && f.host != f.hostip)
+    return f.host + "[" + ip.to_string() + "]:" + std::to_string(f.port);
+  return (ip.is_v6() ? "[" + ip.to_string() + "]" : ip.to_string()) + ":" +
+         std::to_string(f.port);
+}
+
+std::optional<ProxyFailure> precheck(const passdb::ProxyFields& f, bool ip_ok,
+                                     const asio::ip::address& ip, const ClientInfo& ci,
+                                     const BackendLoginParams& params,
+                                     std::string_view login_user) {
+  if (!ip_ok)
+    return ProxyFailure{FailureType::Internal,
+                        "Invalid host IP " + log::sanitize(f.hostip.empty() ? f.host : f.hostip),
+                        {}};
+  if (ci.proxy_ttl <= 1)
+    return ProxyFailure{FailureType::RemoteConfig,
+                        "TTL reached zero - proxies appear to be looping?", {}};
+  if (ip == ci.local_ip && f.port == ci.local_port && params.user == login_user)
+    return ProxyFailure{FailureType::Internal, "Proxying loops to itself", {}};
+  if (!params.mech.empty() && !sasl::is_known_mech(params.mech))
+    return ProxyFailure{FailureType::Internal, "Unsupported SASL mechanism " + params.mech, {}};
+  return std::nullopt;
+}
+
+AfterFailure next_after_failure(FailureType type, unsigned reconnects, unsigned max_reconnects,
+                                Clock::duration remaining) {
+  if (failure_retryable(type) && reconnects < max_reconnects && remaining > kRetryMinRemaining)
+    return AfterFailure::Retry;
+  return AfterFailure::GiveUp;
+}
+
+Clock::duration login_timeout(const passdb::ProxyFields& f, std::chrono::milliseconds configured) {
+  return std::min(f.proxy_timeout.value_or(configured),
+                  std::chrono::milliseconds(passdb::kMaxProxyTimeout));
+}
+
+// ---- the driver ---------------------------------------------------------------
+
+BackendDriver::BackendDriver(tls::Stream& client, const Snapshot& snap, Governor& gov,
+                             SessionLog& log, const Abort& abort, Clock::time_point session_start)
+    : client_(client), snap_(snap), governor_(gov), log_(log), abort_(abort),
+      timer_(client.socket().get_executor()), session_start_(session_start) {}
+
+void BackendDriver::cancel() {
+  if (backend_) backend_->cancel();
+  timer_.cancel();
+}
+
+BackendDriver::Result BackendDriver::give_up(Frontend& fe, ProxyFailure f) {
+  log_.emit(events::ProxyFailed{&f, snap_.cfg.auth.verbose}, last_state_);
+  fe.proxy_failed(f);
+  failure_ = std::move(f);
+  return Result::Failed;
+}
+
+Task<BackendDriver::Result> BackendDriver::run(Frontend& fe, const passdb::ProxyFields& f,
+                                               const BackendLoginParams& params) {
+  asio::error_code ec;
+  asio::ip::address ip = asio::ip::make_address(f.hostip.empty() ? f.host : f.hostip, ec);
+  log_.set_dest(dest_text(f, ip));
+  if (auto pre = precheck(f, !ec, ip, *params.client, params, log_.user()))
+    co_return give_up(fe, std::move(*pre));
+
+  const asio::ip::tcp::endpoint ep(ip, f.port);
+  start_ = Clock::now();
+  const auto deadline = start_ + login_timeout(f, snap_.cfg.login.proxy_timeout);
+  reconnects_ = 0;
+  watch_client();
+  struct Unwatch {
+    BackendDriver& d;
+    ~Unwatch() { d.unwatch_client(); }
+  } unwatch{*this};
+  const std::string host_key = log_.dest();
+  for (;;) {
+    std::chrono::seconds down_for{0};
+    int64_t last_ok = 0;
+    if (governor_.host_fast_fail(host_key, snap_.cfg.login.proxy_host_immediate_failure_after,
+                                 down_for, last_ok)) {
+      // Another login is already waiting on a host that has been failing for
+      // a while: don't pile up, fail now and don't retry.
+      co_return give_up(fe, {FailureType::Connect,
+                             fmt::format("Host has been down for {} secs (last success was {})",
+                                         down_for.count(), last_ok),
+                             {}});
+    }
+    governor_.host_waiting(host_key, +1);
+    auto failure = co_await attempt(fe, f, params, ep, deadline);
+    governor_.host_waiting(host_key, -1);
+    if (!failure || failure->type != FailureType::Connect) governor_.host_result(host_key, true);
+    else if (!abort_.any() && !client_gone_) governor_.host_result(host_key, false);
+    if (!failure) co_return Result::LoggedIn;
+    if (abort_.any()) {
+      if (abort_.login_timed_out && !abort_.stopped)
+        log_.emit(events::ProxyTimedOut{last_state_, secs_since_session()});
+      failure_ = std::move(*failure);
+      co_return Result::Aborted;
+    }
+    if (client_gone_) {
+      log_.emit(events::ClientGone{last_state_, secs_since_session()});
+      co_return Result::Aborted;
+    }
+    if (next_after_failure(failure->type, reconnects_, snap_.cfg.login.proxy_max_reconnects,
+                           deadline - Clock::now()) == AfterFailure::GiveUp)
+      co_return give_up(fe, std::move(*failure));
+    ++reconnects_;
+    log_.emit(events::ProxyRetry{&*failure, reconnects_}, last_state_);
+    timer_.expires_after(kRetryDelay);
+    co_await timer_.async_wait(use_nothrow);
+    if (abort_.any() || client_gone_) co_return Result::Aborted;
+  }
+}
+
+long long BackendDriver::secs_since_session() const { return secs_since(session_start_); }
+
+// While the backend login runs, notice a client that hangs up (its bytes are
+// not read: pipelined commands stay queued for the relay). Only an orderly
+// EOF counts; readable data ends the watch.
+void BackendDriver::watch_client() {
+  client_.socket().async_wait(
+      asio::ip::tcp::socket::wait_read,
+      [this, alive = std::weak_ptr<int>(alive_), gen = ++watch_gen_](const asio::error_code& ec) {
+        if (ec || alive.expired() || gen != watch_gen_) return;
+        char c;
+        ssize_t n = ::recv(client_.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+          client_gone_ = true;
+          cancel();
+        }
+      });
+}
+
+void BackendDriver::unwatch_client() {
+  ++watch_gen_;
+  client_.cancel();
+}
+
+std::string BackendDriver::after_text() const {
+  std::string s = fmt::format("after {} secs", secs_since(start_));
+  if (reconnects_ > 0) s += fmt::format(", {} reconnects", reconnects_);
+  if (!local_.empty()) s += ", local=" + local_;
+  return s;
+}
+
+void BackendDriver::arm_deadline(Clock::time_point deadline) {
+  timer_.expires_at(deadline);
+  timer_.async_wait(
+      [this, alive = std::weak_ptr<int>(alive_), gen = ++timer_gen_](const asio::error_code& e) {
+        if (e || alive.expired() || gen != timer_gen_) return;
+        timed_out_ = true;
+        if (backend_) backend_->cancel();
+      });
+}
+
+// One backend connection attempt; nullopt on success (backend_ is logged in).
+Task<std::optional<ProxyFailure>> BackendDriver::attempt(Frontend& fe,
+                                                         const passdb::ProxyFields& f,
+                                                         const BackendLoginParams& params,
+                                                         const asio::ip::tcp::endpoint& ep,
+                                                         Clock::time_point deadline) {
+  timed_out_ = false;
+  local_.clear();
+  be_buf_.clear();
+  bl_.reset();
+  last_state_ = "";
+  arm_deadline(deadline);
+  struct TimerGuard {
+    BackendDriver& d;
+    ~TimerGuard() {
+      ++d.timer_gen_;
+      d.timer_.cancel();
+    }
+  } guard{*this};
+  if (auto failure = co_await connect(f, ep)) co_return failure;
+  bl_ = fe.make_backend_login(params);
+  if (std::string note = fe.take_log_note(); !note.empty())
+    log_.emit(events::Note{note});
+  last_state_ = bl_->state();
+  if (f.tls == passdb::BackendTls::Implicit) {
+    if (auto r = co_await backend_tls(f)) co_return r;
+  }
+  co_return co_await dialogue(f);
+}
+
+Task<std::optional<ProxyFailure>> BackendDriver::connect(const passdb::ProxyFields& f,
+                                                         const asio::ip::tcp::endpoint& ep) {
+  asio::ip::tcp::socket sock(client_.socket().get_executor());
+  asio::error_code ec;
+  sock.open(ep.protocol(), ec);
+  if (!ec && !f.source_ip.empty()) {
+    auto src = asio::ip::make_address(f.source_ip, ec);
+    if (!ec) sock.bind(asio::ip::tcp::endpoint(src, 0), ec);
+  }
+  if (ec) co_return ProxyFailure{FailureType::Internal, "socket: " + ec.message(), {}};
+  backend_.emplace(std::move(sock));
+  auto [cec] = co_await backend_->socket().async_connect(ep, use_nothrow);
+  {
+    asio::error_code lec;
+    auto lep = backend_->socket().local_endpoint(lec);
+    if (!lec && lep.port() != 0)
+      local_ = addr_text(lep.address()) + ":" + std::to_string(lep.port());
+  }
+  if (!cec) co_return std::nullopt;
+  std::string what = timed_out_ ? "Connection timed out" : cec.message();
+  if (abort_.any()) what = "Aborted";
+  backend_.reset();
+  co_return ProxyFailure{FailureType::Connect,
+                         fmt::format("connect({}, {}) failed: {} ({})", addr_text(ep.address()),
+                                     ep.port(), what, after_text()),
+                         {}};
+}
+
+// The protocol machine, line by line, until it says Success or Failure.
+Task<std::optional<ProxyFailure>> BackendDriver::dialogue(const passdb::ProxyFields& f) {
+  for (;;) {
+    std::string line;
+    if (auto rf = co_await read_line(line)) co_return rf;
+    BackendEvent ev = bl_->on_line(line);
+    for (;;) {
+      last_state_ = bl_->state();
+      if (!bl_->output().empty()) {
+        auto wec = co_await backend_->write_all(bl_->output());
+        core::secure_zero(bl_->output());
+        if (wec) co_return io_failure(wec);
+      }
+      if (ev != BackendEvent::StartTls) break;
+      // Bytes the backend sent behind its STARTTLS reply were not protected by
+      // TLS: drop them (command injection defence, like the client side).
+      be_buf_.clear();
+      if (auto r = co_await backend_tls(f)) co_return r;
+      ev = bl_->on_tls_ready();
+    }
+    last_state_ = bl_->state();
+    if (ev == BackendEvent::Continue) continue;
+    if (ev == BackendEvent::Success) co_return std::nullopt;
+    co_return bl_->failure();
+  }
+}
+
+Task<std::optional<ProxyFailure>> BackendDriver::backend_tls(const passdb::ProxyFields& f) {
+  SSL_CTX* ctx = f.any_cert ? snap_.backend_anycert_ctx.get() : snap_.backend_verify_ctx.get();
+  auto hs = co_await backend_->handshake_client(ctx, f.host, !f.any_cert);
+  if (hs.ok) co_return std::nullopt;
+  if (timed_out_ || abort_.any())
+    co_return ProxyFailure{FailureType::Connect,
+                           fmt::format("Login timed out in state={} ({})", bl_->state(),
+                                       after_text()),
+                           {}};
+  // A certificate problem is a configuration failure and is never retried;
+  // anything else (peer closed, garbage) may be transient.
+  co_return ProxyFailure{hs.cert_error ? FailureType::InternalConfig : FailureType::Connect,
+                         "Failed to start SSL handshake: " + log::sanitize(hs.error) + " (" +
+                             after_text() + ")",
+                         {}};
+}
+
+ProxyFailure BackendDriver::io_failure(const asio::error_code& ec) const {
+  if (abort_.stopped)
+    return {FailureType::Connect,
+            fmt::format("Aborted by process shutdown (state={}, duration={}s)", bl_->state(),
+                        secs_since_session()),
+            {}};
+  if (timed_out_)
+    return {FailureType::Connect,
+            fmt::format("Login timed out in state={} ({})", bl_->state(), after_text()), {}};
+  std::string err = (ec == asio::error::eof) ? "" : ": " + ec.message();
+  return {FailureType::Connect,
+          fmt::format("Disconnected by server: Connection closed{} (state={}, duration={}s)", err,
+                      bl_->state(), secs_since_session()),
+          {}};
+}
+
+Task<std::optional<ProxyFailure>> BackendDriver::read_line(std::string& line) {
+  for (;;) {
+    auto nl = be_buf_.find('\n');
+    if (nl != std::string::npos) {
+      size_t end = (nl > 0 && be_buf_[nl - 1] == '\r') ? nl - 1 : nl;
+      if (end > kBackendMaxLine)
+        co_return ProxyFailure{FailureType::Protocol, "Too long input line", {}};
+      line.assign(be_buf_, 0, end);
+      be_buf_.erase(0, nl + 1);
+      co_return std::nullopt;
+    }
+    if (be_buf_.size() > kBackendMaxLine + 1)
+      co_return ProxyFailure{FailureType::Protocol, "Too long input line", {}};
+    asio::error_code ec;
+    size_t n = co_await backend_->read_some(read_buffer(), kReadChunk, ec);
+    if (ec) co_return io_failure(ec);
+    be_buf_.append(read_buffer(), n);
+    wipe_read_buffer(n);
+  }
+}
+
+}  // namespace portier::login

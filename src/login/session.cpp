@@ -411,47 +411,25 @@ class Session {
   }
 
   // ---- authentication -------------------------------------------------------
-  /// Runs on the auth thread pool. A plain coroutine function, not a
-  /// capturing lambda: GCC 12 mis-handles lambda captures in coroutine frames.
-  static Task<passdb::Lookup> verify_on_pool(std::shared_ptr<const Snapshot> snap,
-                                             passdb::RequestInfo info, std::string user,
-                                             std::string pass) {
-    passdb::Lookup result;
-    result.result = passdb::Result::UnknownUser;
-    for (const auto& db : snap->passdbs) {
-      if (!db->serves(info.protocol)) continue;
-      auto l = db->verify(user, pass, info);
-      if (l.result == passdb::Result::UnknownUser) continue;
-      result = std::move(l);
-      break;
-    }
-    core::secure_zero(pass);
-    co_return result;
-  }
-
+  /// The passdb chain's lookup for `c`. Entries answer inline when that costs
+  /// nothing (no thread hop); password hashing runs on the auth pool and
+  /// blocking drivers on their own pools, never on this event loop.
   Task<passdb::Lookup> verify(const sasl::Credentials& c) {
-    passdb::RequestInfo info{std::string(listener_.protocol->name), rip(), lip()};
-    // No hashing needed (nopassword, cleartext scheme, unknown user): answer
-    // here and skip two thread hand-offs.
-    bool inline_ok = true;
-    passdb::Lookup quick;
-    quick.result = passdb::Result::UnknownUser;
-    for (const auto& db : snap_->passdbs) {
-      if (!db->serves(info.protocol)) continue;
-      auto l = db->verify_inline(c.authcid, c.password, info);
-      if (!l) {
-        inline_ok = false;
-        break;
-      }
-      if (l->result == passdb::Result::UnknownUser) continue;
-      quick = std::move(*l);
-      break;
-    }
-    if (inline_ok) co_return quick;
-    // Password hashing is slow by design: never on the worker's event loop.
-    co_return co_await asio::co_spawn(pool_.get_executor(),
-                                      verify_on_pool(snap_, std::move(info), c.authcid, c.password),
-                                      asio::use_awaitable);
+    passdb::Request req;
+    req.user = c.authcid;
+    req.password = c.password;
+    req.protocol = listener_.protocol->name;
+    req.service = service();
+    req.mechanism = method_;
+    req.remote_ip = rip();
+    req.remote_port = ci_.remote_port;
+    req.local_ip = lip();
+    req.local_port = ci_.local_port;
+    req.session_id = ci_.session_id;
+    req.tls = ci_.tls;
+    req.secured = ci_.secured();
+    req.hashing = &pool_;
+    co_return co_await snap_->passdbs.lookup(req);
   }
 
   /// The penalty key of the client: its (possibly forwarded) address, IPv6
@@ -483,7 +461,8 @@ class Session {
     if (!creds.authzid.empty() && creds.authzid != creds.authcid) {
       // Master-user logins towards portier itself are not supported.
       log::logf(Level::Info, "auth", "{}({},{},<{}>): Authorization as another user denied",
-                "passwd-file", log::sanitize(user_), rip(), log_session_id(ci_.session_id));
+                snap_->passdbs.log_name(listener_.protocol->name), log::sanitize(user_), rip(),
+                log_session_id(ci_.session_id));
       co_await delay_failure();
       fe_->auth_failed(AuthFailure::Failed, {});
       ++auth_failures_;
@@ -496,12 +475,12 @@ class Session {
 
     if (lookup.result != passdb::Result::Ok) {
       if (lookup.result == passdb::Result::TempFail) {
-        log::logf(Level::Error, "auth", "passwd-file({},{},<{}>): {}", log::sanitize(user_),
+        log::logf(Level::Error, "auth", "{}({},{},<{}>): {}", lookup.passdb, log::sanitize(user_),
                   rip(), log_session_id(ci_.session_id), log::sanitize(lookup.error));
         fe_->auth_failed(AuthFailure::TempFail, {});
       } else {
         if (snap_->cfg.auth.verbose)
-          log::logf(Level::Info, "auth", "passwd-file({},{},<{}>): {}", log::sanitize(user_),
+          log::logf(Level::Info, "auth", "{}({},{},<{}>): {}", lookup.passdb, log::sanitize(user_),
                     rip(), log_session_id(ci_.session_id),
                     lookup.result == passdb::Result::Mismatch ? "Password mismatch"
                                                               : "unknown user");

@@ -252,7 +252,7 @@ std::shared_ptr<const PasswdFileData> PasswdFile::snapshot(std::string& error) {
     return current;
   }
 
-  // The first load (make_passdb at startup or on SIGHUP) is synchronous.
+  // The first load (make_passwd_file at startup or on SIGHUP) is synchronous.
   FileId id;
   auto data = read_file(path_, id, error, nullptr);
   if (!data) return nullptr;

@@ -4,7 +4,7 @@
 // errors name a line inside the input and never hold a stored password;
 // extra fields never have an empty key.
 #include "fuzz_common.hpp"
-#include "passdb/passwd_file.hpp"
+#include "passdb/drivers/passwd_file/passwd_file.hpp"
 #include "passdb/reply.hpp"
 
 using portier::fuzz::contains;

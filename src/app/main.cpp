@@ -16,6 +16,7 @@
 #include "config/config.hpp"
 #include "log/log.hpp"
 #include "login/runtime.hpp"
+#include "passdb/registry.hpp"
 #include "login/server.hpp"
 #include "protocols/registry.hpp"
 #include "tls/context.hpp"
@@ -37,7 +38,7 @@ using portier::log::Level;
 std::shared_ptr<const portier::login::Snapshot> load(const std::string& path,
                                                      std::vector<std::string>& errors,
                                                      std::vector<const portier::login::Protocol*>& protos) {
-  auto res = portier::config::load_file(path);
+  auto res = portier::config::load_file(path, portier::passdb::registry());
   if (!res.config) {
     for (const auto& e : res.errors) errors.push_back(e.to_string());
     return nullptr;

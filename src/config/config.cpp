@@ -67,7 +67,7 @@ uint16_t default_port(std::string_view proto, TlsMode tls) {
 
 class Loader {
  public:
-  explicit Loader(std::string path) : path_(std::move(path)) {
+  Loader(std::string path, const PassdbDrivers& drivers) : path_(std::move(path)), drivers_(drivers) {
     std::filesystem::path p(path_);
     dir_ = p.parent_path();
   }
@@ -407,6 +407,79 @@ class Loader {
     }
   }
 
+  // The driver's keys of one [[passdb]] table, for the driver's parser.
+  class Section final : public PassdbSection {
+   public:
+    Section(Loader& l, const toml::table& t, std::string driver) : l_(l), t_(t), driver_(std::move(driver)) {}
+    std::string_view driver() const override { return driver_; }
+    bool has(std::string_view key) const override { return t_.get(key) != nullptr; }
+    std::optional<std::string> string(std::string_view key) override {
+      std::string out;
+      if (auto n = take(key); n && l_.get_string(*n, name(key), out)) return out;
+      return std::nullopt;
+    }
+    std::optional<bool> boolean(std::string_view key) override {
+      bool out = false;
+      if (auto n = take(key); n && l_.get_bool(*n, name(key), out)) return out;
+      return std::nullopt;
+    }
+    std::optional<long long> integer(std::string_view key, long long min, long long max) override {
+      long long out = 0;
+      if (auto n = take(key); n && l_.get_uint(*n, name(key), out, min, max)) return out;
+      return std::nullopt;
+    }
+    std::optional<std::chrono::milliseconds> duration(std::string_view key) override {
+      std::chrono::milliseconds out{};
+      if (auto n = take(key); n && l_.get_duration(*n, name(key), out)) return out;
+      return std::nullopt;
+    }
+    std::optional<std::vector<std::string>> strings(std::string_view key) override {
+      std::vector<std::string> out;
+      if (auto n = take(key); n && l_.get_string_array(*n, name(key), out)) return out;
+      return std::nullopt;
+    }
+    std::optional<std::vector<std::pair<std::string, std::string>>> string_table(std::string_view key) override {
+      auto n = take(key);
+      if (!n) return std::nullopt;
+      auto t = l_.as_table(*n, name(key));
+      if (!t) return std::nullopt;
+      std::vector<std::pair<std::string, std::string>> out;
+      bool ok = true;
+      for (const auto& [k, v] : *t) {
+        std::string val;
+        if (l_.get_string(v, name(key) + "." + std::string(k.str()), val))
+          out.emplace_back(std::string(k.str()), std::move(val));
+        else
+          ok = false;
+      }
+      if (!ok) return std::nullopt;
+      return out;
+    }
+    std::string resolve_path(std::string_view p) const override { return l_.resolve(std::string(p)); }
+    void error(std::string_view key, std::string message) override {
+      ++errors_;
+      if (auto n = t_.get(key)) l_.error(*n, std::move(message));
+      else l_.error(t_, std::move(message));
+    }
+    bool taken(std::string_view key) const {
+      return std::find(taken_.begin(), taken_.end(), key) != taken_.end();
+    }
+    size_t errors() const { return errors_; }
+
+   private:
+    static std::string name(std::string_view key) { return "passdb." + std::string(key); }
+    const toml::node* take(std::string_view key) {
+      auto n = t_.get(key);
+      if (n) taken_.emplace_back(key);
+      return n;
+    }
+    Loader& l_;
+    const toml::table& t_;
+    std::string driver_;
+    std::vector<std::string> taken_;
+    size_t errors_ = 0;
+  };
+
   void load_passdbs(const toml::node& n, Config& c) {
     auto arr = n.as_array();
     if (!arr) {
@@ -419,65 +492,103 @@ class Loader {
         type_error(el, "passdb", "a table");
         continue;
       }
-      Passdb p;
-      p.line = static_cast<int>(t->source().begin.line);
-      bool ok = true;
-      bool have_driver = false, have_path = false;
-      for (const auto& [k, v] : *t) {
-        std::string_view key = k.str();
-        if (key == "driver") {
-          have_driver = true;
-          if (get_string(v, "passdb.driver", p.driver)) {
-            if (p.driver != "passwd-file") {
-              error(v, "passdb.driver: unknown driver '" + p.driver + "' (supported: passwd-file)");
-              ok = false;
-            }
-          } else {
-            ok = false;
-          }
-        } else if (key == "path") {
-          have_path = true;
-          if (get_string(v, "passdb.path", p.path)) {
-            if (p.path.empty()) {
-              error(v, "passdb.path: must not be empty");
-              ok = false;
-            }
-            p.path = resolve(p.path);
-          } else {
-            ok = false;
-          }
-        } else if (key == "protocols") {
-          std::vector<const toml::node*> nodes;
-          if (get_string_array(v, "passdb.protocols", p.protocols, &nodes)) {
-            for (size_t i = 0; i < p.protocols.size(); ++i) {
-              if (!valid_protocol(p.protocols[i])) {
-                error(*nodes[i], "passdb.protocols: unknown protocol '" + p.protocols[i] + "'");
-                ok = false;
-              }
-            }
-          } else {
-            ok = false;
-          }
-        } else if (key == "default_fields") {
-          ok &= get_string(v, "passdb.default_fields", p.default_fields);
-        } else if (key == "override_fields") {
-          ok &= get_string(v, "passdb.override_fields", p.override_fields);
-        } else if (key == "default_pass_scheme") {
-          ok &= get_string(v, "passdb.default_pass_scheme", p.default_pass_scheme);
-        } else {
-          unknown_key(k, "[[passdb]]");
-        }
-      }
-      if (!have_driver) {
-        error(*t, "passdb: missing required key 'driver'");
-        ok = false;
-      }
-      if (!have_path) {
-        error(*t, "passdb: missing required key 'path'");
-        ok = false;
-      }
-      if (ok) c.passdbs.push_back(std::move(p));
+      if (auto p = load_passdb(*t)) c.passdbs.push_back(std::move(*p));
     }
+  }
+
+  // The keys every driver shares; the rest goes to the driver's parser.
+  static bool common_passdb_key(std::string_view key) {
+    static constexpr std::string_view keys[] = {"driver", "protocols", "default_fields",
+                                                "override_fields", "default_pass_scheme", "skip",
+                                                "result_success", "result_failure",
+                                                "result_internalfail"};
+    return std::find(std::begin(keys), std::end(keys), key) != std::end(keys);
+  }
+
+  std::optional<Passdb> load_passdb(const toml::table& t) {
+    Passdb p;
+    p.line = static_cast<int>(t.source().begin.line);
+    bool ok = true;
+    bool have_driver = false;
+    PassdbParser parser = nullptr;
+    auto action = [&](const toml::node& v, std::string_view name, PassdbAction& out) {
+      std::string s;
+      if (!get_string(v, name, s)) return false;
+      if (auto a = parse_passdb_action(s)) {
+        out = *a;
+        return true;
+      }
+      error(v, std::string(name) + ": unknown value '" + s +
+                   "' (expected return-ok, return-fail, return, continue, continue-ok or continue-fail)");
+      return false;
+    };
+    for (const auto& [k, v] : t) {
+      std::string_view key = k.str();
+      if (key == "driver") {
+        have_driver = true;
+        if (get_string(v, "passdb.driver", p.driver)) {
+          parser = drivers_.parser(p.driver);
+          if (!parser) {
+            error(v, "passdb.driver: unknown driver '" + p.driver + "' (supported: " + drivers_.names() + ")");
+            ok = false;
+          }
+        } else {
+          ok = false;
+        }
+      } else if (key == "protocols") {
+        std::vector<const toml::node*> nodes;
+        if (get_string_array(v, "passdb.protocols", p.protocols, &nodes)) {
+          for (size_t i = 0; i < p.protocols.size(); ++i) {
+            if (!valid_protocol(p.protocols[i])) {
+              error(*nodes[i], "passdb.protocols: unknown protocol '" + p.protocols[i] + "'");
+              ok = false;
+            }
+          }
+        } else {
+          ok = false;
+        }
+      } else if (key == "default_fields") {
+        ok &= get_string(v, "passdb.default_fields", p.default_fields);
+      } else if (key == "override_fields") {
+        ok &= get_string(v, "passdb.override_fields", p.override_fields);
+      } else if (key == "default_pass_scheme") {
+        ok &= get_string(v, "passdb.default_pass_scheme", p.default_pass_scheme);
+      } else if (key == "skip") {
+        std::string s;
+        if (get_string(v, "passdb.skip", s)) {
+          if (auto sk = parse_passdb_skip(s)) {
+            p.skip = *sk;
+          } else {
+            error(v, "passdb.skip: unknown value '" + s + "' (expected never, authenticated or unauthenticated)");
+            ok = false;
+          }
+        } else {
+          ok = false;
+        }
+      } else if (key == "result_success") {
+        ok &= action(v, "passdb.result_success", p.result_success);
+      } else if (key == "result_failure") {
+        ok &= action(v, "passdb.result_failure", p.result_failure);
+      } else if (key == "result_internalfail") {
+        ok &= action(v, "passdb.result_internalfail", p.result_internalfail);
+      }
+    }
+    if (!have_driver) {
+      error(t, "passdb: missing required key 'driver'");
+      return std::nullopt;
+    }
+    // Without a known driver its keys cannot be checked: the driver error stands alone.
+    if (!parser) return std::nullopt;
+    Section section(*this, t, p.driver);
+    p.settings = parser(section);
+    if (!p.settings || section.errors() > 0) ok = false;
+    for (const auto& [k, v] : t)
+      if (!common_passdb_key(k.str()) && !section.taken(k.str())) {
+        unknown_key(k, "[[passdb]]");
+        ok = false;
+      }
+    if (!ok) return std::nullopt;
+    return p;
   }
 
   void load_auth(const toml::table& t, Auth& a) {
@@ -599,15 +710,35 @@ class Loader {
   }
 
   std::string path_;
+  const PassdbDrivers& drivers_;
   std::filesystem::path dir_;
   std::vector<Error> errors_;
 };
 
 }  // namespace
 
-LoadResult load_string(std::string_view toml_text, const std::string& path) {
+PassdbSettings::~PassdbSettings() = default;
+
+std::optional<PassdbSkip> parse_passdb_skip(std::string_view text) {
+  if (text == "never") return PassdbSkip::Never;
+  if (text == "authenticated") return PassdbSkip::Authenticated;
+  if (text == "unauthenticated") return PassdbSkip::Unauthenticated;
+  return std::nullopt;
+}
+
+std::optional<PassdbAction> parse_passdb_action(std::string_view text) {
+  if (text == "return-ok") return PassdbAction::ReturnOk;
+  if (text == "return-fail") return PassdbAction::ReturnFail;
+  if (text == "return") return PassdbAction::Return;
+  if (text == "continue") return PassdbAction::Continue;
+  if (text == "continue-ok") return PassdbAction::ContinueOk;
+  if (text == "continue-fail") return PassdbAction::ContinueFail;
+  return std::nullopt;
+}
+
+LoadResult load_string(std::string_view toml_text, const std::string& path, const PassdbDrivers& drivers) {
   try {
-    return Loader(path).run(toml_text);
+    return Loader(path, drivers).run(toml_text);
   } catch (const std::exception& e) {
     LoadResult r;
     r.errors.push_back(Error{path, 0, 0, std::string("internal error: ") + e.what()});
@@ -615,7 +746,7 @@ LoadResult load_string(std::string_view toml_text, const std::string& path) {
   }
 }
 
-LoadResult load_file(const std::string& path) {
+LoadResult load_file(const std::string& path, const PassdbDrivers& drivers) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     int err = errno;
@@ -630,7 +761,7 @@ LoadResult load_file(const std::string& path) {
     r.errors.push_back(Error{path, 0, 0, "cannot read file"});
     return r;
   }
-  return load_string(ss.str(), path);
+  return load_string(ss.str(), path, drivers);
 }
 
 }  // namespace portier::config

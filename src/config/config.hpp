@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -73,15 +74,83 @@ struct Backend {
   std::string key;      ///< optional client key (requires cert)
 };
 
-/// One [[passdb]] table.
+/// Dovecot's passdb `skip`: when a passdb of the chain is not consulted.
+enum class PassdbSkip {
+  Never,            ///< "never" (default)
+  Authenticated,    ///< "authenticated": skip when an earlier passdb already succeeded
+  Unauthenticated,  ///< "unauthenticated": skip unless an earlier passdb succeeded
+};
+
+/// Dovecot's passdb result_success / result_failure / result_internalfail.
+enum class PassdbAction {
+  ReturnOk,      ///< "return-ok": stop, success
+  ReturnFail,    ///< "return-fail": stop, failure
+  Return,        ///< "return": stop with the state so far (failure when nothing succeeded)
+  Continue,      ///< "continue": next passdb, state unchanged
+  ContinueOk,    ///< "continue-ok": next passdb, state success
+  ContinueFail,  ///< "continue-fail": next passdb, state failure
+};
+
+/// A driver's own keys of a [[passdb]] table, as its config parser built
+/// them (e.g. passwd-file's `path`). Drivers derive from it.
+struct PassdbSettings {
+  virtual ~PassdbSettings();
+  /// What the driver reads, for messages ("/etc/portier/users", a URL, ...).
+  virtual std::string describe() const = 0;
+};
+
+/// One [[passdb]] table: the keys every driver shares; the driver's own keys
+/// are in `settings` (parsed by the driver's config parser, see PassdbDrivers).
 struct Passdb {
-  std::string driver;                   ///< only "passwd-file"
-  std::string path;                     ///< resolved relative to the config dir
+  std::string driver;                   ///< a name the passdb registry knows ("passwd-file")
   std::vector<std::string> protocols;   ///< empty = all protocols
   std::string default_fields;           ///< space-separated k=v applied before the user's
   std::string override_fields;          ///< space-separated k=v applied after the user's
   std::string default_pass_scheme = "CRYPT";  ///< scheme of passwords without "{SCHEME}" (Dovecot's default)
+  PassdbSkip skip = PassdbSkip::Never;
+  PassdbAction result_success = PassdbAction::ReturnOk;        ///< Dovecot's defaults
+  PassdbAction result_failure = PassdbAction::Continue;        ///< unknown user, wrong password
+  PassdbAction result_internalfail = PassdbAction::Continue;   ///< the passdb could not answer
+  std::shared_ptr<const PassdbSettings> settings;  ///< the driver's keys; never null once loaded
   int line = 0;                         ///< line of the [[passdb]] header
+};
+
+/// Read access to the driver's own keys of one [[passdb]] table, handed to
+/// the driver's config parser. Every getter marks its key as taken; keys no
+/// parser took are reported "unknown key 'k' in [[passdb]]" afterwards.
+/// Getters report type errors themselves (file:line:col) and then return
+/// nullopt; nullopt without an error means "absent".
+class PassdbSection {
+ public:
+  virtual ~PassdbSection() = default;
+  virtual std::string_view driver() const = 0;
+  virtual bool has(std::string_view key) const = 0;
+  virtual std::optional<std::string> string(std::string_view key) = 0;
+  virtual std::optional<bool> boolean(std::string_view key) = 0;
+  virtual std::optional<long long> integer(std::string_view key, long long min, long long max) = 0;
+  virtual std::optional<std::chrono::milliseconds> duration(std::string_view key) = 0;
+  virtual std::optional<std::vector<std::string>> strings(std::string_view key) = 0;
+  /// An inline table of strings (`fields = { password = "userPassword" }`), in file order.
+  virtual std::optional<std::vector<std::pair<std::string, std::string>>> string_table(std::string_view key) = 0;
+  /// `p` relative to the config file's directory (absolute stays as is).
+  virtual std::string resolve_path(std::string_view p) const = 0;
+  /// An error at `key`'s value, or at the [[passdb]] header when `key` is absent.
+  virtual void error(std::string_view key, std::string message) = 0;
+};
+
+/// A driver's config parser: reads its keys, reports problems through the
+/// section and returns null when there were any.
+using PassdbParser = std::shared_ptr<const PassdbSettings> (*)(PassdbSection& section);
+
+/// What the config loader asks about passdb drivers; implemented by the
+/// passdb registry (passdb/registry.hpp) — config keeps no list of its own.
+class PassdbDrivers {
+ public:
+  virtual ~PassdbDrivers() = default;
+  /// The config parser of `driver`, or null when no such driver exists.
+  virtual PassdbParser parser(std::string_view driver) const = 0;
+  /// The known driver names for messages, e.g. "passwd-file, static".
+  virtual std::string names() const = 0;
 };
 
 /// [auth]
@@ -157,11 +226,18 @@ struct LoadResult {
   std::vector<Error> errors;
 };
 
-/// Reads and validates the TOML file at `path`.
-LoadResult load_file(const std::string& path);
+/// Reads and validates the TOML file at `path`. [[passdb]] drivers are
+/// looked up in `drivers` (the app passes passdb::registry()).
+LoadResult load_file(const std::string& path, const PassdbDrivers& drivers);
 
 /// Validates TOML text. `path_for_errors_and_relative_paths` is used as the
 /// file name in errors and its directory to resolve relative paths.
-LoadResult load_string(std::string_view toml_text, const std::string& path_for_errors_and_relative_paths);
+LoadResult load_string(std::string_view toml_text, const std::string& path_for_errors_and_relative_paths,
+                       const PassdbDrivers& drivers);
+
+/// Dovecot's names: "never" | "authenticated" | "unauthenticated".
+std::optional<PassdbSkip> parse_passdb_skip(std::string_view text);
+/// Dovecot's names: "return-ok" | "return-fail" | "return" | "continue" | "continue-ok" | "continue-fail".
+std::optional<PassdbAction> parse_passdb_action(std::string_view text);
 
 }  // namespace portier::config

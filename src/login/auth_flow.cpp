@@ -1,8 +1,5 @@
 #include "login/auth_flow.hpp"
 
-#include <asio/co_spawn.hpp>
-#include <asio/use_awaitable.hpp>
-
 #include "core/secure.hpp"
 #include "core/strings.hpp"
 
@@ -88,55 +85,31 @@ net::Task<void> FailureDelay::wait(std::string key, const config::Config& cfg,
   co_await timer_.async_wait(net::use_nothrow);
 }
 
-namespace {
-// Runs on the auth thread pool. A plain coroutine function, not a capturing
-// lambda: GCC 12 mis-handles lambda captures in coroutine frames.
-Task<passdb::Lookup> verify_on_pool(std::shared_ptr<const Snapshot> snap,
-                                    passdb::RequestInfo info, std::string user,
-                                    std::string pass) {
-  passdb::Lookup result;
-  result.result = passdb::Result::UnknownUser;
-  for (const auto& db : snap->passdbs) {
-    if (!db->serves(info.protocol)) continue;
-    auto l = db->verify(user, pass, info);
-    if (l.result == passdb::Result::UnknownUser) continue;
-    result = std::move(l);
-    break;
-  }
-  core::secure_zero(pass);
-  co_return result;
-}
-}  // namespace
-
+// The passdb chain's lookup: entries answer inline when that costs nothing
+// (no thread hop); password hashing runs on the auth pool and blocking
+// drivers on their own pools, never on this event loop.
 Task<passdb::Lookup> AuthFlow::verify(const sasl::Credentials& c) {
-  passdb::RequestInfo info{std::string(protocol_.name), log_.rip(), log_.lip()};
-  // No hashing needed (nopassword, cleartext scheme, unknown user): answer
-  // here and skip two thread hand-offs.
-  bool inline_ok = true;
-  passdb::Lookup quick;
-  quick.result = passdb::Result::UnknownUser;
-  for (const auto& db : snap_->passdbs) {
-    if (!db->serves(info.protocol)) continue;
-    auto l = db->verify_inline(c.authcid, c.password, info);
-    if (!l) {
-      inline_ok = false;
-      break;
-    }
-    if (l->result == passdb::Result::UnknownUser) continue;
-    quick = std::move(*l);
-    break;
-  }
-  if (inline_ok) co_return quick;
-  // Password hashing is slow by design: never on the worker's event loop.
-  co_return co_await asio::co_spawn(pool_.get_executor(),
-                                    verify_on_pool(snap_, std::move(info), c.authcid, c.password),
-                                    asio::use_awaitable);
+  passdb::Request req;
+  req.user = c.authcid;
+  req.password = c.password;
+  req.protocol = protocol_.name;
+  req.service = protocol_.service;
+  req.mechanism = log_.method();
+  req.remote_ip = log_.rip();
+  req.remote_port = ci_.remote_port;
+  req.local_ip = log_.lip();
+  req.local_port = ci_.local_port;
+  req.session_id = ci_.session_id;
+  req.tls = ci_.tls;
+  req.secured = ci_.secured();
+  req.hashing = &pool_;
+  co_return co_await snap_->passdbs.lookup(req);
 }
 
 Task<AuthVerdict> AuthFlow::run(const sasl::Credentials& creds) {
-  static constexpr std::string_view kDriver = "passwd-file";
   if (auto v = check_identity(creds)) {
-    log_.emit(events::AuthRefused{*v->refused, kDriver, {}, snap_->cfg.auth.verbose});
+    log_.emit(events::AuthRefused{*v->refused, snap_->passdbs.log_name(protocol_.name), {},
+                                  snap_->cfg.auth.verbose});
     co_return std::move(*v);
   }
   passdb::Lookup lookup = co_await verify(creds);
@@ -147,7 +120,7 @@ Task<AuthVerdict> AuthFlow::run(const sasl::Credentials& creds) {
   }
   AuthVerdict v = judge(lookup, protocol_);
   if (v.refused)
-    log_.emit(events::AuthRefused{*v.refused, kDriver, v.log_error, snap_->cfg.auth.verbose});
+    log_.emit(events::AuthRefused{*v.refused, lookup.passdb, v.log_error, snap_->cfg.auth.verbose});
   else if (v.config_error)
     log_.emit(events::ProxyConfigError{v.log_error});
   co_return v;

@@ -63,9 +63,10 @@ class FailureDelay {
 
 class AuthFlow {
  public:
-  AuthFlow(std::shared_ptr<const Snapshot> snap, const Protocol& protocol,
+  AuthFlow(std::shared_ptr<const Snapshot> snap, const Protocol& protocol, const ClientInfo& ci,
            asio::thread_pool& pool, SessionLog& log, const Abort& abort)
-      : snap_(std::move(snap)), protocol_(protocol), pool_(pool), log_(log), abort_(abort) {}
+      : snap_(std::move(snap)), protocol_(protocol), ci_(ci), pool_(pool), log_(log),
+        abort_(abort) {}
 
   /// Authenticate `creds` locally and return the verdict; the `auth:` and
   /// `proxy(user): …` log lines of a refusal are emitted here.
@@ -76,6 +77,7 @@ class AuthFlow {
 
   std::shared_ptr<const Snapshot> snap_;
   const Protocol& protocol_;
+  const ClientInfo& ci_;
   asio::thread_pool& pool_;
   SessionLog& log_;
   const Abort& abort_;

@@ -46,6 +46,7 @@ class SessionLog {
   }
   void set_dest(std::string dest) { dest_ = std::move(dest); }
   const std::string& user() const { return user_; }
+  const std::string& method() const { return method_; }
   const std::string& dest() const { return dest_; }
   std::string_view service() const { return service_; }
 

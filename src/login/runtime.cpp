@@ -1,20 +1,15 @@
 #include "login/runtime.hpp"
 
+#include "passdb/registry.hpp"
+
 namespace portier::login {
 
 std::shared_ptr<const Snapshot> Snapshot::build(const config::Config& cfg,
                                                 std::vector<std::string>& errors) {
   auto s = std::make_shared<Snapshot>();
   s->cfg = cfg;
-  for (const auto& pc : cfg.passdbs) {
-    std::string err;
-    auto db = passdb::make_passdb(pc, err);
-    if (!db) {
-      errors.push_back("passdb " + pc.path + ": " + err);
-      continue;
-    }
-    s->passdbs.push_back(std::move(db));
-  }
+  if (auto chain = passdb::Chain::build(cfg.passdbs, passdb::registry(), errors))
+    s->passdbs = std::move(*chain);
   if (!cfg.tls.cert.empty()) {
     std::string err;
     s->server_ctx = tls::make_server_context(cfg.tls.cert, cfg.tls.key, err);

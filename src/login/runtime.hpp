@@ -10,14 +10,14 @@
 
 #include "config/config.hpp"
 #include "login/protocol.hpp"
-#include "passdb/passdb.hpp"
+#include "passdb/chain.hpp"
 #include "tls/context.hpp"
 
 namespace portier::login {
 
 struct Snapshot {
   config::Config cfg;
-  std::vector<std::unique_ptr<passdb::Passdb>> passdbs;
+  passdb::Chain passdbs;  // the [[passdb]] entries, in order, built through passdb::registry()
   tls::CtxPtr server_ctx;          // null when no [tls] cert is configured
   tls::CtxPtr backend_verify_ctx;  // verifies chain; host name checked per connection
   tls::CtxPtr backend_anycert_ctx; // `any-cert`

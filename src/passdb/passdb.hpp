@@ -1,58 +1,114 @@
 #pragma once
-// Password databases. Currently one driver: Dovecot's passwd-file.
+// passdb: password databases behind one asynchronous interface.
+//
+// Owns: the lookup vocabulary every driver and the engine share — Request
+// (what a driver may use), Lookup (what it answers), Result, and the Passdb
+// interface a driver implements. The ordered chain lives in chain.hpp, the
+// driver name → config parser + factory table in registry.hpp, the pool for
+// synchronous drivers in blocking.hpp, the drivers in drivers/<name>/.
+// May use: core, config (a driver's settings), net/awaitable.hpp (Asio
+// coroutines). Never login/ or protocols/: the engine calls in, not back.
+//
+// Threading: Passdb::lookup() is co_awaited on the worker's event loop and
+// completes there. A driver that can answer at no cost answers in
+// lookup_inline() (no coroutine, no thread hop: the per-login CPU fast path);
+// one that must wait does so without blocking the worker — asynchronous I/O
+// on the worker, or a hop to a pool (BlockingPassdb, the hashing pool).
 
+#include <asio/thread_pool.hpp>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "config/config.hpp"
+#include "core/secret.hpp"
+#include "net/awaitable.hpp"
 #include "passdb/password.hpp"
 #include "passdb/proxy_fields.hpp"
 #include "passdb/reply.hpp"
 
 namespace portier::passdb {
 
-/// Outcome of Passdb::verify().
+/// Outcome of a lookup.
 enum class Result {
-  Ok,           ///< password verified (or nopassword); reply is filled
+  Ok,           ///< password verified (or nopassword, or lookup_only); reply is filled
   Mismatch,     ///< wrong password, or the user has no password
   UnknownUser,  ///< no such user in this passdb
-  TempFail,     ///< the passdb could not answer (unreadable file, bad hash, ...)
+  TempFail,     ///< the passdb could not answer (unreadable file, bad hash, database down, ...)
 };
 
-/// Result of a lookup. `reply` is filled for Ok and Mismatch.
+/// What a lookup answered. `reply` is filled for Ok and Mismatch.
 struct Lookup {
   Result result = Result::TempFail;
   Reply reply;
   std::string error;  ///< reason for logs (TempFail, or a warning); never contains passwords
+  /// The log name of the passdb that answered ("passwd-file", later "sql",
+  /// "ldap" ...): the engine's `auth:` lines read `<passdb>(user,ip,<session>)`.
+  /// Static storage (the registry's driver table).
+  std::string_view passdb;
 };
 
-/// A password database.
+/// One authentication request: everything a driver may use (for queries,
+/// templates, HTTP headers). Views: valid until the lookup completes; a
+/// driver that hops threads copies it first (RequestCopy).
+struct Request {
+  std::string_view user;        ///< the authentication identity (authcid)
+  std::string_view password;    ///< the client's password; never logged
+  std::string_view protocol;    ///< "imap", "pop3", "submission", "managesieve"
+  std::string_view service;     ///< log service, e.g. "imap-login"
+  std::string_view mechanism;   ///< SASL mechanism, upper-case ("PLAIN", "LOGIN")
+  std::string_view remote_ip;   ///< client address (possibly forwarded by a trusted hop)
+  uint16_t remote_port = 0;
+  std::string_view local_ip;    ///< address the client connected to
+  uint16_t local_port = 0;
+  std::string_view session_id;  ///< Dovecot-style session id
+  std::string_view local_name;  ///< TLS SNI name the client asked for ("" = none)
+  bool tls = false;             ///< TLS active on the client connection
+  bool secured = false;         ///< Dovecot's "secured": TLS, local, or a trusted network
+  /// Look the user up without checking the password (LMTP/doveadm routing,
+  /// and a chain after a `continue`/`continue-ok` success): a found user is Ok.
+  bool lookup_only = false;
+  /// Where password hashing runs (shared by all passdbs, owned by the
+  /// server); null = hash on the calling thread (tests, fuzzers).
+  asio::thread_pool* hashing = nullptr;
+};
+
+/// An owning copy of a Request, for work that outlives the caller's frame
+/// (a hop to another thread). The password is a core::Secret: wiped when the
+/// copy goes away.
+class RequestCopy {
+ public:
+  explicit RequestCopy(const Request& r);
+  RequestCopy(RequestCopy&&) = default;
+  /// A Request viewing this copy.
+  Request view() const;
+
+ private:
+  std::string user_, protocol_, service_, mechanism_, remote_ip_, local_ip_, session_id_, local_name_;
+  core::Secret password_;
+  Request flags_;  // ports, flags and executor; its views are unused
+};
+
+/// A password database (one [[passdb]] entry's driver). Thread-safe: one
+/// instance serves every worker.
 class Passdb {
  public:
   virtual ~Passdb();
-  /// Looks up `user` and verifies `password`. Blocking (may run crypt);
-  /// thread-safe; meant to be called from a thread pool.
-  virtual Lookup verify(std::string_view user, std::string_view password, const RequestInfo& info) = 0;
-  /// True when this passdb applies to `protocol` (empty protocol list = all).
-  virtual bool serves(std::string_view protocol) const = 0;
-  /// Answer at once when that needs no password hashing (unknown user, empty
-  /// password with `nopassword`, cleartext schemes): the engine then skips
-  /// the trip to the hashing thread pool. nullopt = call verify() off-loop.
-  virtual std::optional<Lookup> verify_inline(std::string_view user, std::string_view password,
-                                              const RequestInfo& info) {
-    (void)user, (void)password, (void)info;
+  /// The answer when it costs nothing (no I/O, no password hashing: unknown
+  /// user, nopassword, cleartext scheme, lookup_only). nullopt: co_await
+  /// lookup(). Runs on the caller's thread; must not block.
+  virtual std::optional<Lookup> lookup_inline(const Request& req) {
+    (void)req;
     return std::nullopt;
   }
+  /// The full lookup; completes on the caller's executor. Never blocks the
+  /// calling thread. `req` stays valid until the task completes.
+  virtual net::Task<Lookup> lookup(const Request& req) = 0;
   /// Non-fatal problems found by the last (re)load, formatted
   /// "path:line: message" (e.g. skipped malformed lines). Default: none.
   virtual std::vector<std::string> warnings() const;
 };
-
-/// Creates a passdb from its config. Returns nullptr and sets `error` when
-/// the driver is unknown or the initial load fails (e.g. file unreadable).
-std::unique_ptr<Passdb> make_passdb(const config::Passdb& cfg, std::string& error);
 
 }  // namespace portier::passdb

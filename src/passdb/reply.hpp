@@ -30,11 +30,5 @@ struct Reply {
 /// ("=v") are skipped.
 std::vector<std::pair<std::string, std::string>> parse_extra_fields(std::string_view text);
 
-/// Context of an authentication request (for logging and future drivers).
-struct RequestInfo {
-  std::string protocol;   ///< "imap", "pop3", ...
-  std::string remote_ip;  ///< client address
-  std::string local_ip;   ///< address the client connected to
-};
 
 }  // namespace portier::passdb

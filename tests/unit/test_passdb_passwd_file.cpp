@@ -9,7 +9,9 @@
 #include <sys/stat.h>
 #include <thread>
 
-#include "passdb/passwd_file.hpp"
+#include "passdb/chain.hpp"
+#include "passdb/drivers/passwd_file/passwd_file.hpp"
+#include "passdb/registry.hpp"
 
 using namespace portier;
 using namespace portier::passdb;
@@ -40,14 +42,17 @@ void write_file(const std::string& path, const std::string& text) {
   out << text;
 }
 
-config::Passdb cfg_for(const std::string& path) {
-  config::Passdb c;
-  c.driver = "passwd-file";
-  c.path = path;
-  return c;
-}
+config::Passdb cfg_for(const std::string& path) { return passwd_file_config(path); }
 
-const RequestInfo kInfo{"imap", "192.0.2.1", "192.0.2.2"};
+Request req(std::string_view user, std::string_view pass) {
+  Request r;
+  r.user = user;
+  r.password = pass;
+  r.protocol = "imap";
+  r.remote_ip = "192.0.2.1";
+  r.local_ip = "192.0.2.2";
+  return r;
+}
 
 TEST(PassdbParse, FieldsAndBadLines) {
   auto d = parse_passwd_file(
@@ -92,7 +97,7 @@ TEST(PassdbParse, ErrorsDoNotLeakLineContent) {
 
 TEST(PassdbPasswdFile, TestDataFile) {
   std::string err;
-  auto pdb = make_passdb(cfg_for(std::string(PORTIER_TEST_DATA) + "/users.passwd"), err);
+  auto pdb = make_passwd_file(cfg_for(std::string(PORTIER_TEST_DATA) + "/users.passwd"), err);
   ASSERT_TRUE(pdb) << err;
   struct Case { const char* user; const char* pass; Result expect; };
   const Case cases[] = {
@@ -104,10 +109,10 @@ TEST(PassdbPasswdFile, TestDataFile) {
       {"this line is bad", "", Result::UnknownUser},
   };
   for (const auto& c : cases) {
-    auto r = pdb->verify(c.user, c.pass, kInfo);
+    auto r = pdb->verify(req(c.user, c.pass));
     EXPECT_EQ(r.result, c.expect) << c.user << "/" << c.pass << ": " << r.error;
   }
-  auto r = pdb->verify("sshauser", "secret", kInfo);
+  auto r = pdb->verify(req("sshauser", "secret"));
   EXPECT_EQ(r.reply.user, "sshauser");
   EXPECT_TRUE(r.reply.has("proxy"));
   EXPECT_EQ(r.reply.get("proxy"), "");
@@ -131,18 +136,18 @@ TEST(PassdbPasswdFile, NoPasswordRules) {
              "nopwy:{PLAIN}:::::: nopassword=y\n"
              "nopwhash:{PLAIN}real:::::: nopassword\n");
   std::string err;
-  auto pdb = make_passdb(cfg_for(path), err);
+  auto pdb = make_passwd_file(cfg_for(path), err);
   ASSERT_TRUE(pdb) << err;
-  EXPECT_EQ(pdb->verify("empty", "", kInfo).result, Result::Mismatch);
-  EXPECT_EQ(pdb->verify("empty", "x", kInfo).result, Result::Mismatch);
-  EXPECT_EQ(pdb->verify("emptyscheme", "", kInfo).result, Result::Mismatch);
-  EXPECT_EQ(pdb->verify("nopw", "whatever", kInfo).result, Result::Ok);
-  EXPECT_EQ(pdb->verify("nopwy", "whatever", kInfo).result, Result::Ok);
+  EXPECT_EQ(pdb->verify(req("empty", "")).result, Result::Mismatch);
+  EXPECT_EQ(pdb->verify(req("empty", "x")).result, Result::Mismatch);
+  EXPECT_EQ(pdb->verify(req("emptyscheme", "")).result, Result::Mismatch);
+  EXPECT_EQ(pdb->verify(req("nopw", "whatever")).result, Result::Ok);
+  EXPECT_EQ(pdb->verify(req("nopwy", "whatever")).result, Result::Ok);
   // Dovecot ignores nopassword when a password is set.
-  auto r = pdb->verify("nopwhash", "whatever", kInfo);
+  auto r = pdb->verify(req("nopwhash", "whatever"));
   EXPECT_EQ(r.result, Result::Mismatch);
   EXPECT_FALSE(r.error.empty());
-  EXPECT_EQ(pdb->verify("nopwhash", "real", kInfo).result, Result::Ok);
+  EXPECT_EQ(pdb->verify(req("nopwhash", "real")).result, Result::Ok);
 }
 
 TEST(PassdbPasswdFile, BadStoredPasswordIsTempFail) {
@@ -150,12 +155,12 @@ TEST(PassdbPasswdFile, BadStoredPasswordIsTempFail) {
   std::string path = dir.file("u.passwd");
   write_file(path, "u1:{ARGON9}xyz\nu2:{SSHA256}!!!!\n");
   std::string err;
-  auto pdb = make_passdb(cfg_for(path), err);
+  auto pdb = make_passwd_file(cfg_for(path), err);
   ASSERT_TRUE(pdb);
-  auto r1 = pdb->verify("u1", "xyz", kInfo);
+  auto r1 = pdb->verify(req("u1", "xyz"));
   EXPECT_EQ(r1.result, Result::TempFail);
   EXPECT_EQ(r1.error.find("xyz"), std::string::npos);
-  EXPECT_EQ(pdb->verify("u2", "x", kInfo).result, Result::TempFail);
+  EXPECT_EQ(pdb->verify(req("u2", "x")).result, Result::TempFail);
 }
 
 TEST(PassdbPasswdFile, DefaultAndOverrideFields) {
@@ -166,22 +171,22 @@ TEST(PassdbPasswdFile, DefaultAndOverrideFields) {
   c.default_fields = "proxy host=10.9.9.9 port=143";
   c.override_fields = "port=10143 ssl=yes";
   std::string err;
-  auto pdb = make_passdb(c, err);
+  auto pdb = make_passwd_file(c, err);
   ASSERT_TRUE(pdb);
-  auto a = pdb->verify("a", "x", kInfo);
+  auto a = pdb->verify(req("a", "x"));
   ASSERT_EQ(a.result, Result::Ok);
   using F = std::vector<std::pair<std::string, std::string>>;
   EXPECT_EQ(a.reply.fields, (F{{"proxy", ""}, {"host", "10.0.0.1"}, {"port", "10143"}, {"ssl", "yes"}}));
-  auto b = pdb->verify("b", "x", kInfo);
+  auto b = pdb->verify(req("b", "x"));
   EXPECT_EQ(b.reply.fields, (F{{"proxy", ""}, {"host", "10.9.9.9"}, {"port", "10143"}, {"ssl", "yes"}}));
   // Mismatch replies carry the fields too.
-  EXPECT_EQ(pdb->verify("b", "y", kInfo).reply.user, "b");
+  EXPECT_EQ(pdb->verify(req("b", "y")).reply.user, "b");
 }
 
 // Re-reads run in the background: a lookup notices the change, the next
 // ones see the new table once it is parsed.
 void settle(PasswdFile* pdb) {
-  (void)pdb->verify("nobody-settle", "x", kInfo);  // notices the change
+  (void)pdb->verify(req("nobody-settle", "x"));  // notices the change
   ASSERT_TRUE(pdb->wait_reload_idle(std::chrono::seconds(10)));
 }
 
@@ -190,13 +195,13 @@ TEST(PassdbPasswdFile, ReloadOnChange) {
   std::string path = dir.file("u.passwd");
   write_file(path, "alice:{PLAIN}one\n");
   std::string err;
-  auto owned = make_passdb(cfg_for(path), err);
+  auto owned = make_passwd_file(cfg_for(path), err);
   ASSERT_TRUE(owned) << err;
   auto* pdb = dynamic_cast<PasswdFile*>(owned.get());
   ASSERT_NE(pdb, nullptr);
   EXPECT_EQ(pdb->load_count(), 1u);
-  EXPECT_EQ(pdb->verify("alice", "one", kInfo).result, Result::Ok);
-  EXPECT_EQ(pdb->verify("alice", "one", kInfo).result, Result::Ok);
+  EXPECT_EQ(pdb->verify(req("alice", "one")).result, Result::Ok);
+  EXPECT_EQ(pdb->verify(req("alice", "one")).result, Result::Ok);
   EXPECT_EQ(pdb->load_count(), 1u);  // unchanged file is not re-read
 
   // Same size, different content: force a different mtime explicitly.
@@ -204,14 +209,14 @@ TEST(PassdbPasswdFile, ReloadOnChange) {
   struct timespec times[2] = {{0, UTIME_OMIT}, {1000000000, 0}};
   ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), times, 0), 0);
   settle(pdb);
-  EXPECT_EQ(pdb->verify("alice", "one", kInfo).result, Result::Mismatch);
-  EXPECT_EQ(pdb->verify("alice", "two", kInfo).result, Result::Ok);
+  EXPECT_EQ(pdb->verify(req("alice", "one")).result, Result::Mismatch);
+  EXPECT_EQ(pdb->verify(req("alice", "two")).result, Result::Ok);
   EXPECT_EQ(pdb->load_count(), 2u);
 
   // Size change alone is detected.
   write_file(path, "alice:{PLAIN}two\nbob:{PLAIN}three\nbad line\n");
   settle(pdb);
-  EXPECT_EQ(pdb->verify("bob", "three", kInfo).result, Result::Ok);
+  EXPECT_EQ(pdb->verify(req("bob", "three")).result, Result::Ok);
   EXPECT_EQ(pdb->load_count(), 3u);
   ASSERT_EQ(pdb->line_errors().size(), 1u);
   EXPECT_EQ(pdb->line_errors()[0].line, 3);
@@ -221,28 +226,28 @@ TEST(PassdbPasswdFile, ReloadOnChange) {
   write_file(tmp, "carol:{PLAIN}four\n");
   fs::rename(tmp, path);
   settle(pdb);
-  EXPECT_EQ(pdb->verify("carol", "four", kInfo).result, Result::Ok);
-  EXPECT_EQ(pdb->verify("alice", "two", kInfo).result, Result::UnknownUser);
+  EXPECT_EQ(pdb->verify(req("carol", "four")).result, Result::Ok);
+  EXPECT_EQ(pdb->verify(req("alice", "two")).result, Result::UnknownUser);
   EXPECT_TRUE(pdb->line_errors().empty());
 
   // File removed: temporary failure, then recovery.
   fs::remove(path);
-  auto r = pdb->verify("carol", "four", kInfo);
+  auto r = pdb->verify(req("carol", "four"));
   EXPECT_EQ(r.result, Result::TempFail);
   EXPECT_FALSE(r.error.empty());
   write_file(path, "carol:{PLAIN}five\n");
   settle(pdb);
-  EXPECT_EQ(pdb->verify("carol", "five", kInfo).result, Result::Ok);
+  EXPECT_EQ(pdb->verify(req("carol", "five")).result, Result::Ok);
 
   // Unreadable after a change: the re-read fails, lookups get a temporary
   // failure (as a synchronous re-read would), and recover.
   if (::geteuid() != 0) {
     fs::permissions(path, fs::perms::none);
     settle(pdb);
-    EXPECT_EQ(pdb->verify("carol", "five", kInfo).result, Result::TempFail);
+    EXPECT_EQ(pdb->verify(req("carol", "five")).result, Result::TempFail);
     fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);
     settle(pdb);
-    EXPECT_EQ(pdb->verify("carol", "five", kInfo).result, Result::Ok);
+    EXPECT_EQ(pdb->verify(req("carol", "five")).result, Result::Ok);
   }
 }
 
@@ -262,7 +267,7 @@ TEST(PassdbPasswdFile, ReloadRunsInBackground) {
   constexpr int kUsers = 300000;
   write_file(path, "probe:{PLAIN}old\n" + big("a", kUsers));
   std::string err;
-  auto owned = make_passdb(cfg_for(path), err);
+  auto owned = make_passwd_file(cfg_for(path), err);
   ASSERT_TRUE(owned) << err;
   auto* pdb = dynamic_cast<PasswdFile*>(owned.get());
   ASSERT_NE(pdb, nullptr);
@@ -275,11 +280,11 @@ TEST(PassdbPasswdFile, ReloadRunsInBackground) {
 
   write_file(path, "probe:{PLAIN}new\n" + big("b", kUsers));
   auto t1 = std::chrono::steady_clock::now();
-  auto first = pdb->verify_inline("probe", "old", kInfo);
+  auto first = pdb->verify_inline(req("probe", "old"));
   std::chrono::steady_clock::duration worst{};
   for (int i = 0; i < 50; ++i) {
     auto s = std::chrono::steady_clock::now();
-    (void)pdb->verify_inline("u" + std::to_string(i), "x", kInfo);
+    (void)pdb->verify_inline(req("u" + std::to_string(i), "x"));
     worst = std::max(worst, std::chrono::steady_clock::now() - s);
   }
   auto lookups_time = std::chrono::steady_clock::now() - t1;
@@ -293,10 +298,10 @@ TEST(PassdbPasswdFile, ReloadRunsInBackground) {
 
   ASSERT_TRUE(pdb->wait_reload_idle(std::chrono::seconds(30)));
   EXPECT_EQ(pdb->load_count(), 2u);
-  auto after = pdb->verify_inline("probe", "new", kInfo);
+  auto after = pdb->verify_inline(req("probe", "new"));
   ASSERT_TRUE(after);
   EXPECT_EQ(after->result, Result::Ok);
-  EXPECT_EQ(pdb->verify_inline("u7", "b7", kInfo)->result, Result::Ok);
+  EXPECT_EQ(pdb->verify_inline(req("u7", "b7"))->result, Result::Ok);
 }
 
 // Issue 8 item 7: entries without "{SCHEME}" are CRYPT (Dovecot's default).
@@ -308,15 +313,15 @@ TEST(PassdbPasswdFile, UnprefixedPasswordsAreCrypt) {
   ASSERT_EQ(sha512.substr(0, 3), "$6$");
   write_file(path, "des:" + des + "\nsha:" + sha512 + "\n");
   std::string err;
-  auto pdb = make_passdb(cfg_for(path), err);
+  auto pdb = make_passwd_file(cfg_for(path), err);
   ASSERT_TRUE(pdb) << err;
-  EXPECT_EQ(pdb->verify("des", "secret", kInfo).result, Result::Ok);
-  EXPECT_EQ(pdb->verify("des", des, kInfo).result, Result::Mismatch);
-  EXPECT_EQ(pdb->verify("sha", "secret", kInfo).result, Result::Ok);
-  EXPECT_EQ(pdb->verify("sha", sha512, kInfo).result, Result::Mismatch);
+  EXPECT_EQ(pdb->verify(req("des", "secret")).result, Result::Ok);
+  EXPECT_EQ(pdb->verify(req("des", des)).result, Result::Mismatch);
+  EXPECT_EQ(pdb->verify(req("sha", "secret")).result, Result::Ok);
+  EXPECT_EQ(pdb->verify(req("sha", sha512)).result, Result::Mismatch);
   // Hashing: never answered on the event loop.
-  EXPECT_FALSE(pdb->verify_inline("des", "secret", kInfo));
-  EXPECT_FALSE(pdb->verify_inline("des", des, kInfo));
+  EXPECT_FALSE(pdb->verify_inline(req("des", "secret")));
+  EXPECT_FALSE(pdb->verify_inline(req("des", des)));
 }
 
 TEST(PassdbPasswdFile, DefaultPassSchemePlain) {
@@ -327,19 +332,19 @@ TEST(PassdbPasswdFile, DefaultPassSchemePlain) {
   auto cfg = cfg_for(path);
   cfg.default_pass_scheme = "PLAIN";
   std::string err;
-  auto pdb = make_passdb(cfg, err);
+  auto pdb = make_passwd_file(cfg, err);
   ASSERT_TRUE(pdb) << err;
-  auto a = pdb->verify_inline("p", "secret", kInfo);
+  auto a = pdb->verify_inline(req("p", "secret"));
   ASSERT_TRUE(a);
   EXPECT_EQ(a->result, Result::Ok);
-  EXPECT_EQ(pdb->verify("p", "secre", kInfo).result, Result::Mismatch);
-  EXPECT_EQ(pdb->verify("sha", "secret", kInfo).result, Result::Ok);  // '$': still CRYPT
-  EXPECT_EQ(pdb->verify("sha", sha512, kInfo).result, Result::Mismatch);
-  EXPECT_EQ(pdb->verify("c", "secret", kInfo).result, Result::Ok);  // explicit prefix wins
+  EXPECT_EQ(pdb->verify(req("p", "secre")).result, Result::Mismatch);
+  EXPECT_EQ(pdb->verify(req("sha", "secret")).result, Result::Ok);  // '$': still CRYPT
+  EXPECT_EQ(pdb->verify(req("sha", sha512)).result, Result::Mismatch);
+  EXPECT_EQ(pdb->verify(req("c", "secret")).result, Result::Ok);  // explicit prefix wins
 
   cfg.default_pass_scheme = "ARGON9";
   err.clear();
-  EXPECT_EQ(make_passdb(cfg, err), nullptr);
+  EXPECT_EQ(make_passwd_file(cfg, err), nullptr);
   EXPECT_NE(err.find("default_pass_scheme"), std::string::npos) << err;
 }
 
@@ -349,14 +354,14 @@ TEST(PassdbPasswdFile, ConcurrentVerify) {
   std::string hash = hash_password("SHA256-CRYPT", "pw");
   write_file(path, "u:" + hash + "\n");
   std::string err;
-  auto pdb = make_passdb(cfg_for(path), err);
+  auto pdb = make_passwd_file(cfg_for(path), err);
   ASSERT_TRUE(pdb);
   std::atomic<int> ok{0}, bad{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 10; ++i) {
-        auto r = pdb->verify("u", (i + t) % 2 ? "pw" : "no", kInfo);
+        auto r = pdb->verify(req("u", (i + t) % 2 ? "pw" : "no"));
         ((i + t) % 2 ? (r.result == Result::Ok ? ok : bad) : (r.result == Result::Mismatch ? ok : bad))++;
       }
     });
@@ -372,29 +377,32 @@ TEST(PassdbPasswdFile, ServesAndFactoryErrors) {
   write_file(path, "");
   auto c = cfg_for(path);
   std::string err;
-  auto all = make_passdb(c, err);
-  ASSERT_TRUE(all);
-  EXPECT_TRUE(all->serves("imap"));
-  EXPECT_TRUE(all->serves("pop3"));
+  auto all_db = make_passwd_file(c, err);
+  ASSERT_TRUE(all_db);
+  auto all = Chain::entry(all_db, "passwd-file", c);  // the protocol filter is the chain's
+  EXPECT_TRUE(all.serves("imap"));
+  EXPECT_TRUE(all.serves("pop3"));
   c.protocols = {"imap", "submission"};
-  auto some = make_passdb(c, err);
-  ASSERT_TRUE(some);
-  EXPECT_TRUE(some->serves("imap"));
-  EXPECT_TRUE(some->serves("submission"));
-  EXPECT_FALSE(some->serves("pop3"));
-  EXPECT_EQ(some->verify("x", "y", kInfo).result, Result::UnknownUser);
+  auto some_db = make_passwd_file(c, err);
+  ASSERT_TRUE(some_db);
+  auto some = Chain::entry(some_db, "passwd-file", c);
+  EXPECT_TRUE(some.serves("imap"));
+  EXPECT_TRUE(some.serves("submission"));
+  EXPECT_FALSE(some.serves("pop3"));
+  EXPECT_EQ(some_db->verify(req("x", "y")).result, Result::UnknownUser);
 
   err.clear();
-  EXPECT_EQ(make_passdb(cfg_for(dir.file("missing")), err), nullptr);
+  EXPECT_EQ(make_passwd_file(cfg_for(dir.file("missing")), err), nullptr);
   EXPECT_FALSE(err.empty());
   auto bad = cfg_for(path);
   bad.driver = "ldap";
-  err.clear();
-  EXPECT_EQ(make_passdb(bad, err), nullptr);
-  EXPECT_NE(err.find("ldap"), std::string::npos);
+  std::vector<std::string> errors;  // the driver name is the registry's business
+  EXPECT_FALSE(Chain::build({bad}, registry(), errors));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("ldap"), std::string::npos);
   bad = cfg_for("");
   err.clear();
-  EXPECT_EQ(make_passdb(bad, err), nullptr);
+  EXPECT_EQ(make_passwd_file(bad, err), nullptr);
   EXPECT_FALSE(err.empty());
 }
 
@@ -425,20 +433,20 @@ TEST(PassdbPasswdFile, VerifyInlineOnlyWithoutHashing) {
                    "plain:{PLAIN}secret\n"
                    "hashed:" + hash_password("SHA512-CRYPT", "secret") + "\n");
   std::string err;
-  auto pdb = make_passdb(cfg_for(path), err);
+  auto pdb = make_passwd_file(cfg_for(path), err);
   ASSERT_TRUE(pdb) << err;
-  auto a = pdb->verify_inline("nopw", "x", kInfo);
+  auto a = pdb->verify_inline(req("nopw", "x"));
   ASSERT_TRUE(a);
   EXPECT_EQ(a->result, Result::Ok);
-  auto b = pdb->verify_inline("plain", "secret", kInfo);
+  auto b = pdb->verify_inline(req("plain", "secret"));
   ASSERT_TRUE(b);
   EXPECT_EQ(b->result, Result::Ok);
-  auto c = pdb->verify_inline("plain", "wrong", kInfo);
+  auto c = pdb->verify_inline(req("plain", "wrong"));
   ASSERT_TRUE(c);
   EXPECT_EQ(c->result, Result::Mismatch);
-  auto d = pdb->verify_inline("nobody", "x", kInfo);
+  auto d = pdb->verify_inline(req("nobody", "x"));
   ASSERT_TRUE(d);
   EXPECT_EQ(d->result, Result::UnknownUser);
-  EXPECT_FALSE(pdb->verify_inline("hashed", "secret", kInfo));  // needs the thread pool
-  EXPECT_EQ(pdb->verify("hashed", "secret", kInfo).result, Result::Ok);
+  EXPECT_FALSE(pdb->verify_inline(req("hashed", "secret")));  // needs the thread pool
+  EXPECT_EQ(pdb->verify(req("hashed", "secret")).result, Result::Ok);
 }

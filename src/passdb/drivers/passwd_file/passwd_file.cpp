@@ -1,4 +1,6 @@
-#include "passdb/passwd_file.hpp"
+#include "passdb/drivers/passwd_file/passwd_file.hpp"
+
+#include <asio/co_spawn.hpp>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -19,8 +21,38 @@ namespace portier::passdb {
 
 PasswdFileData::Entry::~Entry() { core::secure_zero(password); }
 
-Passdb::~Passdb() = default;
-std::vector<std::string> Passdb::warnings() const { return {}; }
+namespace {
+constexpr std::string_view kName = "passwd-file";
+}
+
+std::shared_ptr<const config::PassdbSettings> parse_passwd_file_settings(config::PassdbSection& section) {
+  auto s = std::make_shared<PasswdFileSettings>();
+  if (!section.has("path")) {
+    section.error("path", "passdb: missing required key 'path'");
+    return nullptr;
+  }
+  auto path = section.string("path");
+  if (!path) return nullptr;
+  if (path->empty()) {
+    section.error("path", "passdb.path: must not be empty");
+    return nullptr;
+  }
+  s->path = section.resolve_path(*path);
+  return s;
+}
+
+const PasswdFileSettings& passwd_file_settings(const config::Passdb& cfg) {
+  return dynamic_cast<const PasswdFileSettings&>(*cfg.settings);
+}
+
+config::Passdb passwd_file_config(std::string path) {
+  config::Passdb c;
+  c.driver = std::string(kName);
+  auto s = std::make_shared<PasswdFileSettings>();
+  s->path = std::move(path);
+  c.settings = std::move(s);
+  return c;
+}
 
 PasswdFileData parse_passwd_file(std::string_view text) {
   PasswdFileData d;
@@ -98,7 +130,8 @@ PasswdFile::PasswdFile(config::Passdb cfg)
       default_fields_(parse_extra_fields(cfg_.default_fields)),
       override_fields_(parse_extra_fields(cfg_.override_fields)),
       shared_(std::make_shared<Shared>()) {
-  shared_->path = cfg_.path;
+  path_ = cfg_.settings ? passwd_file_settings(cfg_).path : std::string();
+  shared_->path = path_;
 }
 
 PasswdFile::~PasswdFile() { shared_->stop = true; }
@@ -189,8 +222,8 @@ void reload_in_background(std::shared_ptr<PasswdFile::Shared> sh, FileId wanted)
 std::shared_ptr<const PasswdFileData> PasswdFile::snapshot(std::string& error) {
   Shared& sh = *shared_;
   struct stat st {};
-  if (::stat(cfg_.path.c_str(), &st) != 0) {
-    error = "passwd-file " + cfg_.path + ": stat() failed: " + std::strerror(errno);
+  if (::stat(path_.c_str(), &st) != 0) {
+    error = "passwd-file " + path_ + ": stat() failed: " + std::strerror(errno);
     return nullptr;
   }
   const FileId cur = file_id(st);
@@ -219,9 +252,9 @@ std::shared_ptr<const PasswdFileData> PasswdFile::snapshot(std::string& error) {
     return current;
   }
 
-  // The first load (make_passdb at startup or on SIGHUP) is synchronous.
+  // The first load (make_passwd_file at startup or on SIGHUP) is synchronous.
   FileId id;
-  auto data = read_file(cfg_.path, id, error, nullptr);
+  auto data = read_file(path_, id, error, nullptr);
   if (!data) return nullptr;
   std::lock_guard lock(sh.mu);
   if (!sh.data) {
@@ -239,22 +272,39 @@ bool PasswdFile::wait_reload_idle(std::chrono::milliseconds timeout) const {
   return shared_->idle.wait_for(lock, timeout, [&] { return !shared_->reloading; });
 }
 
-Lookup PasswdFile::verify(std::string_view user, std::string_view password, const RequestInfo&) {
+Lookup PasswdFile::verify(const Request& req) {
   bool needs_hash = false;
-  return check(user, password, true, needs_hash);
+  return check(req, true, needs_hash);
 }
 
-std::optional<Lookup> PasswdFile::verify_inline(std::string_view user, std::string_view password,
-                                                const RequestInfo&) {
+std::optional<Lookup> PasswdFile::lookup_inline(const Request& req) {
   bool needs_hash = false;
-  Lookup res = check(user, password, false, needs_hash);
+  Lookup res = check(req, false, needs_hash);
   if (needs_hash) return std::nullopt;
   return res;
 }
 
-Lookup PasswdFile::check(std::string_view user, std::string_view password, bool may_hash,
-                         bool& needs_hash) {
+namespace {
+// Runs on the hashing pool. A plain coroutine function with by-value
+// parameters (GCC 12 mis-handles lambda captures in coroutine frames); it
+// holds the passdb, so a reload cannot free it under the check.
+net::Task<Lookup> verify_on_pool(std::shared_ptr<PasswdFile> db, RequestCopy req) {
+  co_return db->verify(req.view());
+}
+}  // namespace
+
+net::Task<Lookup> PasswdFile::lookup(const Request& req) {
+  // Password hashing is slow by design: never on the worker's event loop.
+  if (!req.hashing) co_return verify(req);
+  co_return co_await asio::co_spawn(req.hashing->get_executor(),
+                                    verify_on_pool(shared_from_this(), RequestCopy(req)),
+                                    asio::use_awaitable);
+}
+
+Lookup PasswdFile::check(const Request& req, bool may_hash, bool& needs_hash) {
+  const std::string_view user = req.user, password = req.password;
   Lookup res;
+  res.passdb = kName;
   std::string err;
   auto data = snapshot(err);
   if (!data) {
@@ -272,6 +322,10 @@ Lookup PasswdFile::check(std::string_view user, std::string_view password, bool 
   for (const auto& [k, v] : default_fields_) res.reply.set(k, v);
   for (const auto& [k, v] : entry.fields) res.reply.set(k, v);
   for (const auto& [k, v] : override_fields_) res.reply.set(k, v);
+  if (req.lookup_only) {
+    res.result = Result::Ok;
+    return res;
+  }
 
   // The stored password without its "{SCHEME}" prefix: empty means "no
   // password" (Dovecot: "Empty password"), whatever the scheme.
@@ -316,11 +370,6 @@ Lookup PasswdFile::check(std::string_view user, std::string_view password, bool 
   return res;
 }
 
-bool PasswdFile::serves(std::string_view protocol) const {
-  if (cfg_.protocols.empty()) return true;
-  return std::find(cfg_.protocols.begin(), cfg_.protocols.end(), protocol) != cfg_.protocols.end();
-}
-
 std::vector<LineError> PasswdFile::line_errors() const {
   std::shared_ptr<const PasswdFileData> d;
   {
@@ -332,7 +381,7 @@ std::vector<LineError> PasswdFile::line_errors() const {
 
 std::vector<std::string> PasswdFile::warnings() const {
   std::vector<std::string> out;
-  for (const auto& e : line_errors()) out.push_back(cfg_.path + ":" + std::to_string(e.line) + ": " + e.message);
+  for (const auto& e : line_errors()) out.push_back(path_ + ":" + std::to_string(e.line) + ": " + e.message);
   return out;
 }
 
@@ -341,20 +390,17 @@ unsigned PasswdFile::load_count() const {
   return shared_->loads;
 }
 
-std::unique_ptr<Passdb> make_passdb(const config::Passdb& cfg, std::string& error) {
-  if (cfg.driver != "passwd-file") {
-    error = "unknown passdb driver '" + cfg.driver + "'";
-    return nullptr;
-  }
-  if (cfg.path.empty()) {
+std::shared_ptr<PasswdFile> make_passwd_file(const config::Passdb& cfg, std::string& error) {
+  const auto* settings = dynamic_cast<const PasswdFileSettings*>(cfg.settings.get());
+  if (!settings || settings->path.empty()) {
     error = "passwd-file: path not set";
     return nullptr;
   }
   if (!known_scheme(cfg.default_pass_scheme)) {
-    error = "passwd-file " + cfg.path + ": unknown default_pass_scheme '" + cfg.default_pass_scheme + "'";
+    error = "passwd-file " + settings->path + ": unknown default_pass_scheme '" + cfg.default_pass_scheme + "'";
     return nullptr;
   }
-  auto p = std::make_unique<PasswdFile>(cfg);
+  auto p = std::make_shared<PasswdFile>(cfg);
   if (!p->load(error)) return nullptr;
   return p;
 }

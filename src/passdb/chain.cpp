@@ -1,0 +1,160 @@
+#include "passdb/chain.hpp"
+
+#include <algorithm>
+
+#include "passdb/registry.hpp"
+
+namespace portier::passdb {
+
+using config::PassdbAction;
+using config::PassdbSkip;
+
+bool Chain::Entry::serves(std::string_view protocol) const {
+  return protocols.empty() || std::find(protocols.begin(), protocols.end(), protocol) != protocols.end();
+}
+
+Chain::Entry Chain::entry(std::shared_ptr<Passdb> db, std::string_view name, const config::Passdb& cfg) {
+  Entry e;
+  e.db = std::move(db);
+  e.name = name;
+  e.protocols = cfg.protocols;
+  e.skip = cfg.skip;
+  e.result_success = cfg.result_success;
+  e.result_failure = cfg.result_failure;
+  e.result_internalfail = cfg.result_internalfail;
+  return e;
+}
+
+std::optional<Chain> Chain::build(const std::vector<config::Passdb>& cfgs, const Registry& reg,
+                                  std::vector<std::string>& errors) {
+  Chain chain;
+  bool ok = true;
+  for (const auto& pc : cfgs) {
+    const std::string what = pc.settings ? pc.settings->describe() : pc.driver;
+    const Driver* d = reg.find(pc.driver);
+    if (!d || !d->make) {
+      errors.push_back("passdb " + what + ": unknown passdb driver '" + pc.driver + "'");
+      ok = false;
+      continue;
+    }
+    std::string err;
+    auto db = d->make(pc, err);
+    if (!db) {
+      errors.push_back("passdb " + what + ": " + err);
+      ok = false;
+      continue;
+    }
+    chain.add(entry(std::move(db), d->log_name, pc));
+  }
+  if (!ok) return std::nullopt;
+  return chain;
+}
+
+namespace {
+
+// The walk's state (Dovecot's passdb_success / internal failure / skip_password_check).
+struct Walk {
+  bool success = false;
+  bool internal_failure = false;
+  bool password_verified = false;
+  bool consulted = false;
+  Lookup last;          // the last answer
+  Lookup internal;      // the first internal failure
+  Reply merged;         // fields of every successful passdb
+  bool have_merged = false;
+
+  // Applies one answer; true = stop here.
+  bool step(const Chain::Entry& e, Lookup l) {
+    consulted = true;
+    PassdbAction action;
+    if (l.result == Result::Ok) {
+      action = e.result_success;
+      if (!have_merged) merged.user = l.reply.user;
+      for (const auto& [k, v] : l.reply.fields) merged.set(k, v);
+      if (!l.reply.user.empty()) merged.user = l.reply.user;
+      have_merged = true;
+    } else if (l.result == Result::TempFail) {
+      action = e.result_internalfail;
+      if (!internal_failure) internal = l;
+      internal_failure = true;
+    } else {
+      action = e.result_failure;
+    }
+    const bool ok = l.result == Result::Ok;
+    last = std::move(l);
+    switch (action) {
+      case PassdbAction::ReturnOk: success = true; return true;
+      case PassdbAction::ReturnFail: success = false; return true;
+      case PassdbAction::Return: return true;
+      case PassdbAction::Continue:
+        if (ok) password_verified = true;
+        return false;
+      case PassdbAction::ContinueOk:
+        success = true;
+        password_verified = true;
+        return false;
+      case PassdbAction::ContinueFail: success = false; return false;
+    }
+    return false;
+  }
+
+  Lookup finish() {
+    if (!consulted) {
+      Lookup l;
+      l.result = Result::UnknownUser;
+      return l;
+    }
+    if (success) {
+      Lookup l = std::move(last);
+      l.result = Result::Ok;
+      if (have_merged) l.reply = std::move(merged);
+      return l;
+    }
+    if (internal_failure) return std::move(internal);
+    Lookup l = std::move(last);
+    if (l.result == Result::Ok) l.result = Result::Mismatch;
+    return l;
+  }
+};
+
+bool skipped(const Chain::Entry& e, const Walk& w) {
+  switch (e.skip) {
+    case PassdbSkip::Never: return false;
+    case PassdbSkip::Authenticated: return w.success;
+    case PassdbSkip::Unauthenticated: return !w.success;
+  }
+  return false;
+}
+
+}  // namespace
+
+net::Task<Lookup> Chain::lookup(const Request& req) const {
+  Walk w;
+  Request r = req;
+  for (const auto& e : entries_) {
+    if (!e.serves(r.protocol) || skipped(e, w)) continue;
+    r.lookup_only = req.lookup_only || w.password_verified;
+    std::optional<Lookup> l = e.db->lookup_inline(r);
+    if (!l) l = co_await e.db->lookup(r);
+    l->passdb = e.name;
+    if (w.step(e, std::move(*l))) break;
+  }
+  Lookup out = w.finish();
+  if (out.passdb.empty()) out.passdb = log_name(req.protocol);
+  co_return out;
+}
+
+std::string_view Chain::log_name(std::string_view protocol) const {
+  for (const auto& e : entries_)
+    if (e.serves(protocol)) return e.name;
+  return entries_.empty() ? std::string_view("passdb") : entries_.front().name;
+}
+
+std::vector<std::string> Chain::warnings() const {
+  std::vector<std::string> out;
+  for (const auto& e : entries_)
+    for (auto& w : e.db->warnings()) out.push_back(std::move(w));
+  return out;
+}
+
+}  // namespace portier::passdb

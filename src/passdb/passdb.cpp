@@ -1,0 +1,37 @@
+#include "passdb/passdb.hpp"
+
+namespace portier::passdb {
+
+Passdb::~Passdb() = default;
+std::vector<std::string> Passdb::warnings() const { return {}; }
+
+RequestCopy::RequestCopy(const Request& r)
+    : user_(r.user),
+      protocol_(r.protocol),
+      service_(r.service),
+      mechanism_(r.mechanism),
+      remote_ip_(r.remote_ip),
+      local_ip_(r.local_ip),
+      session_id_(r.session_id),
+      local_name_(r.local_name),
+      password_(r.password),
+      flags_(r) {
+  flags_.user = flags_.password = flags_.protocol = flags_.service = flags_.mechanism = {};
+  flags_.remote_ip = flags_.local_ip = flags_.session_id = flags_.local_name = {};
+}
+
+Request RequestCopy::view() const {
+  Request r = flags_;
+  r.user = user_;
+  r.password = password_.view();
+  r.protocol = protocol_;
+  r.service = service_;
+  r.mechanism = mechanism_;
+  r.remote_ip = remote_ip_;
+  r.local_ip = local_ip_;
+  r.session_id = session_id_;
+  r.local_name = local_name_;
+  return r;
+}
+
+}  // namespace portier::passdb

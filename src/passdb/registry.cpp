@@ -1,0 +1,59 @@
+#include "passdb/registry.hpp"
+
+#include "passdb/drivers/passwd_file/passwd_file.hpp"
+
+namespace portier::passdb {
+
+namespace {
+
+std::shared_ptr<const config::PassdbSettings> no_settings(config::PassdbSection&) {
+  struct None final : config::PassdbSettings {
+    std::string describe() const override { return {}; }
+  };
+  return std::make_shared<None>();
+}
+
+std::shared_ptr<Passdb> make_passwd_file_passdb(const config::Passdb& cfg, std::string& error) {
+  return make_passwd_file(cfg, error);
+}
+
+}  // namespace
+
+Registry::Registry(std::vector<Driver> drivers) : drivers_(std::move(drivers)) {}
+
+const Driver* Registry::find(std::string_view name) const {
+  for (const auto& d : drivers_)
+    if (d.name == name) return &d;
+  return nullptr;
+}
+
+Registry Registry::with(Driver d) const {
+  Registry r = *this;
+  r.drivers_.push_back(d);
+  return r;
+}
+
+config::PassdbParser Registry::parser(std::string_view driver) const {
+  const Driver* d = find(driver);
+  if (!d) return nullptr;
+  return d->parse ? d->parse : no_settings;
+}
+
+std::string Registry::names() const {
+  std::string out;
+  for (const auto& d : drivers_) {
+    if (!out.empty()) out += ", ";
+    out += d.name;
+  }
+  return out;
+}
+
+const Registry& registry() {
+  static const Registry r({
+      // name           log name       config parser                 factory
+      {"passwd-file", "passwd-file", parse_passwd_file_settings, make_passwd_file_passdb},
+  });
+  return r;
+}
+
+}  // namespace portier::passdb

@@ -438,7 +438,7 @@ class Session {
     quick.result = passdb::Result::UnknownUser;
     for (const auto& db : snap_->passdbs) {
       if (!db->serves(info.protocol)) continue;
-      auto l = db->verify_inline(c.authcid, c.password, info);
+      auto l = db->verify_inline(c.authcid, c.password.view(), info);
       if (!l) {
         inline_ok = false;
         break;
@@ -450,7 +450,7 @@ class Session {
     if (inline_ok) co_return quick;
     // Password hashing is slow by design: never on the worker's event loop.
     co_return co_await asio::co_spawn(pool_.get_executor(),
-                                      verify_on_pool(snap_, std::move(info), c.authcid, c.password),
+                                      verify_on_pool(snap_, std::move(info), c.authcid, std::string(c.password.view())),
                                       asio::use_awaitable);
   }
 
@@ -487,7 +487,7 @@ class Session {
       co_await delay_failure();
       fe_->auth_failed(AuthFailure::Failed, {});
       ++auth_failures_;
-      core::secure_zero(creds.password);
+      creds.password.clear();
       co_return false;
     }
 
@@ -509,7 +509,7 @@ class Session {
         fe_->auth_failed(AuthFailure::Failed, {});
         ++auth_failures_;
       }
-      core::secure_zero(creds.password);
+      creds.password.clear();
       co_return false;
     }
 
@@ -519,7 +519,7 @@ class Session {
       log::write(Level::Error, service(),
                  "proxy(" + log::sanitize(user_) + "): " + pf.error + ": " + elements());
       fe_->auth_failed(AuthFailure::TempFail, {});
-      core::secure_zero(creds.password);
+      creds.password.clear();
       co_return false;
     }
     passdb::ProxyFields& f = *pf.fields;
@@ -534,14 +534,14 @@ class Session {
                        elements());
         fe_->auth_failed(AuthFailure::TempFail, {});
       }
-      core::secure_zero(creds.password);
+      creds.password.clear();
       co_return false;
     }
 
     BackendLoginParams params;
     params.user = f.destuser.empty() ? creds.authcid : f.destuser;
-    params.password = f.pass ? *f.pass : creds.password;
-    core::secure_zero(creds.password);
+    params.password = f.pass ? std::string_view(*f.pass) : creds.password.view();
+    creds.password.clear();
     params.master = f.master;
     params.mech = core::to_upper(f.proxy_mech);
     params.starttls = f.tls == passdb::BackendTls::StartTls;
@@ -559,7 +559,7 @@ class Session {
                              "(max_sessions_per_user={})",
                              snap_->cfg.login.max_sessions_per_user));
       fe_->auth_failed(AuthFailure::Limit, {});
-      core::secure_zero(params.password);
+      params.password.clear();
       co_return false;
     }
     // The login counts as a success only when the backend accepts it (proxy()).
@@ -567,7 +567,7 @@ class Session {
     phase_ = Phase::BackendLogin;
     governor_.backend_login_started();
     bool relayed = co_await proxy(f, params);
-    core::secure_zero(params.password);
+    params.password.clear();
     if (!relayed) {
       phase_ = Phase::PreLogin;
       governor_.backend_login_finished();
@@ -795,7 +795,7 @@ class Session {
         last_state_ = bl_->state();
         if (!bl_->output().empty()) {
           auto wec = co_await backend_->write_all(bl_->output());
-          bl_->output().clear();
+          bl_->wipe_output();
           if (wec) co_return backend_io_failure(wec);
         }
         if (ev != BackendEvent::StartTls) break;

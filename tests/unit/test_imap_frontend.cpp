@@ -545,7 +545,7 @@ TEST(ImapFrontend, ByteByByteEqualsAllAtOnce) {
       if (ev != FrontendEvent::NeedInput) log += std::string("<") + name(ev) + ">";
       if (ev == FrontendEvent::Authenticate) {
         auto c = h.fe->take_credentials();
-        log += c.authcid + "/" + c.password;
+        log += c.authcid + "/" + std::string(c.password.view());
         // The rest of the transcript is pending input, untouched.
         std::string rest(
             transcript.substr(i + chunk < transcript.size() ? i + chunk : transcript.size()));
@@ -623,7 +623,7 @@ TEST(ImapFrontend, RandomTranscriptsAreChunkingInvariant) {
           }
           if (ev == FrontendEvent::Authenticate) {
             auto c = h.fe->take_credentials();
-            log += c.authcid + "/" + c.password;
+            log += c.authcid + "/" + std::string(c.password.view());
             h.fe->auth_failed(login::AuthFailure::Failed, "");
           }
         }

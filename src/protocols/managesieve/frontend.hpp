@@ -6,6 +6,9 @@
 // Lifetime: one per client connection, created by make_frontend(); holds a
 // reference to the session's ClientInfo (updated by a trusted client's XCLIENT).
 // Threading: the session's worker thread only.
+//
+// Owns: ManageSieve command dispatch and reply texts. Uses: protocols/common
+// (input, SASL exchange), the ManageSieve parser, login::ClientUpdate.
 
 #include <memory>
 #include <optional>
@@ -13,6 +16,7 @@
 #include <string_view>
 
 #include "login/protocol.hpp"
+#include "protocols/common/frontend_base.hpp"
 #include "protocols/managesieve/parser.hpp"
 #include "sasl/sasl.hpp"
 
@@ -26,22 +30,17 @@ inline constexpr std::string_view kSieveExtensions =
     "index ihave duplicate mime foreverypart extracttext";
 inline constexpr std::string_view kImplementation = "portier";
 
-class Frontend final : public login::Frontend {
+class Frontend final : public common::FrontendBase {
  public:
   Frontend(const login::FrontendSettings& settings, login::ClientInfo& client);
-  ~Frontend() override;
 
   void start() override;
-  void feed(std::string_view data) override;
-  login::FrontendEvent next() override;
   void tls_started() override;
-  sasl::Credentials take_credentials() override;
   void auth_failed(login::AuthFailure kind, std::string_view reason) override;
   std::unique_ptr<login::BackendLogin> make_backend_login(
       const login::BackendLoginParams& p) override;
   void proxy_failed(const login::ProxyFailure& f) override;
   void timed_out() override;
-  std::string take_pending_input() override;
   void goodbye(std::string_view reason) override;
 
   /// The capability lines (each with CRLF) for the connection's current
@@ -49,13 +48,9 @@ class Frontend final : public login::Frontend {
   std::string capabilities() const;
 
  private:
-  enum class Mode {
-    Commands,      // parsing commands
-    SaslResponse,  // AUTHENTICATE sent a challenge; waiting for the client's string
-    AuthPending,   // Authenticate returned; the engine owns the next step
-    Closed,
-  };
-  using Event = std::optional<login::FrontendEvent>;  // nullopt = keep parsing
+  Event parse() override;
+  void send_challenge(std::string_view b64) override;
+  Event sasl_refused(sasl::Outcome outcome) override;
 
   Event next_command();
   Event next_sasl_response();
@@ -66,24 +61,11 @@ class Frontend final : public login::Frontend {
   Event cmd_authenticate(Command& cmd);
   Event cmd_noop(const Command& cmd);
   Event cmd_xclient(const Command& cmd);
-  Event sasl_result(const sasl::Step& step);
   Event invalid(std::string_view reply_text);
   Event close_with(std::string_view bye_text);
   void no(std::string_view text, std::string_view code = {});
-  bool cleartext_allowed() const;
-  bool mech_configured(std::string_view mech) const;
-  void consume(size_t n);
-  void wipe_input();
 
-  login::FrontendSettings settings_;
-  login::ClientInfo& client_;
   CommandParser parser_;
-  Mode mode_ = Mode::Commands;
-  std::string in_;
-  size_t in_pos_ = 0;
-  unsigned invalid_commands_ = 0;
-  std::unique_ptr<sasl::ServerMech> sasl_;
-  sasl::Credentials credentials_;
 };
 
 /// The factory registered in kProtocol.

@@ -579,7 +579,10 @@ TEST(SubmissionBackend, StartTlsForgetsPlaintextPhase) {
 TEST(SubmissionBackend, UnsupportedMechIsInternalConfig) {
   Fixture f;
   f.params.mech = "XYZZY";
-  f.through_ehlo(kEhloNoXclient);
+  f.make();
+  EXPECT_EQ(f.b->on_line("220 backend.lab ready."), BackendEvent::Continue);
+  f.take();
+  EXPECT_EQ(f.feed(kEhloNoXclient), BackendEvent::Failure);
   EXPECT_EQ(f.b->failure().type, FailureType::InternalConfig);
   EXPECT_EQ(f.b->failure().reason, "Unsupported SASL mechanism XYZZY");
 }

@@ -4,8 +4,20 @@ namespace portier::protocols::common {
 
 using login::FrontendEvent;
 
-FrontendBase::FrontendBase(const login::FrontendSettings& settings, login::ClientInfo& client)
-    : settings_(settings), client_(client) {
+std::string_view SaslTexts::of(sasl::Outcome o) const {
+  switch (o) {
+    case sasl::Outcome::Unsupported: return unsupported;
+    case sasl::Outcome::CleartextDenied: return cleartext_denied;
+    case sasl::Outcome::BadInitialBase64: return bad_initial_base64;
+    case sasl::Outcome::BadBase64: return bad_base64;
+    case sasl::Outcome::Aborted: return aborted;
+    default: return failed;
+  }
+}
+
+FrontendBase::FrontendBase(const login::FrontendSettings& settings, login::ClientInfo& client,
+                           const SaslTexts& sasl_texts)
+    : settings_(settings), client_(client), sasl_texts_(sasl_texts) {
   if (settings_.greeting.empty()) settings_.greeting = "portier ready.";
 }
 
@@ -28,6 +40,12 @@ FrontendEvent FrontendBase::next() {
 sasl::Credentials FrontendBase::take_credentials() { return std::move(credentials_); }
 
 std::string FrontendBase::take_pending_input() { return in_.take_rest(); }
+
+void FrontendBase::tls_started() {
+  client_.end_client_tls = true;
+  in_.wipe();  // nothing read before the handshake may survive it
+  on_tls_started();
+}
 
 bool FrontendBase::cleartext_allowed() const {
   return client_.secured() || settings_.allow_cleartext;
@@ -63,7 +81,7 @@ FrontendBase::Event FrontendBase::sasl_outcome(sasl::Outcome o) {
       break;
   }
   mode_ = Mode::Commands;
-  return sasl_refused(o);
+  return sasl_refused(o, sasl_texts_.of(o));
 }
 
 void FrontendBase::sasl_cancel() {

@@ -21,14 +21,28 @@
 
 namespace portier::protocols::common {
 
+/// A protocol's reply texts for the SASL outcomes other than Challenge/Done.
+struct SaslTexts {
+  std::string_view failed, unsupported, cleartext_denied, bad_initial_base64, bad_base64,
+      aborted;
+  std::string_view of(sasl::Outcome o) const;
+};
+
+/// One per client connection, created by the protocol's make_frontend();
+/// holds a reference to the session's ClientInfo, which a trusted client's
+/// ID/XCLIENT may update (login::ClientUpdate).
 class FrontendBase : public login::Frontend {
  public:
-  FrontendBase(const login::FrontendSettings& settings, login::ClientInfo& client);
+  FrontendBase(const login::FrontendSettings& settings, login::ClientInfo& client,
+               const SaslTexts& sasl_texts);
 
   void feed(std::string_view data) final;
   login::FrontendEvent next() final;
   sasl::Credentials take_credentials() final;
   std::string take_pending_input() final;
+  /// TLS is up on the client leg: everything read before is dropped, then
+  /// the protocol forgets what it learned in plaintext (on_tls_started()).
+  void tls_started() final;
 
  protected:
   enum class Mode {
@@ -44,8 +58,10 @@ class FrontendBase : public login::Frontend {
   /// Queue a SASL challenge (base64) with the protocol's framing.
   virtual void send_challenge(std::string_view b64) = 0;
   /// Render a SASL outcome other than Challenge/Done (the mode is already
-  /// Commands again).
-  virtual Event sasl_refused(sasl::Outcome outcome) = 0;
+  /// Commands again); `text` is the protocol's SaslTexts entry for it.
+  virtual Event sasl_refused(sasl::Outcome outcome, std::string_view text) = 0;
+  /// After tls_started() dropped the input.
+  virtual void on_tls_started() {}
 
   /// AUTHENTICATE/AUTH <mech> [<ir>]: runs the exchange's first step.
   Event sasl_begin(std::string_view mech, std::optional<std::string_view> ir,
@@ -82,6 +98,7 @@ class FrontendBase : public login::Frontend {
  private:
   Event sasl_outcome(sasl::Outcome o);
 
+  const SaslTexts& sasl_texts_;
   sasl::ServerExchange sasl_;
   sasl::Credentials credentials_;
   unsigned invalid_commands_ = 0;

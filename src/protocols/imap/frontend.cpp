@@ -43,6 +43,14 @@ constexpr std::string_view kPasswordExposedAlert =
     "it anyway. If anyone was listening, the password was exposed.\r\n";
 constexpr std::string_view kUnavailable = "NO [UNAVAILABLE] Account is temporarily unavailable.";
 constexpr std::string_view kServerBug = "NO [SERVERBUG] Account is temporarily unavailable.";
+constexpr common::SaslTexts kSaslTexts{
+    .failed = kAuthFailed,
+    .unsupported = "NO Unsupported authentication mechanism.",
+    .cleartext_denied = kPrivacyRequired,
+    .bad_initial_base64 = "BAD Invalid base64 data in initial response",
+    .bad_base64 = "BAD Invalid base64 data in continued response",
+    .aborted = "BAD Authentication aborted by client.",
+};
 
 // Dovecot's rule for a reason text: a leading resp-code is kept as given,
 // otherwise the text is an [ALERT].
@@ -68,7 +76,7 @@ std::optional<login::ClientField> id_field(std::string_view key) {
 }  // namespace
 
 Frontend::Frontend(const login::FrontendSettings& settings, login::ClientInfo& client)
-    : FrontendBase(settings, client),
+    : FrontendBase(settings, client, kSaslTexts),
       parser_(CommandParser::Limits{settings.max_line_length, settings.max_literal_size,
                                     settings.max_command_size}) {}
 
@@ -235,10 +243,8 @@ Frontend::Event Frontend::cmd_starttls(const Command& cmd) {
   return FrontendEvent::StartTls;
 }
 
-void Frontend::tls_started() {
+void Frontend::on_tls_started() {
   did_starttls_ = true;
-  client_.end_client_tls = true;
-  in_.wipe();  // nothing read before the handshake may survive it
   parser_.reset();
 }
 
@@ -268,26 +274,9 @@ void Frontend::send_challenge(std::string_view b64) {
   output_ += "\r\n";
 }
 
-Frontend::Event Frontend::sasl_refused(sasl::Outcome outcome) {
-  switch (outcome) {
-    case sasl::Outcome::Unsupported:
-      reply(tag_, "NO Unsupported authentication mechanism.");
-      break;
-    case sasl::Outcome::CleartextDenied:
-      return privacy_required(tag_, ir_exposed_);
-    case sasl::Outcome::BadInitialBase64:
-      reply(tag_, "BAD Invalid base64 data in initial response");
-      break;
-    case sasl::Outcome::Aborted:
-      reply(tag_, "BAD Authentication aborted by client.");
-      break;
-    case sasl::Outcome::BadBase64:
-      reply(tag_, "BAD Invalid base64 data in continued response");
-      break;
-    default:
-      reply(tag_, kAuthFailed);
-      break;
-  }
+Frontend::Event Frontend::sasl_refused(sasl::Outcome outcome, std::string_view text) {
+  if (outcome == sasl::Outcome::CleartextDenied) return privacy_required(tag_, ir_exposed_);
+  reply(tag_, text);
   return std::nullopt;
 }
 

@@ -1,14 +1,11 @@
 #pragma once
-// The IMAP pre-login server dialogue (what imap-login offers before login,
-// spec §3.8). Sans-I/O: the engine feeds client bytes, calls next() and
-// writes output().
+// IMAP pre-login dialogue (imap-login before login, spec §3.8): CAPABILITY,
+// ID, STARTTLS, LOGIN, AUTHENTICATE with SASL-IR. Sans-I/O, on the session's
+// worker; the engine feeds bytes, calls next() and writes output().
 //
-// Lifetime: one per client connection, created by make_frontend(); holds a
-// reference to the session's ClientInfo (updated by a trusted client's ID).
-// Threading: the session's worker thread only.
-//
-// Owns: IMAP command dispatch and reply texts. Uses: protocols/common
-// (input, SASL exchange), the IMAP parser, login::ClientUpdate (trusted ID).
+// Owns: IMAP command dispatch, the capability list and reply texts. Uses:
+// protocols/common (input, SASL exchange, counting), the IMAP parser,
+// login::ClientUpdate (a trusted ID).
 
 #include <memory>
 #include <optional>
@@ -31,7 +28,6 @@ class Frontend final : public common::FrontendBase {
   Frontend(const login::FrontendSettings& settings, login::ClientInfo& client);
 
   void start() override;
-  void tls_started() override;
   void auth_failed(login::AuthFailure kind, std::string_view reason) override;
   std::unique_ptr<login::BackendLogin> make_backend_login(
       const login::BackendLoginParams& p) override;
@@ -50,7 +46,8 @@ class Frontend final : public common::FrontendBase {
  private:
   Event parse() override;
   void send_challenge(std::string_view b64) override;
-  Event sasl_refused(sasl::Outcome outcome) override;
+  Event sasl_refused(sasl::Outcome outcome, std::string_view text) override;
+  void on_tls_started() override;
 
   Event next_command();
   Event next_sasl_response();

@@ -43,6 +43,14 @@ constexpr std::string_view kAuthFailed = "Authentication failed.";
 constexpr std::string_view kUnavailable = "Account is temporarily unavailable.";
 constexpr std::string_view kPlaintextDisallowed =
     "Plaintext authentication disallowed on non-secure (SSL/TLS) connections.";
+constexpr common::SaslTexts kSaslTexts{
+    .failed = kAuthFailed,
+    .unsupported = "Unsupported authentication mechanism.",
+    .cleartext_denied = kPlaintextDisallowed,
+    .bad_initial_base64 = "Invalid base64 data in initial response.",
+    .bad_base64 = "Invalid base64 data in continued response.",
+    .aborted = "Authentication aborted by client.",
+};
 
 // RFC 5804 commands that need an authenticated session.
 constexpr std::array<std::string_view, 9> kPostLoginCommands = {
@@ -56,7 +64,7 @@ bool command_is(const Command& cmd, std::string_view name) {
 }  // namespace
 
 Frontend::Frontend(const login::FrontendSettings& settings, login::ClientInfo& client)
-    : FrontendBase(settings, client),
+    : FrontendBase(settings, client, kSaslTexts),
       parser_(CommandParser::Limits{settings.max_line_length, settings.max_literal_size,
                                     settings.max_command_size}) {}
 
@@ -218,9 +226,7 @@ Frontend::Event Frontend::cmd_starttls(const Command& cmd) {
   return FrontendEvent::StartTls;
 }
 
-void Frontend::tls_started() {
-  client_.end_client_tls = true;
-  in_.wipe();  // nothing read before the handshake may survive it
+void Frontend::on_tls_started() {
   parser_.reset();
   // RFC 5804 §2.2: the server sends its capabilities again after TLS.
   output_ += capabilities();
@@ -244,28 +250,13 @@ void Frontend::send_challenge(std::string_view b64) {
   output_ += "\"\r\n";
 }
 
-Frontend::Event Frontend::sasl_refused(sasl::Outcome outcome) {
-  switch (outcome) {
-    case sasl::Outcome::Unsupported:
-      no("Unsupported authentication mechanism.");
-      break;
-    case sasl::Outcome::CleartextDenied:
-      no(kPlaintextDisallowed, "ENCRYPT-NEEDED");
-      if (invalid_limit_reached()) return close_with("Too many invalid commands.");
-      break;
-    case sasl::Outcome::BadInitialBase64:
-      no("Invalid base64 data in initial response.");
-      break;
-    case sasl::Outcome::Aborted:
-      no("Authentication aborted by client.");
-      break;
-    case sasl::Outcome::BadBase64:
-      no("Invalid base64 data in continued response.");
-      break;
-    default:
-      no(kAuthFailed);
-      break;
+Frontend::Event Frontend::sasl_refused(sasl::Outcome outcome, std::string_view text) {
+  if (outcome != sasl::Outcome::CleartextDenied) {
+    no(text);
+    return std::nullopt;
   }
+  no(text, "ENCRYPT-NEEDED");
+  if (invalid_limit_reached()) return close_with("Too many invalid commands.");
   return std::nullopt;
 }
 

@@ -1,14 +1,11 @@
 #pragma once
-// The ManageSieve pre-login server dialogue (what managesieve-login offers
-// before login, spec §6.3, RFC 5804). Sans-I/O: the engine feeds client
-// bytes, calls next() and writes output().
+// ManageSieve pre-login dialogue (managesieve-login, spec §6.3, RFC 5804):
+// CAPABILITY, STARTTLS, AUTHENTICATE, NOOP, XCLIENT. Sans-I/O, on the
+// session's worker.
 //
-// Lifetime: one per client connection, created by make_frontend(); holds a
-// reference to the session's ClientInfo (updated by a trusted client's XCLIENT).
-// Threading: the session's worker thread only.
-//
-// Owns: ManageSieve command dispatch and reply texts. Uses: protocols/common
-// (input, SASL exchange), the ManageSieve parser, login::ClientUpdate.
+// Owns: command dispatch, the capability lines and reply texts. Uses:
+// protocols/common (input, SASL exchange, counting), the ManageSieve parser,
+// login::ClientUpdate (a trusted XCLIENT).
 
 #include <memory>
 #include <optional>
@@ -35,7 +32,6 @@ class Frontend final : public common::FrontendBase {
   Frontend(const login::FrontendSettings& settings, login::ClientInfo& client);
 
   void start() override;
-  void tls_started() override;
   void auth_failed(login::AuthFailure kind, std::string_view reason) override;
   std::unique_ptr<login::BackendLogin> make_backend_login(
       const login::BackendLoginParams& p) override;
@@ -50,7 +46,8 @@ class Frontend final : public common::FrontendBase {
  private:
   Event parse() override;
   void send_challenge(std::string_view b64) override;
-  Event sasl_refused(sasl::Outcome outcome) override;
+  Event sasl_refused(sasl::Outcome outcome, std::string_view text) override;
+  void on_tls_started() override;
 
   Event next_command();
   Event next_sasl_response();

@@ -49,10 +49,20 @@ constexpr std::string_view kPlaintextDisabled =
     "Plaintext authentication disallowed on non-secure (SSL/TLS) connections.";
 constexpr std::string_view kRetryable = "-ERR [SYS/TEMP] Account is temporarily unavailable.\r\n";
 constexpr std::string_view kConfig = "-ERR Account is temporarily unavailable.\r\n";
+// Whole reply lines; [AUTH] as Dovecot's POP3_CMD_REPLY_AUTH_ERROR adds it.
+constexpr common::SaslTexts kSaslTexts{
+    .failed = "-ERR [AUTH] Authentication failed.",
+    .unsupported = "-ERR [AUTH] Unsupported authentication mechanism.",
+    .cleartext_denied =
+        "-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.",
+    .bad_initial_base64 = "-ERR [AUTH] Invalid base64 data in initial response",
+    .bad_base64 = "-ERR [AUTH] Invalid base64 data in continued response",
+    .aborted = "-ERR Authentication aborted by client.",
+};
 }  // namespace
 
 Frontend::Frontend(const login::FrontendSettings& settings, login::ClientInfo& client)
-    : FrontendBase(settings, client) {}
+    : FrontendBase(settings, client, kSaslTexts) {}
 
 Frontend::~Frontend() { forget_user(); }
 
@@ -216,27 +226,8 @@ void Frontend::send_challenge(std::string_view b64) {
   output_ += "\r\n";
 }
 
-Frontend::Event Frontend::sasl_refused(sasl::Outcome outcome) {
-  switch (outcome) {
-    case sasl::Outcome::Unsupported:
-      auth_error("Unsupported authentication mechanism.");
-      break;
-    case sasl::Outcome::CleartextDenied:
-      auth_error(kPlaintextDisabled);
-      break;
-    case sasl::Outcome::BadInitialBase64:
-      auth_error("Invalid base64 data in initial response");
-      break;
-    case sasl::Outcome::Aborted:
-      reply("-ERR Authentication aborted by client.");
-      break;
-    case sasl::Outcome::BadBase64:
-      auth_error("Invalid base64 data in continued response");
-      break;
-    default:
-      auth_error(kAuthFailed);
-      break;
-  }
+Frontend::Event Frontend::sasl_refused(sasl::Outcome, std::string_view text) {
+  reply(text);
   return std::nullopt;
 }
 
@@ -256,9 +247,7 @@ Frontend::Event Frontend::cmd_stls() {
   return FrontendEvent::StartTls;
 }
 
-void Frontend::tls_started() {
-  client_.end_client_tls = true;
-  in_.wipe();  // nothing read before the handshake may survive it
+void Frontend::on_tls_started() {
   // A USER given in plaintext must not be completed by a PASS over TLS.
   forget_user();
 }

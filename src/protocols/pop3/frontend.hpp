@@ -1,14 +1,9 @@
 #pragma once
-// The POP3 pre-login server dialogue (what pop3-login offers before login,
-// spec §4.3). Sans-I/O: the engine feeds client bytes, calls next() and
-// writes output().
+// POP3 pre-login dialogue (pop3-login before login, spec §4.3): CAPA,
+// USER/PASS, AUTH, STLS, XCLIENT/XOIP. Sans-I/O, on the session's worker.
 //
-// Lifetime: one per client connection, created by make_frontend(); holds a
-// reference to the session's ClientInfo (updated by a trusted client's
-// XCLIENT/XOIP). Threading: the session's worker thread only.
-//
-// Owns: POP3 command dispatch and reply texts. Uses: protocols/common
-// (input, SASL exchange), login::ClientUpdate (trusted XCLIENT).
+// Owns: POP3 command dispatch, CAPA and reply texts. Uses: protocols/common
+// (input, SASL exchange, counting), login::ClientUpdate (a trusted XCLIENT).
 
 #include <memory>
 #include <optional>
@@ -27,7 +22,6 @@ class Frontend final : public common::FrontendBase {
   ~Frontend() override;
 
   void start() override;
-  void tls_started() override;
   void auth_failed(login::AuthFailure kind, std::string_view reason) override;
   std::unique_ptr<login::BackendLogin> make_backend_login(
       const login::BackendLoginParams& p) override;
@@ -42,7 +36,8 @@ class Frontend final : public common::FrontendBase {
  private:
   Event parse() override;
   void send_challenge(std::string_view b64) override;
-  Event sasl_refused(sasl::Outcome outcome) override;
+  Event sasl_refused(sasl::Outcome outcome, std::string_view text) override;
+  void on_tls_started() override;
 
   Event dispatch(std::string_view verb, std::string_view args);
   Event cmd_user(std::string_view args);

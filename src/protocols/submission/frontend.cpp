@@ -39,6 +39,14 @@ constexpr std::string_view kUnavailable = "454 4.7.0 Account is temporarily unav
 constexpr std::string_view kAuthRequired = "530 5.7.0 Authentication required.";
 constexpr std::string_view kCleartextDenied =
     "523 5.7.10 Plaintext authentication disallowed on non-secure (SSL/TLS) connections.";
+constexpr common::SaslTexts kSaslTexts{
+    .failed = kAuthFailed,
+    .unsupported = "504 5.5.4 Unsupported authentication mechanism.",
+    .cleartext_denied = kCleartextDenied,
+    .bad_initial_base64 = "501 5.5.2 Invalid base64 data in initial response",
+    .bad_base64 = "501 5.5.2 Invalid base64 data in continued response",
+    .aborted = "501 5.5.2 Authentication aborted by client.",
+};
 bool unavailable(std::string_view v) {
   return core::iequals(v, "[UNAVAILABLE]") || core::iequals(v, "[TEMPUNAVAIL]");
 }
@@ -46,7 +54,7 @@ bool unavailable(std::string_view v) {
 }  // namespace
 
 Frontend::Frontend(const login::FrontendSettings& settings, login::ClientInfo& client)
-    : FrontendBase(settings, client) {
+    : FrontendBase(settings, client, kSaslTexts) {
   if (settings_.hostname.empty()) settings_.hostname = "localhost";
 }
 
@@ -191,9 +199,7 @@ Frontend::Event Frontend::cmd_starttls(std::string_view args) {
   return FrontendEvent::StartTls;
 }
 
-void Frontend::tls_started() {
-  client_.end_client_tls = true;
-  in_.wipe();  // nothing read before the handshake may survive it
+void Frontend::on_tls_started() {
   // RFC 3207 §4.2: forget everything learned before TLS; EHLO again.
   helo_seen_ = false;
   client_helo_.clear();
@@ -218,27 +224,8 @@ void Frontend::send_challenge(std::string_view b64) {
   output_ += "\r\n";
 }
 
-Frontend::Event Frontend::sasl_refused(sasl::Outcome outcome) {
-  switch (outcome) {
-    case sasl::Outcome::Unsupported:
-      reply("504 5.5.4 Unsupported authentication mechanism.");
-      break;
-    case sasl::Outcome::CleartextDenied:
-      reply(kCleartextDenied);
-      break;
-    case sasl::Outcome::BadInitialBase64:
-      reply("501 5.5.2 Invalid base64 data in initial response");
-      break;
-    case sasl::Outcome::Aborted:
-      reply("501 5.5.2 Authentication aborted by client.");
-      break;
-    case sasl::Outcome::BadBase64:
-      reply("501 5.5.2 Invalid base64 data in continued response");
-      break;
-    default:
-      reply(kAuthFailed);
-      break;
-  }
+Frontend::Event Frontend::sasl_refused(sasl::Outcome, std::string_view text) {
+  reply(text);
   return std::nullopt;
 }
 

@@ -1,14 +1,10 @@
 #pragma once
-// The Submission pre-login server dialogue (what submission-login offers
-// before login, spec §5.5). Sans-I/O: the engine feeds client bytes, calls
-// next() and writes output().
+// Submission pre-login dialogue (submission-login before AUTH, spec §5.5):
+// EHLO/HELO, STARTTLS, AUTH, XCLIENT. Sans-I/O, on the session's worker.
 //
-// Lifetime: one per client connection, created by make_frontend(); holds a
-// reference to the session's ClientInfo (updated by a trusted client's XCLIENT).
-// Threading: the session's worker thread only.
-//
-// Owns: SMTP command dispatch and reply texts. Uses: protocols/common
-// (input, SASL exchange), login::ClientUpdate (trusted XCLIENT).
+// Owns: SMTP command dispatch, the EHLO reply, the client's HELO/PROTO for
+// the backend's XCLIENT, reply texts. Uses: protocols/common (input, SASL
+// exchange, counting), login::ClientUpdate (a trusted XCLIENT).
 
 #include <memory>
 #include <optional>
@@ -32,7 +28,6 @@ class Frontend final : public common::FrontendBase {
   Frontend(const login::FrontendSettings& settings, login::ClientInfo& client);
 
   void start() override;
-  void tls_started() override;
   void auth_failed(login::AuthFailure kind, std::string_view reason) override;
   std::unique_ptr<login::BackendLogin> make_backend_login(
       const login::BackendLoginParams& p) override;
@@ -48,7 +43,8 @@ class Frontend final : public common::FrontendBase {
  private:
   Event parse() override;
   void send_challenge(std::string_view b64) override;
-  Event sasl_refused(sasl::Outcome outcome) override;
+  Event sasl_refused(sasl::Outcome outcome, std::string_view text) override;
+  void on_tls_started() override;
 
   Event dispatch(std::string_view verb, std::string_view args);
   Event cmd_ehlo(std::string_view args, bool ehlo);

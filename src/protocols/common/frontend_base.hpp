@@ -79,6 +79,15 @@ class FrontendBase : public login::Frontend {
   void login_over();
   /// Stop for good: input wiped, exchange forgotten; returns Close.
   Event closed();
+  /// Run a command parser (IMAP, ManageSieve) over the buffered input and
+  /// consume what it used.
+  template <class Parser, class Fn>
+  auto parse_input(Parser& parser, Fn fn) {
+    size_t used = 0;
+    auto r = fn(parser, in_.avail(), used);
+    in_.consume(used);
+    return r;
+  }
   /// Count one invalid command; true when login.max_invalid_commands is reached.
   bool invalid_limit_reached();
   /// A good command (POP3 counts bad commands in a row).

@@ -147,12 +147,8 @@ Frontend::Event Frontend::privacy_required(std::string_view tag, bool password_s
 }
 
 Frontend::Event Frontend::next_command() {
-  std::string_view avail = in_.avail();
-  if (avail.empty()) return FrontendEvent::NeedInput;
-  size_t used = 0;
-  const auto r = parser_.parse(avail, used);
-  in_.consume(used);
-  switch (r) {
+  if (in_.avail().empty()) return FrontendEvent::NeedInput;
+  switch (parse_input(parser_, [](auto& p, auto in, size_t& used) { return p.parse(in, used); })) {
     case CommandParser::Result::NeedMore:
       return FrontendEvent::NeedInput;
     case CommandParser::Result::Continuation:

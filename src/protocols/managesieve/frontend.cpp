@@ -133,12 +133,8 @@ Frontend::Event Frontend::invalid(std::string_view reply_text) {
 }
 
 Frontend::Event Frontend::next_command() {
-  std::string_view avail = in_.avail();
-  if (avail.empty()) return FrontendEvent::NeedInput;
-  size_t used = 0;
-  const auto r = parser_.parse(avail, used);
-  in_.consume(used);
-  switch (r) {
+  if (in_.avail().empty()) return FrontendEvent::NeedInput;
+  switch (parse_input(parser_, [](auto& p, auto in, size_t& used) { return p.parse(in, used); })) {
     case CommandParser::Result::NeedMore:
       return FrontendEvent::NeedInput;
     case CommandParser::Result::EmptyLine:
@@ -261,12 +257,9 @@ Frontend::Event Frontend::sasl_refused(sasl::Outcome outcome, std::string_view t
 }
 
 Frontend::Event Frontend::next_sasl_response() {
-  std::string_view avail = in_.avail();
-  if (avail.empty()) return FrontendEvent::NeedInput;
-  size_t used = 0;
-  const auto r = parser_.parse_string_line(avail, used);
-  in_.consume(used);
-  switch (r) {
+  if (in_.avail().empty()) return FrontendEvent::NeedInput;
+  auto string_line = [](auto& p, auto in, size_t& used) { return p.parse_string_line(in, used); };
+  switch (parse_input(parser_, string_line)) {
     case CommandParser::Result::NeedMore:
       return FrontendEvent::NeedInput;
     case CommandParser::Result::Error:

@@ -75,7 +75,7 @@ inline int run_backend(const MakeBackend& make, bool literals, const uint8_t* da
   const Creds& cr = kCreds[g & 7];
   login::BackendLoginParams p;
   p.user = std::string(cr.user);
-  p.password = std::string(cr.password);
+  p.password = cr.password;
   p.starttls = f & 0x01;
   p.tls = (f & 0x02) || p.starttls;
   p.nopipelining = f & 0x04;
@@ -96,7 +96,7 @@ inline int run_backend(const MakeBackend& make, bool literals, const uint8_t* da
     std::string why;
     if (!wire_clean(bl->output(), literals, &why))
       fail("backend output not CRLF-clean (command injection?)", why + ": " + bl->output());
-    bl->output().clear();
+    bl->wipe_output();
     std::string st = bl->state();
     FUZZ_CHECK(!st.empty(), "empty state()", "");
     if (pw_checkable) FUZZ_CHECK(!contains(st, pw), "password in state()", st);

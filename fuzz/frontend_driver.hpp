@@ -57,7 +57,7 @@ inline login::BackendEvent drive_canned_backend(const FrontendTarget& t, login::
     std::string why;
     if (!wire_clean(bl.output(), t.literals, &why))
       fail("backend output not CRLF-clean (command injection?)", why + ": " + bl.output());
-    bl.output().clear();
+    bl.wipe_output();
   };
   for (std::string_view line : t.backend_script) {
     ev = bl.on_line(line);
@@ -159,7 +159,7 @@ inline int run_frontend(const FrontendTarget& t, const uint8_t* data, size_t siz
         }
         login::BackendLoginParams p;
         p.user = creds.authcid;
-        p.password = creds.password;
+        p.password = creds.password.view();
         p.hostname = s.hostname;
         p.forward = {{"client_id", "fuzz"}};
         p.client = &ci;

@@ -31,7 +31,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(c.mech == (plain ? "PLAIN" : "LOGIN"), "credentials().mech", c.mech);
     if (plain) {
       FUZZ_CHECK(c.authcid.find('\0') == std::string::npos, "NUL in PLAIN authcid", c.authcid);
-      FUZZ_CHECK(c.password.find('\0') == std::string::npos, "NUL in PLAIN password", "");
+      FUZZ_CHECK(c.password.view().find('\0') == std::string::npos, "NUL in PLAIN password", "");
     }
   } else {
     FUZZ_CHECK(!st.error.empty(), "Failed without error", "");

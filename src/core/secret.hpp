@@ -41,6 +41,12 @@ class Secret {
     return out;
   }
 
+  /// Replace the contents (the old ones are overwritten in place or wiped).
+  Secret& operator=(std::string_view v) {
+    assign(v);
+    return *this;
+  }
+
   std::string_view view() const { return {p_ ? p_ : "", n_}; }
   size_t size() const { return n_; }
   bool empty() const { return n_ == 0; }

@@ -61,8 +61,8 @@ BackendLoginParams backend_params(const passdb::ProxyFields& f, sasl::Credential
                                   const std::string& hostname, const ClientInfo& ci) {
   BackendLoginParams p;
   p.user = f.destuser.empty() ? creds.authcid : f.destuser;
-  p.password = f.pass ? *f.pass : creds.password;
-  core::secure_zero(creds.password);
+  p.password = f.pass ? std::string_view(*f.pass) : creds.password.view();
+  creds.password.clear();
   p.master = f.master;
   p.mech = core::to_upper(f.proxy_mech);
   p.starttls = f.tls == passdb::BackendTls::StartTls;
@@ -91,7 +91,7 @@ net::Task<void> FailureDelay::wait(std::string key, const config::Config& cfg,
 Task<passdb::Lookup> AuthFlow::verify(const sasl::Credentials& c) {
   passdb::Request req;
   req.user = c.authcid;
-  req.password = c.password;
+  req.password = c.password.view();
   req.protocol = protocol_.name;
   req.service = protocol_.service;
   req.mechanism = log_.method();

@@ -46,7 +46,8 @@ std::optional<ProxyFailure> precheck(const passdb::ProxyFields& f, bool ip_ok,
   if (ip == ci.local_ip && f.port == ci.local_port && params.user == login_user)
     return ProxyFailure{FailureType::Internal, "Proxying loops to itself", {}};
   if (!params.mech.empty() && !sasl::is_known_mech(params.mech))
-    return ProxyFailure{FailureType::Internal, "Unsupported SASL mechanism " + params.mech, {}};
+    return ProxyFailure{FailureType::InternalConfig, "Unsupported SASL mechanism " + params.mech,
+                        {}};
   return std::nullopt;
 }
 
@@ -247,7 +248,7 @@ Task<std::optional<ProxyFailure>> BackendDriver::dialogue(const passdb::ProxyFie
       last_state_ = bl_->state();
       if (!bl_->output().empty()) {
         auto wec = co_await backend_->write_all(bl_->output());
-        core::secure_zero(bl_->output());
+        bl_->wipe_output();
         if (wec) co_return io_failure(wec);
       }
       if (ev != BackendEvent::StartTls) break;

@@ -18,6 +18,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/secret.hpp"
+#include "core/secure.hpp"
 #include "login/failure.hpp"
 #include "sasl/sasl.hpp"
 
@@ -74,10 +76,13 @@ enum class AuthFailure {
   Limit,           // too many concurrent sessions for this user
 };
 
-/// Everything a BackendLogin needs for one backend connection.
+/// Everything a BackendLogin needs for one backend connection. Move-only
+/// (the password is a core::Secret); the engine keeps one per login and lends
+/// it to each attempt's BackendLogin, which copies the password into its own
+/// Secret.
 struct BackendLoginParams {
   std::string user;       // destuser (or the login user)
-  std::string password;   // pass (or the client's password)
+  core::Secret password;  // pass (or the client's password)
   std::string master;     // master user: SASL authid, forces AUTHENTICATE PLAIN
   std::string mech;       // proxy_mech, upper-case; empty = protocol default
   bool starttls = false;  // upgrade the backend leg with the protocol's STARTTLS
@@ -106,8 +111,12 @@ class BackendLogin {
   virtual BackendEvent on_line(std::string_view line) = 0;
   /// The TLS handshake requested with StartTls has completed.
   virtual BackendEvent on_tls_ready() = 0;
-  /// Bytes to write to the backend before acting on the last event; the engine clears it.
+  /// Bytes to write to the backend before acting on the last event. They may
+  /// hold the password (`L LOGIN "u" "p"`, `PASS p`, SASL payloads): after
+  /// writing them the engine calls wipe_output(), never output().clear().
   std::string& output() { return output_; }
+  /// Zero and clear output() (the buffer is kept for the next command).
+  void wipe_output() { core::secure_zero(output_); }
   /// After Success: the complete reply for the client (CRLF-terminated lines).
   const std::string& client_reply() const { return client_reply_; }
   /// After Failure.

@@ -137,7 +137,7 @@ class Session final : public Stoppable {
     if (!governor_.admit_user(log_.user(), max_user, user_lease_)) {
       log_.emit(events::UserLimit{max_user});
       front_.fe().auth_failed(AuthFailure::Limit, {});
-      core::secure_zero(params.password);
+      params.password.clear();
       co_return false;
     }
     co_return co_await backend_login(v.fields, params);
@@ -148,7 +148,7 @@ class Session final : public Stoppable {
     governor_.backend_login_started();
     driver_.emplace(client_, *snap_, governor_, log_, abort_, stats_.start);
     auto r = co_await driver_->run(front_.fe(), f, params);
-    core::secure_zero(params.password);
+    params.password.clear();
     if (r == BackendDriver::Result::LoggedIn) {
       // The login counts as a success only now that the backend accepted it.
       governor_.record_auth_success(penalty_key());

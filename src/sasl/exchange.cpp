@@ -61,7 +61,7 @@ Outcome ServerExchange::result(const Step& step) {
       challenge_ = core::base64_encode(step.challenge);
       return Outcome::Challenge;
     case Status::Done:
-      creds_ = mech_->credentials();
+      creds_ = mech_->take_credentials();
       mech_.reset();  // wipes the mechanism's own copy
       return Outcome::Done;
     case Status::Failed:

@@ -7,8 +7,6 @@
 
 namespace portier::sasl {
 
-Credentials::~Credentials() { core::secure_zero(password); }
-
 ServerMech::~ServerMech() = default;
 ClientMech::~ClientMech() = default;
 
@@ -39,6 +37,7 @@ class PlainServer final : public ServerMech {
   }
 
   const Credentials& credentials() const override { return creds_; }
+  Credentials take_credentials() override { return std::move(creds_); }
 
  private:
   enum class State { Initial, WaitMessage, Finished };
@@ -96,6 +95,7 @@ class LoginServer final : public ServerMech {
   }
 
   const Credentials& credentials() const override { return creds_; }
+  Credentials take_credentials() override { return std::move(creds_); }
 
  private:
   enum class State { Initial, WaitUser, WaitPassword, Finished };
@@ -123,29 +123,29 @@ class LoginServer final : public ServerMech {
 class PlainClient final : public ClientMech {
  public:
   PlainClient(std::string_view authzid, std::string_view authcid, std::string_view password) {
-    msg_.reserve(authzid.size() + authcid.size() + password.size() + 2);
-    msg_.append(authzid).push_back('\0');
-    msg_.append(authcid).push_back('\0');
+    msg_.append(authzid);
+    msg_.push_back('\0');
+    msg_.append(authcid);
+    msg_.push_back('\0');
     msg_.append(password);
   }
-  ~PlainClient() override { core::secure_zero(msg_); }
 
   std::string initial_response() override {
     sent_ = true;
-    return msg_;
+    return std::string(msg_.view());
   }
 
   std::optional<std::string> step(std::string_view challenge) override {
     // A server that did not take the IR sends an empty challenge; answer once.
     if (!answered_ && challenge.empty()) {
       answered_ = true;
-      return msg_;
+      return std::string(msg_.view());
     }
     return std::nullopt;
   }
 
  private:
-  std::string msg_;
+  core::Secret msg_;  // authzid NUL authcid NUL password
   bool sent_ = false;
   bool answered_ = false;
 };
@@ -154,21 +154,20 @@ class LoginClient final : public ClientMech {
  public:
   LoginClient(std::string_view authcid, std::string_view password)
       : user_(authcid), password_(password) {}
-  ~LoginClient() override { core::secure_zero(password_); }
 
   std::string initial_response() override { return {}; }
 
   std::optional<std::string> step(std::string_view challenge) override {
     switch (n_++) {
       case 0: return user_;
-      case 1: return password_;
+      case 1: return std::string(password_.view());
       default: return std::nullopt;
     }
   }
 
  private:
   std::string user_;
-  std::string password_;
+  core::Secret password_;
   int n_ = 0;
 };
 

@@ -1,29 +1,28 @@
 #pragma once
 // Sans-I/O SASL mechanisms (RFC 4616 PLAIN, draft-murchison-sasl-login LOGIN).
 // No I/O and no base64: every function takes and returns raw decoded bytes;
-// the protocol layer does the base64 framing.
+// the protocol layer (through sasl::ServerExchange) does the base64 framing.
+//
+// Owns: the mechanisms' state; every password they hold is a core::Secret.
+// Uses: core (strings, Secret).
 
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "core/secret.hpp"
+
 namespace portier::sasl {
 
-/// What a server mechanism learned from the client. The password is wiped
-/// (core::secure_zero) when the object is destroyed.
+/// What a server mechanism learned from the client. Move-only: the password
+/// is a core::Secret (wiped when cleared, replaced or destroyed; a move leaves
+/// no copy behind).
 struct Credentials {
-  std::string mech;      ///< canonical upper-case mechanism name, e.g. "PLAIN"
-  std::string authzid;   ///< authorization identity; empty when not given
-  std::string authcid;   ///< authentication identity (the login user)
-  std::string password;  ///< secret; never log it
-
-  Credentials() = default;
-  Credentials(const Credentials&) = default;
-  Credentials(Credentials&&) noexcept = default;
-  Credentials& operator=(const Credentials&) = default;
-  Credentials& operator=(Credentials&&) noexcept = default;
-  ~Credentials();
+  std::string mech;       ///< canonical upper-case mechanism name, e.g. "PLAIN"
+  std::string authzid;    ///< authorization identity; empty when not given
+  std::string authcid;    ///< authentication identity (the login user)
+  core::Secret password;  ///< never log it
 };
 
 /// Outcome of one server step.
@@ -50,6 +49,8 @@ class ServerMech {
   virtual Step step(std::string_view response) = 0;
   /// Credentials collected; complete only after a step returned Done.
   virtual const Credentials& credentials() const = 0;
+  /// The credentials moved out (after Done); the mechanism keeps no copy.
+  virtual Credentials take_credentials() = 0;
 };
 
 /// Creates a server mechanism: "PLAIN" or "LOGIN" (case-insensitive);
@@ -72,7 +73,7 @@ class ClientMech {
 /// nullptr for anything else. For master logins pass authzid = destination
 /// user and authcid = master user; for normal logins authzid is empty.
 /// LOGIN cannot carry an authzid: it is ignored for LOGIN.
-/// The password copy held by the mechanism is wiped on destruction.
+/// The mechanism holds the password (and the PLAIN message) as core::Secret.
 std::unique_ptr<ClientMech> make_client_mech(std::string_view name, std::string_view authzid,
                                              std::string_view authcid, std::string_view password);
 

@@ -545,7 +545,7 @@ TEST(ImapFrontend, ByteByByteEqualsAllAtOnce) {
       if (ev != FrontendEvent::NeedInput) log += std::string("<") + name(ev) + ">";
       if (ev == FrontendEvent::Authenticate) {
         auto c = h.fe->take_credentials();
-        log += c.authcid + "/" + c.password;
+        log += c.authcid + "/" + std::string(c.password.view());
         // The rest of the transcript is pending input, untouched.
         std::string rest(
             transcript.substr(i + chunk < transcript.size() ? i + chunk : transcript.size()));
@@ -623,7 +623,7 @@ TEST(ImapFrontend, RandomTranscriptsAreChunkingInvariant) {
           }
           if (ev == FrontendEvent::Authenticate) {
             auto c = h.fe->take_credentials();
-            log += c.authcid + "/" + c.password;
+            log += c.authcid + "/" + std::string(c.password.view());
             h.fe->auth_failed(login::AuthFailure::Failed, "");
           }
         }
@@ -636,3 +636,18 @@ TEST(ImapFrontend, RandomTranscriptsAreChunkingInvariant) {
 }
 
 }  // namespace
+
+// Issue 9 drift resolved: a trusted ID is validated as a whole, like XCLIENT
+// in the other protocols - one bad value and no field changes.
+TEST(ImapFrontend, IdTrustedBadAttributeChangesNothing) {
+  Harness h(false);
+  h.client.trusted = true;
+  h.start();
+  h.take_output();
+  EXPECT_EQ(h.exchange("a ID (\"x-originating-ip\" \"10.1.2.3\" \"x-session-id\" \"good\" "
+                       "\"x-originating-port\" \"70000\")\r\n"),
+            "need-input|* ID NIL\r\na OK Trusted ID completed.\r\n");
+  EXPECT_EQ(h.client.remote_ip.to_string(), "192.0.2.7");
+  EXPECT_EQ(h.client.session_id, "y7/P7lthiNF/AAAB");
+  EXPECT_EQ(h.client.remote_port, 53640);
+}

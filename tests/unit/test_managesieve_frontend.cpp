@@ -390,3 +390,18 @@ TEST(ManagesieveFrontend, ByteAtATime) {
   EXPECT_EQ(out, "OK \"NOOP Completed\"\r\n");
   EXPECT_EQ(h.fe->take_credentials().authcid, "user3");
 }
+
+// Issue 9 drift resolved: XCLIENT is validated as a whole (it was field by
+// field here) - one bad value and no field changes.
+TEST(ManagesieveFrontend, XclientBadAttributeChangesNothing) {
+  Harness h;
+  h.client.trusted = true;
+  h.start();
+  h.out();
+  EXPECT_EQ(h.send("XCLIENT ADDR=10.0.0.1 PORT=99999\r\n").second,
+            "NO \"Invalid XCLIENT arguments.\"\r\n");
+  EXPECT_EQ(h.client.remote_ip.to_string(), "192.0.2.7");
+  EXPECT_EQ(h.send("XCLIENT ADDR=10.0.0.1 TTL=x\r\n").second,
+            "NO \"Invalid XCLIENT arguments.\"\r\n");
+  EXPECT_EQ(h.client.remote_ip.to_string(), "192.0.2.7");
+}

@@ -490,3 +490,20 @@ TEST(Pop3Frontend, Goodbye) {
 }
 
 }  // namespace
+
+// Issue 9: one SASL exchange for all protocols. `AUTH LOGIN =` (an empty
+// initial response) asks for the user name, as without one (it failed before).
+TEST(Pop3Frontend, AuthLoginEmptyInitialResponseAsksForUser) {
+  Fixture f;
+  f.client.tls = true;
+  f.make();
+  f.take();
+  EXPECT_EQ(f.send("AUTH LOGIN =\r\n"), FrontendEvent::NeedInput);
+  EXPECT_EQ(f.take(), "+ " + core::base64_encode("Username:") + "\r\n");
+  EXPECT_EQ(f.send(core::base64_encode("user1") + "\r\n"), FrontendEvent::NeedInput);
+  EXPECT_EQ(f.take(), "+ " + core::base64_encode("Password:") + "\r\n");
+  EXPECT_EQ(f.send(core::base64_encode("pass") + "\r\n"), FrontendEvent::Authenticate);
+  auto cr = f.fe->take_credentials();
+  EXPECT_EQ(cr.authcid, "user1");
+  EXPECT_EQ(cr.password, "pass");
+}

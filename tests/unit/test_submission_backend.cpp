@@ -573,3 +573,29 @@ TEST(SubmissionBackend, StartTlsForgetsPlaintextPhase) {
   EXPECT_EQ(g.feed({"250-backend.lab", "250 PIPELINING"}), BackendEvent::Failure);
   EXPECT_EQ(g.b->failure().type, FailureType::RemoteConfig);
 }
+
+// Issue 9 drift resolved: an unknown SASL mechanism is InternalConfig in every
+// protocol's BackendLogin (and so in the engine); it was Internal here.
+TEST(SubmissionBackend, UnsupportedMechIsInternalConfig) {
+  Fixture f;
+  f.params.mech = "XYZZY";
+  f.make();
+  EXPECT_EQ(f.b->on_line("220 backend.lab ready."), BackendEvent::Continue);
+  f.take();
+  EXPECT_EQ(f.feed(kEhloNoXclient), BackendEvent::Failure);
+  EXPECT_EQ(f.b->failure().type, FailureType::InternalConfig);
+  EXPECT_EQ(f.b->failure().reason, "Unsupported SASL mechanism XYZZY");
+}
+
+// Issue 9: the AUTH line held the password; wipe_output() zeroes and clears it.
+TEST(SubmissionBackend, WipeOutputClearsTheAuthLine) {
+  Fixture f;
+  EXPECT_NE(f.through_ehlo(kEhloNoXclient).find("AUTH PLAIN"), std::string::npos);
+  f.b->on_line("334 ");  // nothing pending: ignored or answered
+  f.b->output() = "AUTH PLAIN secret\r\n";
+  const char* data = f.b->output().data();
+  const size_t n = f.b->output().size();
+  f.b->wipe_output();
+  EXPECT_TRUE(f.b->output().empty());
+  EXPECT_EQ(std::string(data, n), std::string(n, '\0'));  // same buffer, kept by clear()
+}

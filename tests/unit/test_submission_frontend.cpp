@@ -505,3 +505,38 @@ TEST(SubmissionSmtp, Xtext) {
 }
 
 }  // namespace
+
+// Issue 9: one SASL exchange for all protocols. `AUTH LOGIN =` (an empty
+// initial response) asks for the user name, as without one (it failed before).
+TEST(SubmissionFrontend, AuthLoginEmptyInitialResponseAsksForUser) {
+  Fixture f;
+  f.client.tls = true;
+  f.make();
+  f.take();
+  f.send("EHLO c\r\n");
+  f.take();
+  EXPECT_EQ(f.send("AUTH LOGIN =\r\n"), FrontendEvent::NeedInput);
+  EXPECT_EQ(f.take(), "334 VXNlcm5hbWU6\r\n");
+  EXPECT_EQ(f.send(core::base64_encode("user1") + "\r\n"), FrontendEvent::NeedInput);
+  EXPECT_EQ(f.take(), "334 UGFzc3dvcmQ6\r\n");
+  EXPECT_EQ(f.send(core::base64_encode("pass") + "\r\n"), FrontendEvent::Authenticate);
+  auto c = f.fe->take_credentials();
+  EXPECT_EQ(c.authcid, "user1");
+  EXPECT_EQ(c.password, "pass");
+}
+
+// Issue 9 drift: a trusted XCLIENT session id may hold a space (as IMAP's ID
+// and the other protocols accept); an empty one is ignored, not an error.
+TEST(SubmissionFrontend, XclientSessionRulesAreTheSharedOnes) {
+  Fixture f;
+  f.client.trusted = true;
+  f.make();
+  f.take();
+  f.send("XCLIENT SESSION=a+20b\r\n");
+  EXPECT_EQ(f.take(), "220 proxy.lab portier ready.\r\n");
+  EXPECT_EQ(f.client.session_id, "a b");
+  f.send("XCLIENT ADDR=10.0.0.9 SESSION=\r\n");
+  EXPECT_EQ(f.take(), "220 proxy.lab portier ready.\r\n");
+  EXPECT_EQ(f.client.session_id, "a b");
+  EXPECT_EQ(f.client.remote_ip.to_string(), "10.0.0.9");
+}

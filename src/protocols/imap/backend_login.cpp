@@ -23,6 +23,7 @@
 #include "core/base64.hpp"
 #include "core/secure.hpp"
 #include "core/strings.hpp"
+#include "core/text.hpp"
 #include "protocols/imap/quote.hpp"
 
 namespace portier::protocols::imap {
@@ -69,14 +70,6 @@ std::string_view capability_code_value(std::string_view text) {
   return end == std::string_view::npos ? v : v.substr(0, end);
 }
 
-bool printable_ascii(std::string_view s) {
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c == 0x7f) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 bool has_capability(std::string_view caps, std::string_view cap) {
@@ -86,30 +79,14 @@ bool has_capability(std::string_view caps, std::string_view cap) {
 }
 
 std::string sanitize_for_log(std::string_view s, size_t max) {
-  std::string out;
-  bool cut = s.size() > max;
-  if (cut) s = s.substr(0, max);
-  out.reserve(s.size() + 3);
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    out.push_back(c < 0x20 || c == 0x7f ? '?' : ch);
-  }
-  if (cut) out.append("...");
-  return out;
+  return core::sanitize_for_log(s, max);
 }
 
 BackendLogin::BackendLogin(const login::BackendLoginParams& p, std::string client_tag,
                            bool client_sent_capability)
-    : user_(p.user),
-      password_(p.password),
-      master_(p.master),
-      mech_(p.mech),
-      starttls_(p.starttls),
+    : BackendBase(p),
       tls_(p.tls),
       nopipelining_(p.nopipelining),
-      not_trusted_(p.not_trusted),
-      forward_(p.forward),
-      client_(p.client),
       client_tag_(std::move(client_tag)),
       client_sent_capability_(client_sent_capability) {
   // §11.8: a master login always uses SASL; PLAIN unless proxy_mech says otherwise.
@@ -117,18 +94,7 @@ BackendLogin::BackendLogin(const login::BackendLoginParams& p, std::string clien
   mech_ = core::to_upper(mech_);
 }
 
-BackendLogin::~BackendLogin() { wipe_secrets(); }
-
-void BackendLogin::wipe_secrets() { core::secure_zero(password_); }
-
-BackendEvent BackendLogin::fail(FailureType type, std::string reason, std::string client_reply) {
-  finished_ = true;
-  wipe_secrets();
-  failure_.type = type;
-  failure_.reason = std::move(reason);
-  failure_.client_reply = std::move(client_reply);
-  return BackendEvent::Failure;
-}
+BackendLogin::~BackendLogin() = default;
 
 std::string BackendLogin::build_id_command() const {
   const login::ClientInfo& c = *client_;
@@ -148,7 +114,7 @@ std::string BackendLogin::build_id_command() const {
     // backend refuse the whole ID and lose all client-IP forwarding (§13.10).
     std::string key = "x-forward-" + k;
     if (k.empty() || key.size() > kMaxIdKeyLength) continue;
-    if (!printable_ascii(k) || !printable_ascii(v)) continue;
+    if (!core::no_control_chars(k) || !core::no_control_chars(v)) continue;
     s += ' ';
     append_quoted(s, key);
     s += ' ';
@@ -302,23 +268,20 @@ int BackendLogin::write_login() {
       fail(FailureType::RemoteConfig, "LOGINDISABLED advertised, but SSL/TLS not enabled");
       return -1;
     }
+    reserve_output(user_.size() + password_.size());
     output_ += "L LOGIN ";
     append_string(output_, user_);
     output_ += ' ';
-    append_string(output_, password_);
+    append_string(output_, password_.view());
     output_ += "\r\n";
     state_.set_sent(Sent::Login);
-    wipe_secrets();
+    password_.clear();
     return 0;
   }
 
   // authcid = master if set, else the user; authzid = the user for master
   // logins (`destuser\0master\0pass`), empty otherwise (RFC 4616: same identity).
-  const bool master = !master_.empty();
-  sasl_ = sasl::make_client_mech(mech_, master ? user_ : std::string_view{},
-                                 master ? master_ : user_, password_);
-  wipe_secrets();
-  if (!sasl_) {
+  if (!start_sasl()) {
     fail(FailureType::InternalConfig, "Unsupported SASL mechanism " + mech_);
     return -1;
   }
@@ -329,7 +292,8 @@ int BackendLogin::write_login() {
   if (sasl_ir_ && mech_ != "LOGIN") {
     std::string ir = sasl_->initial_response();
     output_ += ' ';
-    output_ += ir.empty() ? std::string("=") : core::base64_encode(ir);
+    if (ir.empty()) output_ += '=';
+    append_base64(ir);
     core::secure_zero(ir);
   }
   output_ += "\r\n";
@@ -346,16 +310,15 @@ BackendEvent BackendLogin::on_continuation(std::string_view line) {
   // `+ <b64>`, `+<b64>` (Dovecot main) and a bare `+` are all accepted.
   std::string_view payload = line.substr(1);
   if (!payload.empty() && payload[0] == ' ') payload.remove_prefix(1);
-  std::optional<std::string> challenge = core::base64_decode(payload);
-  if (!challenge)
-    return fail(FailureType::Protocol, "Invalid base64 data in AUTHENTICATE response");
-  std::optional<std::string> response = sasl_->step(*challenge);
-  if (!response)
-    return fail(FailureType::Protocol,
-                "Invalid authentication data: unexpected challenge for " + mech_);
-  output_ += core::base64_encode(*response);
-  output_ += "\r\n";
-  core::secure_zero(*response);
+  switch (answer_challenge(payload, "", "\r\n")) {
+    case Answer::BadBase64:
+      return fail(FailureType::Protocol, "Invalid base64 data in AUTHENTICATE response");
+    case Answer::Unexpected:
+      return fail(FailureType::Protocol,
+                  "Invalid authentication data: unexpected challenge for " + mech_);
+    case Answer::Sent:
+      break;
+  }
   state_.set_sent(Sent::AuthContinue);
   return BackendEvent::Continue;
 }

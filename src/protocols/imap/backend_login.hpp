@@ -6,7 +6,8 @@
 // Created by the IMAP Frontend (make_backend_login) for each connection
 // attempt; it copies everything it needs from BackendLoginParams except
 // `client`, which must outlive it (the session owns the ClientInfo).
-// The password copy is wiped when it has been written and on destruction.
+// The password (a core::Secret) is wiped when it has been written and on
+// destruction. Owns: the IMAP login dialogue. Uses: protocols/common.
 
 #include <memory>
 #include <optional>
@@ -14,12 +15,13 @@
 #include <string_view>
 
 #include "login/protocol.hpp"
+#include "protocols/common/backend_base.hpp"
 #include "protocols/imap/state.hpp"
 #include "sasl/sasl.hpp"
 
 namespace portier::protocols::imap {
 
-class BackendLogin final : public login::BackendLogin {
+class BackendLogin final : public common::BackendBase {
  public:
   /// `client_tag`: the tag of the client's LOGIN/AUTHENTICATE command (the
   /// success or failure reply goes out under it). `client_sent_capability`:
@@ -41,25 +43,14 @@ class BackendLogin final : public login::BackendLogin {
   login::BackendEvent on_banner(std::string_view line);
   login::BackendEvent on_continuation(std::string_view line);
   login::BackendEvent on_login_reply(std::string_view rest);
-  login::BackendEvent fail(login::FailureType type, std::string reason,
-                           std::string client_reply = {});
   /// 1 = STARTTLS queued, 0 = not wanted, -1 = failed (failure_ set).
   int write_starttls();
   /// 0 = queued (or deferred until `C OK`), -1 = failed (failure_ set).
   int write_login();
-  void wipe_secrets();
 
-  // Copied parameters.
-  std::string user_;
-  std::string password_;
-  std::string master_;
-  std::string mech_;  // effective mechanism; empty = LOGIN command
-  bool starttls_;
+  // mech_ (from BackendBase): the effective mechanism; empty = LOGIN command.
   bool tls_;
   bool nopipelining_;
-  bool not_trusted_;
-  std::vector<std::pair<std::string, std::string>> forward_;
-  const login::ClientInfo* client_;
 
   std::string client_tag_;
   bool client_sent_capability_;
@@ -73,8 +64,6 @@ class BackendLogin final : public login::BackendLogin {
   bool starttls_sent_ = false;
   bool starttls_done_ = false;
   bool login_sent_ = false;
-  bool finished_ = false;
-  std::unique_ptr<sasl::ClientMech> sasl_;
   std::string untagged_;  // backend untagged lines to forward to the client
 };
 

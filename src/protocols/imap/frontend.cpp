@@ -18,12 +18,11 @@
 
 #include "protocols/imap/frontend.hpp"
 
-#include <asio/ip/address.hpp>
-
-#include "core/base64.hpp"
 #include "core/secure.hpp"
-#include "login/command_budget.hpp"
 #include "core/strings.hpp"
+#include "core/text.hpp"
+#include "login/client_update.hpp"
+#include "login/command_budget.hpp"
 #include "protocols/imap/backend_login.hpp"
 
 namespace portier::protocols::imap {
@@ -44,77 +43,46 @@ constexpr std::string_view kPasswordExposedAlert =
     "it anyway. If anyone was listening, the password was exposed.\r\n";
 constexpr std::string_view kUnavailable = "NO [UNAVAILABLE] Account is temporarily unavailable.";
 constexpr std::string_view kServerBug = "NO [SERVERBUG] Account is temporarily unavailable.";
-constexpr size_t kMaxSessionIdLength = 64;
-// Compact the input buffer once this much of it has been consumed.
-constexpr size_t kCompactThreshold = 4096;
-
-bool is_cleartext_mech(std::string_view mech) {
-  return core::iequals(mech, "PLAIN") || core::iequals(mech, "LOGIN");
-}
-
-bool printable_ascii(std::string_view s) {
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c >= 0x7f) return false;
-  }
-  return true;
-}
-
-// A passdb reason goes into a reply line: keep it on one line.
-std::string one_line(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    out.push_back(c < 0x20 || c == 0x7f ? ' ' : ch);
-  }
-  return out;
-}
+constexpr common::SaslTexts kSaslTexts{
+    .failed = kAuthFailed,
+    .unsupported = "NO Unsupported authentication mechanism.",
+    .cleartext_denied = kPrivacyRequired,
+    .bad_initial_base64 = "BAD Invalid base64 data in initial response",
+    .bad_base64 = "BAD Invalid base64 data in continued response",
+    .aborted = "BAD Authentication aborted by client.",
+};
 
 // Dovecot's rule for a reason text: a leading resp-code is kept as given,
 // otherwise the text is an [ALERT].
 std::string reason_reply(std::string_view reason) {
-  std::string r = one_line(reason);
+  std::string r = core::one_line(reason);  // a passdb reason: one line
   return !r.empty() && r[0] == '[' ? "NO " + r : "NO [ALERT] " + r;
 }
 
-std::optional<uint16_t> parse_port(std::string_view s) {
-  auto v = core::parse_uint(s);
-  if (!v || *v == 0 || *v > 65535) return std::nullopt;
-  return static_cast<uint16_t>(*v);
-}
-
-std::optional<asio::ip::address> parse_ip(std::string_view s) {
-  if (s.size() >= 2 && s.front() == '[' && s.back() == ']') s = s.substr(1, s.size() - 2);
-  asio::error_code ec;
-  auto a = asio::ip::make_address(std::string(s), ec);
-  if (ec) return std::nullopt;
-  return a;
+// The ID keys a trusted upstream may set (Dovecot's x-* keys).
+std::optional<login::ClientField> id_field(std::string_view key) {
+  using login::ClientField;
+  if (core::iequals(key, "x-originating-ip")) return ClientField::RemoteIp;
+  if (core::iequals(key, "x-originating-port")) return ClientField::RemotePort;
+  if (core::iequals(key, "x-connected-ip")) return ClientField::LocalIp;
+  if (core::iequals(key, "x-connected-port")) return ClientField::LocalPort;
+  if (core::iequals(key, "x-session-id") || core::iequals(key, "x-session-ext-id"))
+    return ClientField::SessionId;
+  if (core::iequals(key, "x-proxy-ttl")) return ClientField::Ttl;
+  if (core::iequals(key, "x-client-transport")) return ClientField::Transport;
+  return std::nullopt;
 }
 
 }  // namespace
 
 Frontend::Frontend(const login::FrontendSettings& settings, login::ClientInfo& client)
-    : settings_(settings),
-      client_(client),
+    : FrontendBase(settings, client, kSaslTexts),
       parser_(CommandParser::Limits{settings.max_line_length, settings.max_literal_size,
-                                    settings.max_command_size}) {
-  if (settings_.greeting.empty()) settings_.greeting = "portier ready.";
-}
-
-Frontend::~Frontend() { wipe_input(); }
+                                    settings.max_command_size}) {}
 
 std::unique_ptr<login::Frontend> make_frontend(const login::FrontendSettings& settings,
                                                login::ClientInfo& client) {
   return std::make_unique<Frontend>(settings, client);
-}
-
-bool Frontend::cleartext_allowed() const { return client_.secured() || settings_.allow_cleartext; }
-
-bool Frontend::mech_configured(std::string_view mech) const {
-  for (const auto& m : settings_.mechanisms)
-    if (core::iequals(m, mech)) return true;
-  return false;
 }
 
 const std::string& Frontend::capabilities() {
@@ -127,7 +95,7 @@ const std::string& Frontend::capabilities() {
   const bool cleartext = cleartext_allowed();
   if (!cleartext) caps_ += " LOGINDISABLED";
   for (const auto& m : settings_.mechanisms) {
-    if (!cleartext && is_cleartext_mech(m)) continue;
+    if (!mech_advertised(m)) continue;
     caps_ += " AUTH=";
     caps_ += m;
   }
@@ -144,11 +112,6 @@ void Frontend::start() {
   output_ += "\r\n";
 }
 
-void Frontend::feed(std::string_view data) {
-  if (mode_ == Mode::Closed) return;
-  in_.append(data);
-}
-
 void Frontend::reply(std::string_view tag, std::string_view text) {
   output_ += tag.empty() ? std::string_view("*") : tag;
   output_ += ' ';
@@ -156,41 +119,8 @@ void Frontend::reply(std::string_view tag, std::string_view text) {
   output_ += "\r\n";
 }
 
-void Frontend::consume(size_t n) {
-  in_pos_ += n;
-  if (in_pos_ == in_.size()) {
-    wipe_input();
-  } else if (in_pos_ >= kCompactThreshold) {
-    core::secure_zero(in_.data(), in_pos_);
-    in_.erase(0, in_pos_);
-    in_pos_ = 0;
-  }
-}
-
-void Frontend::wipe_input() {
-  // The buffer may have held a password: zero it before it is reused or freed.
-  core::secure_zero(in_);
-  in_pos_ = 0;
-}
-
-FrontendEvent Frontend::next() {
-  for (;;) {
-    Event ev;
-    switch (mode_) {
-      case Mode::Closed:
-        return FrontendEvent::Close;
-      case Mode::AuthPending:
-        // The login is with the engine; later input stays pending.
-        return FrontendEvent::NeedInput;
-      case Mode::SaslResponse:
-        ev = next_sasl_response();
-        break;
-      case Mode::Commands:
-        ev = next_command();
-        break;
-    }
-    if (ev) return *ev;
-  }
+Frontend::Event Frontend::parse() {
+  return mode_ == Mode::SaslResponse ? next_sasl_response() : next_command();
 }
 
 Frontend::Event Frontend::close_with(std::string_view bye_line) {
@@ -200,15 +130,11 @@ Frontend::Event Frontend::close_with(std::string_view bye_line) {
   else if (bye_line.starts_with("* BYE "))
     set_close_reason(bye_line.substr(6));
   output_ += bye_line;
-  mode_ = Mode::Closed;
-  sasl_.reset();
-  wipe_input();
-  return FrontendEvent::Close;
+  return closed();
 }
 
 Frontend::Event Frontend::bad_command(std::string_view tag) {
-  if (settings_.max_invalid_commands > 0 && ++invalid_commands_ >= settings_.max_invalid_commands)
-    return close_with("* BYE Too many invalid IMAP commands.\r\n");
+  if (invalid_limit_reached()) return close_with("* BYE Too many invalid IMAP commands.\r\n");
   reply(tag, kBadCommand);
   return std::nullopt;
 }
@@ -216,18 +142,13 @@ Frontend::Event Frontend::bad_command(std::string_view tag) {
 Frontend::Event Frontend::privacy_required(std::string_view tag, bool password_sent) {
   if (password_sent) output_ += kPasswordExposedAlert;
   reply(tag, kPrivacyRequired);
-  if (settings_.max_invalid_commands > 0 && ++invalid_commands_ >= settings_.max_invalid_commands)
-    return close_with("* BYE Too many invalid IMAP commands.\r\n");
+  if (invalid_limit_reached()) return close_with("* BYE Too many invalid IMAP commands.\r\n");
   return std::nullopt;
 }
 
 Frontend::Event Frontend::next_command() {
-  std::string_view avail = std::string_view(in_).substr(in_pos_);
-  if (avail.empty()) return FrontendEvent::NeedInput;
-  size_t used = 0;
-  const auto r = parser_.parse(avail, used);
-  consume(used);
-  switch (r) {
+  if (in_.avail().empty()) return FrontendEvent::NeedInput;
+  switch (parse_input(parser_, [](auto& p, auto in, size_t& used) { return p.parse(in, used); })) {
     case CommandParser::Result::NeedMore:
       return FrontendEvent::NeedInput;
     case CommandParser::Result::Continuation:
@@ -258,9 +179,7 @@ Frontend::Event Frontend::on_parse_error() {
         return close_with("* BYE Too long literal.\r\n");
       }
       reply(tag, "BAD Literal too large.");
-      if (settings_.max_invalid_commands > 0 &&
-          ++invalid_commands_ >= settings_.max_invalid_commands)
-        return close_with("* BYE Too many invalid IMAP commands.\r\n");
+      if (invalid_limit_reached()) return close_with("* BYE Too many invalid IMAP commands.\r\n");
       return std::nullopt;
     case ParseError::Syntax:
     case ParseError::None:
@@ -315,15 +234,13 @@ Frontend::Event Frontend::cmd_starttls(const Command& cmd) {
   reply(cmd.tag, "OK Begin TLS negotiation now.");
   // Anything pipelined after STARTTLS arrived in plaintext and must not be
   // executed as if it came over TLS (CVE-2011-0411 style command injection).
-  wipe_input();
+  in_.wipe();
   parser_.reset();
   return FrontendEvent::StartTls;
 }
 
-void Frontend::tls_started() {
+void Frontend::on_tls_started() {
   did_starttls_ = true;
-  client_.end_client_tls = true;
-  wipe_input();  // nothing read before the handshake may survive it
   parser_.reset();
 }
 
@@ -332,104 +249,43 @@ Frontend::Event Frontend::cmd_login(Command& cmd) {
     return bad_command(cmd.tag);
   if (!cleartext_allowed()) return privacy_required(cmd.tag, true);
   tag_ = cmd.tag;
-  credentials_ = sasl::Credentials{};
-  credentials_.mech = "PLAIN";
-  credentials_.authcid = cmd.args[0].value;
-  credentials_.password = cmd.args[1].value;
-  mode_ = Mode::AuthPending;
-  return FrontendEvent::Authenticate;
+  return authenticate(cmd.args[0].value, cmd.args[1].value);
 }
 
 Frontend::Event Frontend::cmd_authenticate(Command& cmd) {
   if (cmd.args.empty() || cmd.args.size() > 2 || cmd.args[0].type != Arg::Type::Atom ||
       (cmd.args.size() == 2 && cmd.args[1].type != Arg::Type::Atom))
     return bad_command(cmd.tag);
-  const std::string mech = core::to_upper(cmd.args[0].value);
-  std::unique_ptr<sasl::ServerMech> server;
-  if (mech_configured(mech)) server = sasl::make_server_mech(mech);
-  if (!server) {
-    reply(cmd.tag, "NO Unsupported authentication mechanism.");
-    return std::nullopt;
-  }
-  const bool has_ir = cmd.args.size() == 2;
-  if (is_cleartext_mech(mech) && !cleartext_allowed())
-    return privacy_required(cmd.tag, has_ir && cmd.args[1].value != "=");
-
-  std::optional<std::string> ir;
-  if (has_ir) {
-    // SASL-IR (RFC 4959): "=" is an empty initial response.
-    if (cmd.args[1].value == "=") {
-      ir.emplace();
-    } else {
-      ir = core::base64_decode(cmd.args[1].value);
-      if (!ir) {
-        reply(cmd.tag, "BAD Invalid base64 data in initial response");
-        return std::nullopt;
-      }
-    }
-  }
-  // LOGIN has no initial response: treat "=" as none, so the user name is
-  // asked for (Dovecot's LOGIN mechanism does the same).
-  if (ir && ir->empty() && mech == "LOGIN") ir.reset();
   tag_ = cmd.tag;
-  sasl_ = std::move(server);
-  sasl::Step step = ir ? sasl_->start(std::string_view(*ir)) : sasl_->start(std::nullopt);
-  if (ir) core::secure_zero(*ir);
-  return sasl_result(step);
+  std::optional<std::string_view> ir;
+  if (cmd.args.size() == 2) ir = cmd.args[1].value;
+  // SASL-IR (RFC 4959): "=" is an empty initial response, not a password.
+  ir_exposed_ = ir && *ir != "=";
+  return sasl_begin(cmd.args[0].value, ir);
 }
 
-Frontend::Event Frontend::sasl_result(const sasl::Step& step) {
-  switch (step.status) {
-    case sasl::Status::Continue:
-      output_ += "+ ";
-      output_ += core::base64_encode(step.challenge);
-      output_ += "\r\n";
-      mode_ = Mode::SaslResponse;
-      return std::nullopt;
-    case sasl::Status::Done:
-      credentials_ = sasl_->credentials();
-      sasl_.reset();
-      mode_ = Mode::AuthPending;
-      return FrontendEvent::Authenticate;
-    case sasl::Status::Failed:
-      break;
-  }
-  sasl_.reset();
-  mode_ = Mode::Commands;
-  reply(tag_, kAuthFailed);
+void Frontend::send_challenge(std::string_view b64) {
+  output_ += "+ ";
+  output_ += b64;
+  output_ += "\r\n";
+}
+
+Frontend::Event Frontend::sasl_refused(sasl::Outcome outcome, std::string_view text) {
+  if (outcome == sasl::Outcome::CleartextDenied) return privacy_required(tag_, ir_exposed_);
+  reply(tag_, text);
   return std::nullopt;
 }
 
 Frontend::Event Frontend::next_sasl_response() {
-  std::string_view avail = std::string_view(in_).substr(in_pos_);
-  size_t lf = avail.find('\n');
-  if (lf == std::string_view::npos) {
-    if (avail.size() > login::line_limit(settings_))
+  switch (in_.take_line(login::line_limit(settings_), /*lf_counts=*/true)) {
+    case login::PreloginInput::Line::NeedMore:
+      return FrontendEvent::NeedInput;
+    case login::PreloginInput::Line::TooLong:
       return close_with("* BYE Too long command line.\r\n");
-    return FrontendEvent::NeedInput;
+    case login::PreloginInput::Line::Ready:
+      break;
   }
-  if (lf + 1 > login::line_limit(settings_)) return close_with("* BYE Too long command line.\r\n");
-  std::string line(avail.substr(0, lf));
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  consume(lf + 1);
-
-  if (line == "*") {
-    sasl_.reset();
-    mode_ = Mode::Commands;
-    reply(tag_, "BAD Authentication aborted by client.");
-    return std::nullopt;
-  }
-  std::optional<std::string> response = core::base64_decode(line);
-  core::secure_zero(line);
-  if (!response) {
-    sasl_.reset();
-    mode_ = Mode::Commands;
-    reply(tag_, "BAD Invalid base64 data in continued response");
-    return std::nullopt;
-  }
-  sasl::Step step = sasl_->step(*response);
-  core::secure_zero(*response);
-  return sasl_result(step);
+  return sasl_respond(in_.line());
 }
 
 Frontend::Event Frontend::cmd_id(const Command& cmd) {
@@ -439,15 +295,17 @@ Frontend::Event Frontend::cmd_id(const Command& cmd) {
   const IdParams& id = *cmd.id;
   if (!id.valid) {
     reply(cmd.tag, "BAD Invalid ID parameters");
-    if (settings_.max_invalid_commands > 0 &&
-        ++invalid_commands_ >= settings_.max_invalid_commands)
-      return close_with("* BYE Too many invalid IMAP commands.\r\n");
+    if (invalid_limit_reached()) return close_with("* BYE Too many invalid IMAP commands.\r\n");
     return std::nullopt;
   }
-  // Only a trusted hop may set these, and only with its first ID.
+  // Only a trusted hop may set these, and only with its first ID; one bad
+  // value and none is taken (login::ClientUpdate).
   if (client_.trusted && !id_seen_) {
+    login::ClientUpdate update(client_);
     for (const IdPair& p : id.pairs)
-      if (!p.nil && !p.truncated) apply_trusted_id(p.key, p.value);
+      if (auto field = id_field(p.key); field && !p.nil && !p.truncated)
+        update.set(*field, p.value);
+    update.apply(client_);
   }
   id_seen_ = true;
   output_ += "* ID NIL\r\n";
@@ -455,31 +313,8 @@ Frontend::Event Frontend::cmd_id(const Command& cmd) {
   return std::nullopt;
 }
 
-void Frontend::apply_trusted_id(std::string_view key, std::string_view value) {
-  if (core::iequals(key, "x-originating-ip")) {
-    if (auto ip = parse_ip(value)) client_.remote_ip = *ip;
-  } else if (core::iequals(key, "x-originating-port")) {
-    if (auto p = parse_port(value)) client_.remote_port = *p;
-  } else if (core::iequals(key, "x-connected-ip")) {
-    if (auto ip = parse_ip(value)) client_.local_ip = *ip;
-  } else if (core::iequals(key, "x-connected-port")) {
-    if (auto p = parse_port(value)) client_.local_port = *p;
-  } else if (core::iequals(key, "x-session-id") || core::iequals(key, "x-session-ext-id")) {
-    if (!value.empty() && value.size() <= kMaxSessionIdLength && printable_ascii(value))
-      client_.session_id.assign(value);
-  } else if (core::iequals(key, "x-proxy-ttl")) {
-    auto v = core::parse_uint(value);
-    if (v && *v > 0 && *v <= 0xffffffffULL) client_.proxy_ttl = static_cast<unsigned>(*v);
-  } else if (core::iequals(key, "x-client-transport")) {
-    client_.end_client_tls = value.starts_with("TLS");
-  }
-}
-
-sasl::Credentials Frontend::take_credentials() { return std::move(credentials_); }
-
 void Frontend::auth_failed(AuthFailure kind, std::string_view reason) {
-  credentials_ = sasl::Credentials{};
-  mode_ = Mode::Commands;
+  login_over();
   switch (kind) {
     case AuthFailure::Failed:
       reply(tag_, reason.empty() ? std::string(kAuthFailed) : reason_reply(reason));
@@ -506,8 +341,7 @@ std::unique_ptr<login::BackendLogin> Frontend::make_backend_login(
 }
 
 void Frontend::proxy_failed(const login::ProxyFailure& f) {
-  credentials_ = sasl::Credentials{};
-  mode_ = Mode::Commands;
+  login_over();
   // The one switch that maps a backend failure to the IMAP client reply (§3.6).
   switch (f.type) {
     case FailureType::Connect:
@@ -538,22 +372,14 @@ void Frontend::proxy_failed(const login::ProxyFailure& f) {
 void Frontend::timed_out() {
   output_ += mode_ == Mode::AuthPending ? "* BYE Timeout while finishing login.\r\n"
                                         : "* BYE Disconnected for inactivity.\r\n";
-  mode_ = Mode::Closed;
-  sasl_.reset();
+  closed();
 }
 
 void Frontend::goodbye(std::string_view reason) {
   output_ += "* BYE ";
   output_ += reason;
   output_ += "\r\n";
-  mode_ = Mode::Closed;
-  sasl_.reset();
-}
-
-std::string Frontend::take_pending_input() {
-  std::string rest = in_.substr(in_pos_);
-  wipe_input();
-  return rest;
+  closed();
 }
 
 }  // namespace portier::protocols::imap

@@ -1,11 +1,11 @@
 #pragma once
-// The IMAP pre-login server dialogue (what imap-login offers before login,
-// spec §3.8). Sans-I/O: the engine feeds client bytes, calls next() and
-// writes output().
+// IMAP pre-login dialogue (imap-login before login, spec §3.8): CAPABILITY,
+// ID, STARTTLS, LOGIN, AUTHENTICATE with SASL-IR. Sans-I/O, on the session's
+// worker; the engine feeds bytes, calls next() and writes output().
 //
-// Lifetime: one per client connection, created by make_frontend(); holds a
-// reference to the session's ClientInfo (updated by a trusted client's ID).
-// Threading: the session's worker thread only.
+// Owns: IMAP command dispatch, the capability list and reply texts. Uses:
+// protocols/common (input, SASL exchange, counting), the IMAP parser,
+// login::ClientUpdate (a trusted ID).
 
 #include <memory>
 #include <optional>
@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "login/protocol.hpp"
+#include "protocols/common/frontend_base.hpp"
 #include "protocols/imap/parser.hpp"
 #include "sasl/sasl.hpp"
 
@@ -22,23 +23,17 @@ namespace portier::protocols::imap {
 inline constexpr std::string_view kBaseCapabilities =
     "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+";
 
-class Frontend final : public login::Frontend {
+class Frontend final : public common::FrontendBase {
  public:
   Frontend(const login::FrontendSettings& settings, login::ClientInfo& client);
-  ~Frontend() override;
 
   void start() override;
-  void feed(std::string_view data) override;
-  login::FrontendEvent next() override;
-  void tls_started() override;
-  sasl::Credentials take_credentials() override;
   void auth_failed(login::AuthFailure kind, std::string_view reason) override;
   std::unique_ptr<login::BackendLogin> make_backend_login(
       const login::BackendLoginParams& p) override;
   void proxy_failed(const login::ProxyFailure& f) override;
   void timed_out() override;
   void goodbye(std::string_view reason) override;
-  std::string take_pending_input() override;
 
   /// The pre-login capability list for the connection's current TLS/secured
   /// state (cached; recomputed only when that state changes).
@@ -49,13 +44,10 @@ class Frontend final : public login::Frontend {
   bool client_sent_capability() const { return client_sent_capability_; }
 
  private:
-  enum class Mode {
-    Commands,      // parsing commands
-    SaslResponse,  // AUTHENTICATE sent "+ ..."; waiting for the client's line
-    AuthPending,   // Authenticate returned; the engine owns the next step
-    Closed,
-  };
-  using Event = std::optional<login::FrontendEvent>;  // nullopt = keep parsing
+  Event parse() override;
+  void send_challenge(std::string_view b64) override;
+  Event sasl_refused(sasl::Outcome outcome, std::string_view text) override;
+  void on_tls_started() override;
 
   Event next_command();
   Event next_sasl_response();
@@ -66,30 +58,17 @@ class Frontend final : public login::Frontend {
   Event cmd_login(Command& cmd);
   Event cmd_authenticate(Command& cmd);
   Event cmd_id(const Command& cmd);
-  Event sasl_result(const sasl::Step& step);
   Event bad_command(std::string_view tag);
   Event privacy_required(std::string_view tag, bool password_sent);
   Event close_with(std::string_view bye_line);
-  void apply_trusted_id(std::string_view key, std::string_view value);
   void reply(std::string_view tag, std::string_view text);
-  bool cleartext_allowed() const;
-  bool mech_configured(std::string_view mech) const;
-  void consume(size_t n);
-  void wipe_input();
 
-  login::FrontendSettings settings_;
-  login::ClientInfo& client_;
   CommandParser parser_;
-  Mode mode_ = Mode::Commands;
-  std::string in_;
-  size_t in_pos_ = 0;
   std::string tag_;
-  unsigned invalid_commands_ = 0;
   bool client_sent_capability_ = false;
   bool did_starttls_ = false;
   bool id_seen_ = false;
-  std::unique_ptr<sasl::ServerMech> sasl_;
-  sasl::Credentials credentials_;
+  bool ir_exposed_ = false;  // the AUTHENTICATE in progress carried a real initial response
   std::string caps_;
   int caps_key_ = -1;
 };

@@ -23,6 +23,7 @@
 #include "core/base64.hpp"
 #include "core/secure.hpp"
 #include "core/strings.hpp"
+#include "core/text.hpp"
 
 namespace portier::protocols::managesieve {
 
@@ -35,25 +36,6 @@ constexpr std::string_view kAuthFailedReply = "NO \"Authentication failed.\"\r\n
 // One backend response with its literals; far more than any greeting or reply.
 constexpr size_t kMaxResponseSize = 65536;
 
-std::string plain_ip(const asio::ip::address& a) {
-  if (a.is_v6() && a.to_v6().is_v4_mapped())
-    return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string();
-  return a.to_string();
-}
-
-// Dovecot's str_append_tabescaped.
-void append_tabescaped(std::string& out, std::string_view s) {
-  for (char c : s) {
-    switch (c) {
-      case '\001': out += "\001" "1"; break;
-      case '\t': out += "\001t"; break;
-      case '\r': out += "\001r"; break;
-      case '\n': out += "\001n"; break;
-      default: out.push_back(c);
-    }
-  }
-}
-
 bool all_atom_chars(std::string_view s) {
   for (char c : s)
     if (!is_atom_char(c)) return false;
@@ -63,65 +45,28 @@ bool all_atom_chars(std::string_view s) {
 }  // namespace
 
 std::string sanitize_for_log(std::string_view s, size_t max) {
-  std::string out;
-  bool cut = s.size() > max;
-  if (cut) s = s.substr(0, max);
-  out.reserve(s.size() + 3);
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    out.push_back(c < 0x20 || c == 0x7f ? '?' : ch);
-  }
-  if (cut) out.append("...");
-  return out;
+  return core::sanitize_for_log(s, max);
 }
 
 BackendLogin::BackendLogin(const login::BackendLoginParams& p)
-    : user_(p.user),
-      password_(p.password),
-      master_(p.master),
-      mech_(core::to_upper(p.mech)),
-      starttls_(p.starttls),
-      not_trusted_(p.not_trusted),
-      forward_(p.forward),
-      client_(p.client) {
+    : BackendBase(p) {
+  mech_ = core::to_upper(mech_);
   // §6.1: proxy_mech or PLAIN (a master login is always PLAIN unless told otherwise).
   if (mech_.empty()) mech_ = "PLAIN";
 }
 
-BackendLogin::~BackendLogin() {
-  wipe_secrets();
-  core::secure_zero(pending_);
-}
-
-void BackendLogin::wipe_secrets() { core::secure_zero(password_); }
-
-BackendEvent BackendLogin::fail(FailureType type, std::string reason, std::string client_reply) {
-  finished_ = true;
-  wipe_secrets();
-  sasl_.reset();
-  failure_.type = type;
-  failure_.reason = std::move(reason);
-  failure_.client_reply = std::move(client_reply);
-  return BackendEvent::Failure;
-}
+BackendLogin::~BackendLogin() { core::secure_zero(pending_); }
 
 std::string BackendLogin::build_xclient_command() const {
   const login::ClientInfo& c = *client_;
-  std::string s = "XCLIENT ADDR=" + plain_ip(c.remote_ip);
+  std::string s = "XCLIENT ADDR=" + common::plain_ip(c.remote_ip);
   s += " PORT=" + std::to_string(c.remote_port);
-  s += " DESTADDR=" + plain_ip(c.local_ip);
+  s += " DESTADDR=" + common::plain_ip(c.local_ip);
   s += " DESTPORT=" + std::to_string(c.local_port);
   if (all_atom_chars(c.session_id)) s += " SESSION=" + c.session_id;
-  s += " TTL=" + std::to_string(c.proxy_ttl > 0 ? c.proxy_ttl - 1 : 0);
+  s += " TTL=" + std::to_string(common::next_ttl(c));
   s += c.end_client_tls ? " CLIENT-TRANSPORT=TLS" : " CLIENT-TRANSPORT=insecure";
-  if (!forward_.empty()) {
-    std::string fwd;
-    for (const auto& [k, v] : forward_) {
-      if (!fwd.empty()) fwd += '\t';
-      append_tabescaped(fwd, k + "=" + v);
-    }
-    s += " FORWARD=" + core::base64_encode(fwd);
-  }
+  if (!forward_.empty()) s += " FORWARD=" + common::forward_base64(forward_);
   s += "\r\n";
   return s;
 }
@@ -241,18 +186,14 @@ BackendEvent BackendLogin::send_authenticate() {
     return fail(FailureType::RemoteConfig, "Server has disabled authentication (TLS required?)");
   // authcid = master if set, else the user; authzid = the user for master
   // logins (`destuser\0master\0pass`), empty otherwise.
-  const bool master = !master_.empty();
-  sasl_ = sasl::make_client_mech(mech_, master ? user_ : std::string_view{},
-                                 master ? master_ : user_, password_);
-  wipe_secrets();
-  if (!sasl_) return fail(FailureType::InternalConfig, "Unsupported SASL mechanism " + mech_);
+  if (!start_sasl()) return fail(FailureType::InternalConfig, "Unsupported SASL mechanism " + mech_);
   output_ += "AUTHENTICATE ";
   append_quoted(output_, mech_);
   std::string ir = sasl_->initial_response();
   if (!ir.empty()) {
     // An empty initial response is left out entirely (§6.1 step 6).
     output_ += " \"";
-    output_ += core::base64_encode(ir);
+    append_base64(ir);
     output_ += '"';
     core::secure_zero(ir);
   }
@@ -267,18 +208,17 @@ BackendEvent BackendLogin::on_auth_reply(std::string_view raw, const Response& r
       if (r.strings.size() != 1)
         return fail(FailureType::Protocol,
                     "Server sent invalid SASL challenge line: " + sanitize_for_log(raw));
-      std::optional<std::string> challenge = core::base64_decode(r.strings[0]);
-      if (!challenge)
-        return fail(FailureType::Protocol,
-                    "Server sent invalid base64 data in AUTHENTICATE response");
-      std::optional<std::string> response = sasl_ ? sasl_->step(*challenge) : std::nullopt;
-      if (!response)
-        return fail(FailureType::Protocol,
-                    "Server sent invalid SASL challenge line: unexpected challenge for " + mech_);
-      output_ += '"';
-      output_ += core::base64_encode(*response);
-      output_ += "\"\r\n";
-      core::secure_zero(*response);
+      switch (answer_challenge(r.strings[0], "\"", "\"\r\n")) {
+        case Answer::BadBase64:
+          return fail(FailureType::Protocol,
+                      "Server sent invalid base64 data in AUTHENTICATE response");
+        case Answer::Unexpected:
+          return fail(FailureType::Protocol,
+                      "Server sent invalid SASL challenge line: unexpected challenge for " +
+                          mech_);
+        case Answer::Sent:
+          break;
+      }
       return BackendEvent::Continue;
     }
     case Response::Kind::Ok:

@@ -6,7 +6,8 @@
 // Created by the ManageSieve Frontend for each connection attempt; copies
 // what it needs from BackendLoginParams except `client`, which must outlive
 // it (the session owns the ClientInfo). The password copy is wiped once the
-// SASL client has it and on destruction.
+// SASL client has it and on destruction. Owns: the ManageSieve login
+// dialogue. Uses: protocols/common.
 
 #include <memory>
 #include <string>
@@ -15,13 +16,14 @@
 #include <vector>
 
 #include "login/protocol.hpp"
+#include "protocols/common/backend_base.hpp"
 #include "protocols/managesieve/parser.hpp"
 #include "protocols/managesieve/state.hpp"
 #include "sasl/sasl.hpp"
 
 namespace portier::protocols::managesieve {
 
-class BackendLogin final : public login::BackendLogin {
+class BackendLogin final : public common::BackendBase {
  public:
   explicit BackendLogin(const login::BackendLoginParams& params);
   ~BackendLogin() override;
@@ -39,22 +41,8 @@ class BackendLogin final : public login::BackendLogin {
   login::BackendEvent after_capabilities();
   login::BackendEvent send_authenticate();
   login::BackendEvent on_auth_reply(std::string_view raw, const Response& r);
-  login::BackendEvent fail(login::FailureType type, std::string reason,
-                           std::string client_reply = {});
-  void wipe_secrets();
-
-  // Copied parameters.
-  std::string user_;
-  std::string password_;
-  std::string master_;
-  std::string mech_;
-  bool starttls_;
-  bool not_trusted_;
-  std::vector<std::pair<std::string, std::string>> forward_;
-  const login::ClientInfo* client_;
 
   ProxyState state_;
-  bool finished_ = false;
   bool cap_sasl_ = false;
   bool cap_starttls_ = false;
   bool cap_xclient_ = false;
@@ -63,7 +51,6 @@ class BackendLogin final : public login::BackendLogin {
   std::string pending_;
   size_t literal_left_ = 0;
   bool pending_active_ = false;
-  std::unique_ptr<sasl::ClientMech> sasl_;
 };
 
 /// A backend line made safe for a log reason: control bytes become '?', and

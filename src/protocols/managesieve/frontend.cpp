@@ -25,11 +25,10 @@
 
 #include <array>
 
-#include <asio/ip/address.hpp>
-
-#include "core/base64.hpp"
 #include "core/secure.hpp"
 #include "core/strings.hpp"
+#include "core/text.hpp"
+#include "login/client_update.hpp"
 #include "protocols/managesieve/backend_login.hpp"
 
 namespace portier::protocols::managesieve {
@@ -44,52 +43,19 @@ constexpr std::string_view kAuthFailed = "Authentication failed.";
 constexpr std::string_view kUnavailable = "Account is temporarily unavailable.";
 constexpr std::string_view kPlaintextDisallowed =
     "Plaintext authentication disallowed on non-secure (SSL/TLS) connections.";
-constexpr size_t kMaxSessionIdLength = 64;
-// Compact the input buffer once this much of it has been consumed.
-constexpr size_t kCompactThreshold = 4096;
+constexpr common::SaslTexts kSaslTexts{
+    .failed = kAuthFailed,
+    .unsupported = "Unsupported authentication mechanism.",
+    .cleartext_denied = kPlaintextDisallowed,
+    .bad_initial_base64 = "Invalid base64 data in initial response.",
+    .bad_base64 = "Invalid base64 data in continued response.",
+    .aborted = "Authentication aborted by client.",
+};
 
 // RFC 5804 commands that need an authenticated session.
 constexpr std::array<std::string_view, 9> kPostLoginCommands = {
     "HAVESPACE",    "PUTSCRIPT",    "LISTSCRIPTS", "SETACTIVE",      "GETSCRIPT",
     "DELETESCRIPT", "RENAMESCRIPT", "CHECKSCRIPT", "UNAUTHENTICATE"};
-
-bool is_cleartext_mech(std::string_view mech) {
-  return core::iequals(mech, "PLAIN") || core::iequals(mech, "LOGIN");
-}
-
-bool printable_ascii(std::string_view s) {
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c >= 0x7f) return false;
-  }
-  return true;
-}
-
-// A passdb reason goes into a quoted string: keep it on one line.
-std::string one_line(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    out.push_back(c < 0x20 || c == 0x7f ? ' ' : ch);
-  }
-  return out;
-}
-
-std::optional<uint16_t> parse_port(std::string_view s) {
-  auto v = core::parse_uint(s);
-  if (!v || *v == 0 || *v > 65535) return std::nullopt;
-  return static_cast<uint16_t>(*v);
-}
-
-std::optional<asio::ip::address> parse_ip(std::string_view s) {
-  if (core::istarts_with(s, "IPV6:")) s.remove_prefix(5);
-  if (s.size() >= 2 && s.front() == '[' && s.back() == ']') s = s.substr(1, s.size() - 2);
-  asio::error_code ec;
-  auto a = asio::ip::make_address(std::string(s), ec);
-  if (ec) return std::nullopt;
-  return a;
-}
 
 bool command_is(const Command& cmd, std::string_view name) {
   return core::iequals(cmd.name, name);
@@ -98,26 +64,13 @@ bool command_is(const Command& cmd, std::string_view name) {
 }  // namespace
 
 Frontend::Frontend(const login::FrontendSettings& settings, login::ClientInfo& client)
-    : settings_(settings),
-      client_(client),
+    : FrontendBase(settings, client, kSaslTexts),
       parser_(CommandParser::Limits{settings.max_line_length, settings.max_literal_size,
-                                    settings.max_command_size}) {
-  if (settings_.greeting.empty()) settings_.greeting = "portier ready.";
-}
-
-Frontend::~Frontend() { wipe_input(); }
+                                    settings.max_command_size}) {}
 
 std::unique_ptr<login::Frontend> make_frontend(const login::FrontendSettings& settings,
                                                login::ClientInfo& client) {
   return std::make_unique<Frontend>(settings, client);
-}
-
-bool Frontend::cleartext_allowed() const { return client_.secured() || settings_.allow_cleartext; }
-
-bool Frontend::mech_configured(std::string_view mech) const {
-  for (const auto& m : settings_.mechanisms)
-    if (core::iequals(m, mech)) return true;
-  return false;
 }
 
 std::string Frontend::capabilities() const {
@@ -127,9 +80,8 @@ std::string Frontend::capabilities() const {
   append_quoted(s, kSieveExtensions);
   s += "\r\n\"NOTIFY\" \"mailto\"\r\n";
   std::string mechs;
-  const bool cleartext = cleartext_allowed();
   for (const auto& m : settings_.mechanisms) {
-    if (!cleartext && is_cleartext_mech(m)) continue;
+    if (!mech_advertised(m)) continue;
     if (!mechs.empty()) mechs += ' ';
     mechs += m;
   }
@@ -147,13 +99,8 @@ void Frontend::start() {
   if (client_.tls) client_.end_client_tls = true;
   output_ += capabilities();
   output_ += "OK ";
-  append_quoted(output_, one_line(settings_.greeting));
+  append_quoted(output_, core::one_line(settings_.greeting));
   output_ += "\r\n";
-}
-
-void Frontend::feed(std::string_view data) {
-  if (mode_ == Mode::Closed) return;
-  in_.append(data);
 }
 
 void Frontend::no(std::string_view text, std::string_view code) {
@@ -167,41 +114,8 @@ void Frontend::no(std::string_view text, std::string_view code) {
   output_ += "\r\n";
 }
 
-void Frontend::consume(size_t n) {
-  in_pos_ += n;
-  if (in_pos_ == in_.size()) {
-    wipe_input();
-  } else if (in_pos_ >= kCompactThreshold) {
-    core::secure_zero(in_.data(), in_pos_);
-    in_.erase(0, in_pos_);
-    in_pos_ = 0;
-  }
-}
-
-void Frontend::wipe_input() {
-  // The buffer may have held a password: zero it before it is reused or freed.
-  core::secure_zero(in_);
-  in_pos_ = 0;
-}
-
-FrontendEvent Frontend::next() {
-  for (;;) {
-    Event ev;
-    switch (mode_) {
-      case Mode::Closed:
-        return FrontendEvent::Close;
-      case Mode::AuthPending:
-        // The login is with the engine; later input stays pending.
-        return FrontendEvent::NeedInput;
-      case Mode::SaslResponse:
-        ev = next_sasl_response();
-        break;
-      case Mode::Commands:
-        ev = next_command();
-        break;
-    }
-    if (ev) return *ev;
-  }
+Frontend::Event Frontend::parse() {
+  return mode_ == Mode::SaslResponse ? next_sasl_response() : next_command();
 }
 
 Frontend::Event Frontend::close_with(std::string_view bye_text) {
@@ -209,26 +123,18 @@ Frontend::Event Frontend::close_with(std::string_view bye_text) {
   output_ += "BYE ";
   append_quoted(output_, bye_text);
   output_ += "\r\n";
-  mode_ = Mode::Closed;
-  sasl_.reset();
-  wipe_input();
-  return FrontendEvent::Close;
+  return closed();
 }
 
 Frontend::Event Frontend::invalid(std::string_view reply_text) {
   no(reply_text);
-  if (settings_.max_invalid_commands > 0 && ++invalid_commands_ >= settings_.max_invalid_commands)
-    return close_with("Too many invalid commands.");
+  if (invalid_limit_reached()) return close_with("Too many invalid commands.");
   return std::nullopt;
 }
 
 Frontend::Event Frontend::next_command() {
-  std::string_view avail = std::string_view(in_).substr(in_pos_);
-  if (avail.empty()) return FrontendEvent::NeedInput;
-  size_t used = 0;
-  const auto r = parser_.parse(avail, used);
-  consume(used);
-  switch (r) {
+  if (in_.avail().empty()) return FrontendEvent::NeedInput;
+  switch (parse_input(parser_, [](auto& p, auto in, size_t& used) { return p.parse(in, used); })) {
     case CommandParser::Result::NeedMore:
       return FrontendEvent::NeedInput;
     case CommandParser::Result::EmptyLine:
@@ -268,9 +174,7 @@ Frontend::Event Frontend::dispatch(Command& cmd) {
   if (command_is(cmd, "LOGOUT")) {
     if (!cmd.args.empty()) return invalid("Error in MANAGESIEVE command: LOGOUT takes no arguments.");
     output_ += "OK \"Logout completed.\"\r\n";
-    mode_ = Mode::Closed;
-    wipe_input();
-    return FrontendEvent::Close;
+    return closed();
   }
   for (std::string_view name : kPostLoginCommands)
     if (command_is(cmd, name)) return invalid("Authentication required.");
@@ -313,14 +217,12 @@ Frontend::Event Frontend::cmd_starttls(const Command& cmd) {
   output_ += "OK \"Begin TLS negotiation now.\"\r\n";
   // Anything pipelined after STARTTLS arrived in plaintext and must not be
   // executed as if it came over TLS (CVE-2011-0411 style command injection).
-  wipe_input();
+  in_.wipe();
   parser_.reset();
   return FrontendEvent::StartTls;
 }
 
-void Frontend::tls_started() {
-  client_.end_client_tls = true;
-  wipe_input();  // nothing read before the handshake may survive it
+void Frontend::on_tls_started() {
   parser_.reset();
   // RFC 5804 §2.2: the server sends its capabilities again after TLS.
   output_ += capabilities();
@@ -332,76 +234,38 @@ Frontend::Event Frontend::cmd_authenticate(Command& cmd) {
     return invalid("Error in MANAGESIEVE command: AUTHENTICATE needs a mechanism.");
   if (cmd.args.size() == 2 && cmd.args[1].type != Arg::Type::String)
     return invalid("Error in MANAGESIEVE command: the initial response must be a string.");
-  const std::string mech = core::to_upper(cmd.args[0].value);
-  std::unique_ptr<sasl::ServerMech> server;
-  if (mech_configured(mech)) server = sasl::make_server_mech(mech);
-  if (!server) {
-    no("Unsupported authentication mechanism.");
-    return std::nullopt;
-  }
-  if (is_cleartext_mech(mech) && !cleartext_allowed()) {
-    no(kPlaintextDisallowed, "ENCRYPT-NEEDED");
-    if (settings_.max_invalid_commands > 0 &&
-        ++invalid_commands_ >= settings_.max_invalid_commands)
-      return close_with("Too many invalid commands.");
-    return std::nullopt;
-  }
-
-  std::optional<std::string> ir;
-  if (cmd.args.size() == 2) {
-    // An empty string is an empty initial response.
-    ir = core::base64_decode(cmd.args[1].value);
-    if (!ir) {
-      no("Invalid base64 data in initial response.");
-      return std::nullopt;
-    }
-  }
-  // LOGIN has no initial response: treat an empty one as none, so the user
-  // name is asked for.
-  if (ir && ir->empty() && mech == "LOGIN") ir.reset();
-  sasl_ = std::move(server);
-  sasl::Step step = ir ? sasl_->start(std::string_view(*ir)) : sasl_->start(std::nullopt);
-  if (ir) core::secure_zero(*ir);
-  return sasl_result(step);
+  std::optional<std::string_view> ir;  // plain base64: an empty string is an empty response
+  if (cmd.args.size() == 2) ir = cmd.args[1].value;
+  return sasl_begin(cmd.args[0].value, ir, sasl::IrSyntax::Base64Only);
 }
 
-Frontend::Event Frontend::sasl_result(const sasl::Step& step) {
-  switch (step.status) {
-    case sasl::Status::Continue:
-      // RFC 5804 continue-req: the challenge as a (base64) string.
-      output_ += '"';
-      output_ += core::base64_encode(step.challenge);
-      output_ += "\"\r\n";
-      mode_ = Mode::SaslResponse;
-      return std::nullopt;
-    case sasl::Status::Done:
-      credentials_ = sasl_->credentials();
-      sasl_.reset();
-      mode_ = Mode::AuthPending;
-      return FrontendEvent::Authenticate;
-    case sasl::Status::Failed:
-      break;
+void Frontend::send_challenge(std::string_view b64) {
+  // RFC 5804 continue-req: the challenge as a (base64) string.
+  output_ += '"';
+  output_ += b64;
+  output_ += "\"\r\n";
+}
+
+Frontend::Event Frontend::sasl_refused(sasl::Outcome outcome, std::string_view text) {
+  if (outcome != sasl::Outcome::CleartextDenied) {
+    no(text);
+    return std::nullopt;
   }
-  sasl_.reset();
-  mode_ = Mode::Commands;
-  no(kAuthFailed);
+  no(text, "ENCRYPT-NEEDED");
+  if (invalid_limit_reached()) return close_with("Too many invalid commands.");
   return std::nullopt;
 }
 
 Frontend::Event Frontend::next_sasl_response() {
-  std::string_view avail = std::string_view(in_).substr(in_pos_);
-  if (avail.empty()) return FrontendEvent::NeedInput;
-  size_t used = 0;
-  const auto r = parser_.parse_string_line(avail, used);
-  consume(used);
-  switch (r) {
+  if (in_.avail().empty()) return FrontendEvent::NeedInput;
+  auto string_line = [](auto& p, auto in, size_t& used) { return p.parse_string_line(in, used); };
+  switch (parse_input(parser_, string_line)) {
     case CommandParser::Result::NeedMore:
       return FrontendEvent::NeedInput;
     case CommandParser::Result::Error:
       if (parser_.error() == ParseError::LineTooLong) return close_with("Too long command line.");
       if (parser_.error() == ParseError::LiteralTooLarge) return close_with("Too long literal.");
-      sasl_.reset();
-      mode_ = Mode::Commands;
+      sasl_cancel();
       no("Invalid SASL response: expected a string.");
       return std::nullopt;
     case CommandParser::Result::EmptyLine:
@@ -409,23 +273,9 @@ Frontend::Event Frontend::next_sasl_response() {
       break;
   }
   std::string& text = parser_.command().args[0].value;
-  if (text == "*") {
-    sasl_.reset();
-    mode_ = Mode::Commands;
-    no("Authentication aborted by client.");
-    return std::nullopt;
-  }
-  std::optional<std::string> response = core::base64_decode(text);
+  Event ev = sasl_respond(text);
   core::secure_zero(text);
-  if (!response) {
-    sasl_.reset();
-    mode_ = Mode::Commands;
-    no("Invalid base64 data in continued response.");
-    return std::nullopt;
-  }
-  sasl::Step step = sasl_->step(*response);
-  core::secure_zero(*response);
-  return sasl_result(step);
+  return ev;
 }
 
 Frontend::Event Frontend::cmd_xclient(const Command& cmd) {
@@ -437,53 +287,36 @@ Frontend::Event Frontend::cmd_xclient(const Command& cmd) {
   for (const Arg& a : cmd.args)
     if (a.type != Arg::Type::Atom || a.value.find('=') == std::string::npos)
       return invalid("Invalid XCLIENT arguments.");
+  login::ClientUpdate update(client_);
   for (const Arg& a : cmd.args) {
     const size_t eq = a.value.find('=');
-    const std::string key = core::to_upper(std::string_view(a.value).substr(0, eq));
-    const std::string_view value = std::string_view(a.value).substr(eq + 1);
-    if (key == "ADDR") {
-      if (auto ip = parse_ip(value)) client_.remote_ip = *ip;
-    } else if (key == "PORT") {
-      if (auto p = parse_port(value)) client_.remote_port = *p;
-    } else if (key == "DESTADDR") {
-      if (auto ip = parse_ip(value)) client_.local_ip = *ip;
-    } else if (key == "DESTPORT") {
-      if (auto p = parse_port(value)) client_.local_port = *p;
-    } else if (key == "SESSION") {
-      if (!value.empty() && value.size() <= kMaxSessionIdLength && printable_ascii(value))
-        client_.session_id.assign(value);
-    } else if (key == "TTL") {
-      auto v = core::parse_uint(value);
-      if (v && *v > 0 && *v <= 0xffffffffULL) client_.proxy_ttl = static_cast<unsigned>(*v);
-    } else if (key == "CLIENT-TRANSPORT") {
-      client_.end_client_tls = value.starts_with("TLS");
-    }
+    const std::string_view v = std::string_view(a.value);
     // Anything else (DESTNAME, FORWARD, ...) is accepted and ignored.
+    if (auto field = login::ClientUpdate::xclient_field(v.substr(0, eq)))
+      update.set(*field, v.substr(eq + 1));
   }
+  if (!update.apply(client_)) return invalid("Invalid XCLIENT arguments.");
   output_ += "OK \"Updated\"\r\n";
   return std::nullopt;
 }
 
-sasl::Credentials Frontend::take_credentials() { return std::move(credentials_); }
-
 void Frontend::auth_failed(AuthFailure kind, std::string_view reason) {
-  credentials_ = sasl::Credentials{};
-  mode_ = Mode::Commands;
+  login_over();
   switch (kind) {
     case AuthFailure::Failed:
-      no(reason.empty() ? std::string(kAuthFailed) : one_line(reason));
+      no(reason.empty() ? std::string(kAuthFailed) : core::one_line(reason));
       break;
     case AuthFailure::TempFail:
       no("Temporary authentication failure.", "TRYLATER");
       break;
     case AuthFailure::Disabled:
-      no(reason.empty() ? std::string("Login disabled for this user") : one_line(reason));
+      no(reason.empty() ? std::string("Login disabled for this user") : core::one_line(reason));
       break;
     case AuthFailure::CleartextDenied:
       no(kPlaintextDisallowed, "ENCRYPT-NEEDED");
       break;
     case AuthFailure::Limit:
-      no(reason.empty() ? std::string("Too many connections for this user.") : one_line(reason),
+      no(reason.empty() ? std::string("Too many connections for this user.") : core::one_line(reason),
          "LIMIT/CONNECTIONS");
       break;
   }
@@ -495,8 +328,7 @@ std::unique_ptr<login::BackendLogin> Frontend::make_backend_login(
 }
 
 void Frontend::proxy_failed(const login::ProxyFailure& f) {
-  credentials_ = sasl::Credentials{};
-  mode_ = Mode::Commands;
+  login_over();
   // The one switch that maps a backend failure to the ManageSieve client reply (§6.2).
   switch (f.type) {
     case FailureType::Connect:
@@ -529,18 +361,11 @@ void Frontend::proxy_failed(const login::ProxyFailure& f) {
 void Frontend::timed_out() {
   output_ += mode_ == Mode::AuthPending ? "BYE \"Timeout while finishing login.\"\r\n"
                                         : "BYE \"Disconnected for inactivity.\"\r\n";
-  mode_ = Mode::Closed;
-  sasl_.reset();
+  closed();
 }
 
 void Frontend::goodbye(std::string_view reason) {
-  close_with(one_line(reason));
-}
-
-std::string Frontend::take_pending_input() {
-  std::string rest = in_.substr(in_pos_);
-  wipe_input();
-  return rest;
+  close_with(core::one_line(reason));
 }
 
 }  // namespace portier::protocols::managesieve

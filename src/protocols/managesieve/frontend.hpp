@@ -1,11 +1,11 @@
 #pragma once
-// The ManageSieve pre-login server dialogue (what managesieve-login offers
-// before login, spec §6.3, RFC 5804). Sans-I/O: the engine feeds client
-// bytes, calls next() and writes output().
+// ManageSieve pre-login dialogue (managesieve-login, spec §6.3, RFC 5804):
+// CAPABILITY, STARTTLS, AUTHENTICATE, NOOP, XCLIENT. Sans-I/O, on the
+// session's worker.
 //
-// Lifetime: one per client connection, created by make_frontend(); holds a
-// reference to the session's ClientInfo (updated by a trusted client's XCLIENT).
-// Threading: the session's worker thread only.
+// Owns: command dispatch, the capability lines and reply texts. Uses:
+// protocols/common (input, SASL exchange, counting), the ManageSieve parser,
+// login::ClientUpdate (a trusted XCLIENT).
 
 #include <memory>
 #include <optional>
@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "login/protocol.hpp"
+#include "protocols/common/frontend_base.hpp"
 #include "protocols/managesieve/parser.hpp"
 #include "sasl/sasl.hpp"
 
@@ -26,22 +27,16 @@ inline constexpr std::string_view kSieveExtensions =
     "index ihave duplicate mime foreverypart extracttext";
 inline constexpr std::string_view kImplementation = "portier";
 
-class Frontend final : public login::Frontend {
+class Frontend final : public common::FrontendBase {
  public:
   Frontend(const login::FrontendSettings& settings, login::ClientInfo& client);
-  ~Frontend() override;
 
   void start() override;
-  void feed(std::string_view data) override;
-  login::FrontendEvent next() override;
-  void tls_started() override;
-  sasl::Credentials take_credentials() override;
   void auth_failed(login::AuthFailure kind, std::string_view reason) override;
   std::unique_ptr<login::BackendLogin> make_backend_login(
       const login::BackendLoginParams& p) override;
   void proxy_failed(const login::ProxyFailure& f) override;
   void timed_out() override;
-  std::string take_pending_input() override;
   void goodbye(std::string_view reason) override;
 
   /// The capability lines (each with CRLF) for the connection's current
@@ -49,13 +44,10 @@ class Frontend final : public login::Frontend {
   std::string capabilities() const;
 
  private:
-  enum class Mode {
-    Commands,      // parsing commands
-    SaslResponse,  // AUTHENTICATE sent a challenge; waiting for the client's string
-    AuthPending,   // Authenticate returned; the engine owns the next step
-    Closed,
-  };
-  using Event = std::optional<login::FrontendEvent>;  // nullopt = keep parsing
+  Event parse() override;
+  void send_challenge(std::string_view b64) override;
+  Event sasl_refused(sasl::Outcome outcome, std::string_view text) override;
+  void on_tls_started() override;
 
   Event next_command();
   Event next_sasl_response();
@@ -66,24 +58,11 @@ class Frontend final : public login::Frontend {
   Event cmd_authenticate(Command& cmd);
   Event cmd_noop(const Command& cmd);
   Event cmd_xclient(const Command& cmd);
-  Event sasl_result(const sasl::Step& step);
   Event invalid(std::string_view reply_text);
   Event close_with(std::string_view bye_text);
   void no(std::string_view text, std::string_view code = {});
-  bool cleartext_allowed() const;
-  bool mech_configured(std::string_view mech) const;
-  void consume(size_t n);
-  void wipe_input();
 
-  login::FrontendSettings settings_;
-  login::ClientInfo& client_;
   CommandParser parser_;
-  Mode mode_ = Mode::Commands;
-  std::string in_;
-  size_t in_pos_ = 0;
-  unsigned invalid_commands_ = 0;
-  std::unique_ptr<sasl::ServerMech> sasl_;
-  sasl::Credentials credentials_;
 };
 
 /// The factory registered in kProtocol.

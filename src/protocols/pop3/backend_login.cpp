@@ -39,43 +39,19 @@ bool line_safe(std::string_view s) {
   return s.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
 }
 
-std::string plain_ip(const asio::ip::address& a) {
-  if (a.is_v6() && a.to_v6().is_v4_mapped())
-    return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string();
-  return a.to_string();
-}
-
 }  // namespace
 
 BackendLogin::BackendLogin(const login::BackendLoginParams& p)
-    : user_(p.user),
-      password_(p.password),
-      master_(p.master),
-      mech_(core::to_upper(p.mech)),
-      starttls_(p.starttls),
-      not_trusted_(p.not_trusted),
-      forward_(p.forward),
-      client_(p.client) {
+    : BackendBase(p) {
+  mech_ = core::to_upper(mech_);
   // §11.8: a master login always goes through SASL, PLAIN unless proxy_mech says otherwise.
   if (mech_.empty() && !master_.empty()) mech_ = "PLAIN";
   // USER/PASS are raw lines: anything that would end or split the line goes
   // through SASL PLAIN instead (base64 carries every byte but NUL).
-  if (mech_.empty() && (!line_safe(user_) || !line_safe(password_))) mech_ = "PLAIN";
+  if (mech_.empty() && (!line_safe(user_) || !line_safe(password_.view()))) mech_ = "PLAIN";
 }
 
-BackendLogin::~BackendLogin() { wipe_secrets(); }
-
-void BackendLogin::wipe_secrets() { core::secure_zero(password_); }
-
-BackendEvent BackendLogin::fail(FailureType type, std::string reason, std::string client_reply) {
-  finished_ = true;
-  wipe_secrets();
-  sasl_.reset();
-  failure_.type = type;
-  failure_.reason = std::move(reason);
-  failure_.client_reply = std::move(client_reply);
-  return BackendEvent::Failure;
-}
+BackendLogin::~BackendLogin() = default;
 
 BackendEvent BackendLogin::on_line(std::string_view line) {
   if (finished_) return BackendEvent::Failure;
@@ -106,10 +82,11 @@ BackendEvent BackendLogin::on_line(std::string_view line) {
     case State::Login1:
       if (!starts_with(line, "+OK")) return login_failed(line);
       // USER and PASS are never pipelined (§4.1 step 5).
+      reserve_output(password_.size());
       output_ += "PASS ";
-      output_ += password_;
+      output_ += password_.view();
       output_ += "\r\n";
-      wipe_secrets();
+      password_.clear();
       state_.set(State::Login2);
       return BackendEvent::Continue;
 
@@ -145,22 +122,15 @@ std::string BackendLogin::build_xclient() const {
     out += '=';
     out += value;
   };
-  add("ADDR", plain_ip(c.remote_ip));
+  add("ADDR", common::plain_ip(c.remote_ip));
   add("PORT", std::to_string(c.remote_port));
-  add("DESTADDR", plain_ip(c.local_ip));
+  add("DESTADDR", common::plain_ip(c.local_ip));
   add("DESTPORT", std::to_string(c.local_port));
   add("SESSION", c.session_id);
-  add("TTL", std::to_string(c.proxy_ttl > 0 ? c.proxy_ttl - 1 : 0));
+  add("TTL", std::to_string(common::next_ttl(c)));
   add("CLIENT-TRANSPORT", (c.end_client_tls || c.tls) ? "TLS" : "insecure");
   // DESTNAME: portier does not track the client's SNI name yet.
-  if (!forward_.empty()) {
-    std::string fwd;
-    for (const auto& [k, v] : forward_) {
-      if (!fwd.empty()) fwd += '\t';
-      append_tabescaped(fwd, k + "=" + v);
-    }
-    add("FORWARD", core::base64_encode(fwd));
-  }
+  if (!forward_.empty()) add("FORWARD", common::forward_base64(forward_));
   out += "\r\n";
   return out;
 }
@@ -182,35 +152,30 @@ BackendEvent BackendLogin::send_login() {
   }
 
   // Dovecot: authid = master or user; authzid = user only for master logins.
-  const std::string& authcid = master_.empty() ? user_ : master_;
-  const std::string authzid = master_.empty() ? std::string() : user_;
-  if (password_.find('\0') != std::string::npos)
+  if (password_.view().find('\0') != std::string_view::npos)
     return fail(FailureType::AuthNotReplied, "Password contains NUL: cannot be sent to the backend");
-  sasl_ = sasl::make_client_mech(mech_, authzid, authcid, password_);
-  wipe_secrets();
-  if (!sasl_) return fail(FailureType::InternalConfig, "Unsupported SASL mechanism " + mech_);
+  if (!start_sasl()) return fail(FailureType::InternalConfig, "Unsupported SASL mechanism " + mech_);
   std::string ir_raw = sasl_->initial_response();
   // The initial response is always sent; `=` stands for an empty one.
-  std::string line = "AUTH " + mech_ + " ";
-  line += ir_raw.empty() ? std::string("=") : core::base64_encode(ir_raw);
-  line += "\r\n";
-  output_ += line;
+  output_ += "AUTH " + mech_ + " ";
+  if (ir_raw.empty()) output_ += '=';
+  append_base64(ir_raw);
+  output_ += "\r\n";
   core::secure_zero(ir_raw);
-  core::secure_zero(line);
   if (state_.get() != State::Xclient) state_.set(State::Login2);
   return BackendEvent::Continue;
 }
 
 BackendEvent BackendLogin::sasl_continue(std::string_view payload) {
   if (!payload.empty() && payload.front() == ' ') payload.remove_prefix(1);
-  auto challenge = core::base64_decode(core::trim(payload));
-  if (!challenge) return fail(FailureType::Protocol, "Invalid base64 data in AUTH response");
-  auto response = sasl_->step(*challenge);
-  if (!response)
-    return fail(FailureType::Protocol, "Authentication failed: unexpected SASL challenge");
-  output_ += core::base64_encode(*response);
-  output_ += "\r\n";
-  core::secure_zero(*response);
+  switch (answer_challenge(core::trim(payload), "", "\r\n")) {
+    case Answer::BadBase64:
+      return fail(FailureType::Protocol, "Invalid base64 data in AUTH response");
+    case Answer::Unexpected:
+      return fail(FailureType::Protocol, "Authentication failed: unexpected SASL challenge");
+    case Answer::Sent:
+      break;
+  }
   return BackendEvent::Continue;
 }
 

@@ -6,7 +6,8 @@
 // Created by the POP3 Frontend (make_backend_login) for each connection
 // attempt; it copies what it needs from BackendLoginParams except `client`,
 // which must outlive it (the session owns the ClientInfo). The password copy
-// is wiped as soon as the PASS/AUTH line is written and on destruction.
+// (a core::Secret) is wiped as soon as the PASS/AUTH line is written and on
+// destruction. Owns: the POP3 login dialogue. Uses: protocols/common.
 
 #include <memory>
 #include <string>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "login/protocol.hpp"
+#include "protocols/common/backend_base.hpp"
 #include "protocols/pop3/state.hpp"
 #include "sasl/sasl.hpp"
 
@@ -26,7 +28,7 @@ inline constexpr std::string_view kBackendAuthFailedReply = "-ERR Authentication
 /// The client reply for a backend `-ERR` whose text portier hides (§13.8).
 inline constexpr std::string_view kMaskedAuthFailedReply = "-ERR [AUTH] Authentication failed.\r\n";
 
-class BackendLogin final : public login::BackendLogin {
+class BackendLogin final : public common::BackendBase {
  public:
   explicit BackendLogin(const login::BackendLoginParams& params);
   ~BackendLogin() override;
@@ -45,24 +47,10 @@ class BackendLogin final : public login::BackendLogin {
   login::BackendEvent send_login();
   login::BackendEvent sasl_continue(std::string_view payload);
   login::BackendEvent login_failed(std::string_view line);
-  login::BackendEvent fail(login::FailureType type, std::string reason,
-                           std::string client_reply = {});
-  void wipe_secrets();
 
-  // Copied parameters.
-  std::string user_;
-  std::string password_;
-  std::string master_;
-  std::string mech_;  // empty = USER/PASS
-  bool starttls_;
-  bool not_trusted_;
-  std::vector<std::pair<std::string, std::string>> forward_;
-  const login::ClientInfo* client_;
-
+  // mech_ (from BackendBase): empty = USER/PASS.
   ProxyState state_;
   bool xclient_usable_ = false;  // banner had ` [XCLIENT]` right after `+OK`
-  bool finished_ = false;
-  std::unique_ptr<sasl::ClientMech> sasl_;
 };
 
 }  // namespace portier::protocols::pop3

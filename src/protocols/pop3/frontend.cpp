@@ -27,12 +27,11 @@
 
 #include "protocols/pop3/frontend.hpp"
 
-#include <asio/ip/address.hpp>
-
 #include "core/base64.hpp"
 #include "core/secure.hpp"
-#include "login/command_budget.hpp"
 #include "core/strings.hpp"
+#include "login/client_update.hpp"
+#include "login/command_budget.hpp"
 #include "protocols/pop3/backend_login.hpp"
 #include "protocols/pop3/text.hpp"
 
@@ -50,53 +49,31 @@ constexpr std::string_view kPlaintextDisabled =
     "Plaintext authentication disallowed on non-secure (SSL/TLS) connections.";
 constexpr std::string_view kRetryable = "-ERR [SYS/TEMP] Account is temporarily unavailable.\r\n";
 constexpr std::string_view kConfig = "-ERR Account is temporarily unavailable.\r\n";
-constexpr size_t kMaxSessionIdLength = 64;  // Dovecot LOGIN_MAX_SESSION_ID_LEN
-// Compact the input buffer once this much of it has been consumed.
-constexpr size_t kCompactThreshold = 4096;
-
-bool is_cleartext_mech(std::string_view mech) {
-  return core::iequals(mech, "PLAIN") || core::iequals(mech, "LOGIN");
-}
-
-std::optional<uint16_t> parse_port(std::string_view s) {
-  auto v = core::parse_uint(s);
-  if (!v || *v == 0 || *v > 65535) return std::nullopt;
-  return static_cast<uint16_t>(*v);
-}
-
-std::optional<asio::ip::address> parse_addr(std::string_view s) {
-  if (s.size() >= 2 && s.front() == '[' && s.back() == ']') s = s.substr(1, s.size() - 2);
-  if (core::istarts_with(s, "IPV6:")) s.remove_prefix(5);  // Submission-style, tolerated
-  asio::error_code ec;
-  auto a = asio::ip::make_address(std::string(s), ec);
-  if (ec) return std::nullopt;
-  return a;
-}
-
+// Whole reply lines; [AUTH] as Dovecot's POP3_CMD_REPLY_AUTH_ERROR adds it.
+constexpr common::SaslTexts kSaslTexts{
+    .failed = "-ERR [AUTH] Authentication failed.",
+    .unsupported = "-ERR [AUTH] Unsupported authentication mechanism.",
+    .cleartext_denied =
+        "-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.",
+    .bad_initial_base64 = "-ERR [AUTH] Invalid base64 data in initial response",
+    .bad_base64 = "-ERR [AUTH] Invalid base64 data in continued response",
+    .aborted = "-ERR Authentication aborted by client.",
+};
 }  // namespace
 
 Frontend::Frontend(const login::FrontendSettings& settings, login::ClientInfo& client)
-    : settings_(settings), client_(client) {
-  if (settings_.greeting.empty()) settings_.greeting = "portier ready.";
-}
+    : FrontendBase(settings, client, kSaslTexts) {}
 
-Frontend::~Frontend() {
-  wipe_input();
+Frontend::~Frontend() { forget_user(); }
+
+void Frontend::forget_user() {
   if (last_user_) core::secure_zero(*last_user_);
+  last_user_.reset();
 }
 
 std::unique_ptr<login::Frontend> make_frontend(const login::FrontendSettings& settings,
                                                login::ClientInfo& client) {
   return std::make_unique<Frontend>(settings, client);
-}
-
-bool Frontend::cleartext_allowed() const { return client_.secured() || settings_.allow_cleartext; }
-
-bool Frontend::mech_advertised(std::string_view mech) const {
-  if (is_cleartext_mech(mech) && !cleartext_allowed()) return false;
-  for (const auto& m : settings_.mechanisms)
-    if (core::iequals(m, mech)) return true;
-  return false;
 }
 
 std::string Frontend::capa_reply() const {
@@ -122,11 +99,6 @@ void Frontend::start() {
   reply(line);
 }
 
-void Frontend::feed(std::string_view data) {
-  if (mode_ == Mode::Closed) return;
-  in_.append(data);
-}
-
 void Frontend::reply(std::string_view line) {
   output_ += line;
   output_ += "\r\n";
@@ -141,79 +113,38 @@ void Frontend::auth_error(std::string_view text) {
   }
 }
 
-void Frontend::consume(size_t n) {
-  in_pos_ += n;
-  if (in_pos_ == in_.size()) {
-    wipe_input();
-  } else if (in_pos_ >= kCompactThreshold) {
-    core::secure_zero(in_.data(), in_pos_);
-    in_.erase(0, in_pos_);
-    in_pos_ = 0;
-  }
-}
-
-void Frontend::wipe_input() {
-  // The buffer may have held a password: zero it before it is reused or freed.
-  core::secure_zero(in_);
-  in_pos_ = 0;
-}
-
-FrontendEvent Frontend::next() {
-  for (;;) {
-    if (mode_ == Mode::Closed) return FrontendEvent::Close;
-    // The login is with the engine; later input stays pending.
-    if (mode_ == Mode::AuthPending) return FrontendEvent::NeedInput;
-    if (Event ev = next_line()) return *ev;
-  }
-}
-
 Frontend::Event Frontend::close_with(std::string_view lines) {
   if (lines.find("Too many invalid") != std::string_view::npos)
     set_close_reason("Too many invalid commands");
   else if (lines.starts_with("-ERR "))
     set_close_reason(lines.substr(5));
   output_ += lines;
-  mode_ = Mode::Closed;
-  sasl_.reset();
-  wipe_input();
-  return FrontendEvent::Close;
+  return closed();
 }
 
 Frontend::Event Frontend::bad(std::string_view reply_line) {
   reply(reply_line);
-  if (settings_.max_invalid_commands > 0 && ++bad_commands_ >= settings_.max_invalid_commands)
-    return close_with("-ERR Too many invalid bad commands.\r\n");
+  if (invalid_limit_reached()) return close_with("-ERR Too many invalid bad commands.\r\n");
   return std::nullopt;
 }
 
-Frontend::Event Frontend::next_line() {
-  std::string_view avail = std::string_view(in_).substr(in_pos_);
-  size_t lf = avail.find('\n');
-  if (lf == std::string_view::npos) {
-    // Bounded: the rest of an over-long line cannot be re-synchronised.
-    if (avail.size() > login::line_limit(settings_))
+Frontend::Event Frontend::parse() {
+  switch (in_.take_line(login::line_limit(settings_))) {
+    case login::PreloginInput::Line::NeedMore:
+      return FrontendEvent::NeedInput;
+    case login::PreloginInput::Line::TooLong:
+      // Bounded: the rest of an over-long line cannot be re-synchronised.
       return close_with("-ERR Input buffer full, aborting\r\n");
-    return FrontendEvent::NeedInput;
+    case login::PreloginInput::Line::Ready:
+      break;
   }
-  if (lf > login::line_limit(settings_)) return close_with("-ERR Input buffer full, aborting\r\n");
-  std::string line(avail.substr(0, lf));
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  consume(lf + 1);
-
-  Event ev;
-  if (mode_ == Mode::SaslResponse) {
-    ev = sasl_response(line);
-  } else {
-    // Dovecot: the verb ends at the first space; the arguments are the rest
-    // of the line as is (a password may hold spaces, even trailing ones).
-    std::string_view l = line;
-    size_t sp = l.find(' ');
-    std::string_view verb = l.substr(0, sp);
-    std::string_view args = sp == std::string_view::npos ? std::string_view{} : l.substr(sp + 1);
-    ev = dispatch(verb, args);
-  }
-  core::secure_zero(line);  // PASS, AUTH initial response or SASL response
-  return ev;
+  const std::string_view l = in_.line();  // PASS, AUTH initial response or SASL response
+  if (mode_ == Mode::SaslResponse) return sasl_respond(l);
+  // Dovecot: the verb ends at the first space; the arguments are the rest
+  // of the line as is (a password may hold spaces, even trailing ones).
+  size_t sp = l.find(' ');
+  std::string_view args = sp == std::string_view::npos ? std::string_view{} : l.substr(sp + 1);
+  return dispatch(l.substr(0, sp), args);
 }
 
 Frontend::Event Frontend::dispatch(std::string_view verb, std::string_view args) {
@@ -241,7 +172,7 @@ Frontend::Event Frontend::dispatch(std::string_view verb, std::string_view args)
     return bad("-ERR Unknown command.");
   }
   // Dovecot counts bad commands in a row: a known command resets the count.
-  bad_commands_ = 0;
+  valid_command();
   return ev;
 }
 
@@ -250,7 +181,7 @@ Frontend::Event Frontend::cmd_user(std::string_view args) {
     auth_error(kPlaintextDisabled);
     return std::nullopt;
   }
-  if (last_user_) core::secure_zero(*last_user_);
+  forget_user();
   last_user_.emplace(args);
   reply("+OK");
   return std::nullopt;
@@ -266,13 +197,9 @@ Frontend::Event Frontend::cmd_pass(std::string_view args) {
     reply("-ERR No username given.");
     return std::nullopt;
   }
-  credentials_ = sasl::Credentials{};
-  credentials_.mech = "PLAIN";
-  credentials_.authcid = std::move(*last_user_);
-  credentials_.password.assign(args);
+  std::string user = std::move(*last_user_);
   last_user_.reset();
-  mode_ = Mode::AuthPending;
-  return FrontendEvent::Authenticate;
+  return authenticate(std::move(user), args);
 }
 
 Frontend::Event Frontend::cmd_auth(std::string_view args) {
@@ -288,80 +215,20 @@ Frontend::Event Frontend::cmd_auth(std::string_view args) {
     return std::nullopt;
   }
   size_t sp = args.find(' ');
-  const std::string mech = core::to_upper(args.substr(0, sp));
-  std::optional<std::string_view> ir_text;
-  if (sp != std::string_view::npos) ir_text = args.substr(sp + 1);
-
-  bool configured = false;
-  for (const auto& m : settings_.mechanisms)
-    if (core::iequals(m, mech)) configured = true;
-  std::unique_ptr<sasl::ServerMech> server;
-  if (configured) server = sasl::make_server_mech(mech);
-  if (!server) {
-    auth_error("Unsupported authentication mechanism.");
-    return std::nullopt;
-  }
-  if (is_cleartext_mech(mech) && !cleartext_allowed()) {
-    auth_error(kPlaintextDisabled);
-    return std::nullopt;
-  }
-  std::optional<std::string> ir;
-  if (ir_text) {
-    if (*ir_text == "=") {  // RFC 5034: "=" is an empty initial response
-      ir.emplace();
-    } else {
-      ir = core::base64_decode(*ir_text);
-      if (!ir) {
-        auth_error("Invalid base64 data in initial response");
-        return std::nullopt;
-      }
-    }
-  }
-  sasl_ = std::move(server);
-  sasl::Step step = ir ? sasl_->start(std::string_view(*ir)) : sasl_->start(std::nullopt);
-  if (ir) core::secure_zero(*ir);
-  return sasl_result(step);
+  std::optional<std::string_view> ir;  // RFC 5034: "=" is an empty initial response
+  if (sp != std::string_view::npos) ir = args.substr(sp + 1);
+  return sasl_begin(args.substr(0, sp), ir);
 }
 
-Frontend::Event Frontend::sasl_result(const sasl::Step& step) {
-  switch (step.status) {
-    case sasl::Status::Continue:
-      output_ += "+ ";
-      output_ += core::base64_encode(step.challenge);
-      output_ += "\r\n";
-      mode_ = Mode::SaslResponse;
-      return std::nullopt;
-    case sasl::Status::Done:
-      credentials_ = sasl_->credentials();
-      sasl_.reset();
-      mode_ = Mode::AuthPending;
-      return FrontendEvent::Authenticate;
-    case sasl::Status::Failed:
-      break;
-  }
-  sasl_.reset();
-  mode_ = Mode::Commands;
-  auth_error(kAuthFailed);
+void Frontend::send_challenge(std::string_view b64) {
+  output_ += "+ ";
+  output_ += b64;
+  output_ += "\r\n";
+}
+
+Frontend::Event Frontend::sasl_refused(sasl::Outcome, std::string_view text) {
+  reply(text);
   return std::nullopt;
-}
-
-Frontend::Event Frontend::sasl_response(std::string_view line) {
-  if (line == "*") {
-    sasl_.reset();
-    mode_ = Mode::Commands;
-    reply("-ERR Authentication aborted by client.");
-    return std::nullopt;
-  }
-  std::optional<std::string> response = core::base64_decode(line);
-  if (!response) {
-    sasl_.reset();
-    mode_ = Mode::Commands;
-    auth_error("Invalid base64 data in continued response");
-    return std::nullopt;
-  }
-  sasl::Step step = sasl_->step(*response);
-  core::secure_zero(*response);
-  return sasl_result(step);
 }
 
 Frontend::Event Frontend::cmd_stls() {
@@ -376,16 +243,13 @@ Frontend::Event Frontend::cmd_stls() {
   reply("+OK Begin TLS negotiation now.");
   // Anything pipelined after STLS arrived in plaintext and must not be
   // executed as if it came over TLS (CVE-2011-0411 style command injection).
-  wipe_input();
+  in_.wipe();
   return FrontendEvent::StartTls;
 }
 
-void Frontend::tls_started() {
-  client_.end_client_tls = true;
-  wipe_input();  // nothing read before the handshake may survive it
+void Frontend::on_tls_started() {
   // A USER given in plaintext must not be completed by a PASS over TLS.
-  if (last_user_) core::secure_zero(*last_user_);
-  last_user_.reset();
+  forget_user();
 }
 
 Frontend::Event Frontend::cmd_xclient(std::string_view args) {
@@ -395,56 +259,30 @@ Frontend::Event Frontend::cmd_xclient(std::string_view args) {
   }
   // Validate everything first: a bad attribute changes nothing (Dovecot
   // applies the good ones before the bad one; all-or-nothing is clearer).
-  login::ClientInfo next = client_;
-  bool ok = true;
+  login::ClientUpdate update(client_);
   for (std::string_view p : core::split_ws(args)) {
     size_t eq = p.find('=');
     if (eq == std::string_view::npos) continue;  // Dovecot ignores what it does not know
-    const std::string key = core::to_upper(p.substr(0, eq));
-    std::string_view v = p.substr(eq + 1);
-    if (key == "ADDR" || key == "DESTADDR") {
-      auto a = parse_addr(v);
-      if (!a) { ok = false; break; }
-      (key == "ADDR" ? next.remote_ip : next.local_ip) = *a;
-    } else if (key == "PORT" || key == "DESTPORT") {
-      auto port = parse_port(v);
-      if (!port) { ok = false; break; }
-      (key == "PORT" ? next.remote_port : next.local_port) = *port;
-    } else if (key == "SESSION") {
-      // Dovecot ignores an over-long id; portier also ignores one that could
-      // not be forwarded on an XCLIENT/ID line.
-      if (v.size() <= kMaxSessionIdLength && xclient_value_ok(v)) next.session_id = v;
-    } else if (key == "TTL") {
-      auto ttl = core::parse_uint(v);
-      if (!ttl || *ttl > 0xffffffffULL) { ok = false; break; }
-      next.proxy_ttl = static_cast<unsigned>(*ttl);
-    } else if (key == "CLIENT-TRANSPORT") {
-      next.end_client_tls = core::iequals(v, "TLS");
-    } else if (key == "FORWARD") {
+    const std::string_view key = p.substr(0, eq), v = p.substr(eq + 1);
+    if (auto field = login::ClientUpdate::xclient_field(key)) {
+      // A session id that could not be forwarded on an XCLIENT line is ignored.
+      if (*field == login::ClientField::SessionId && !xclient_value_ok(v)) continue;
+      update.set(*field, v);
+    } else if (core::iequals(key, "FORWARD") && !core::base64_decode(v)) {
       // Checked, not kept: ClientInfo has no place for forward fields yet.
-      if (!core::base64_decode(v)) { ok = false; break; }
+      update.invalidate();
     }
   }
-  if (!ok) {
+  if (!update.apply(client_)) {
     reply("-ERR Invalid parameters");
     return std::nullopt;
   }
-  client_.remote_ip = next.remote_ip;
-  client_.remote_port = next.remote_port;
-  client_.local_ip = next.local_ip;
-  client_.local_port = next.local_port;
-  client_.session_id = next.session_id;
-  client_.proxy_ttl = next.proxy_ttl;
-  client_.end_client_tls = next.end_client_tls;
   reply("+OK Updated");
   return std::nullopt;
 }
 
-sasl::Credentials Frontend::take_credentials() { return std::move(credentials_); }
-
 void Frontend::auth_failed(AuthFailure kind, std::string_view reason) {
-  credentials_ = sasl::Credentials{};
-  mode_ = Mode::Commands;
+  login_over();
   switch (kind) {
     case AuthFailure::Failed:
     case AuthFailure::Disabled:
@@ -470,8 +308,7 @@ std::unique_ptr<login::BackendLogin> Frontend::make_backend_login(
 }
 
 void Frontend::proxy_failed(const login::ProxyFailure& f) {
-  credentials_ = sasl::Credentials{};
-  mode_ = Mode::Commands;
+  login_over();
   // The one switch that maps a backend failure to the POP3 client reply (§4.2).
   switch (f.type) {
     case FailureType::Connect:
@@ -502,21 +339,12 @@ void Frontend::timed_out() {
   if (mode_ == Mode::AuthPending) text = "Timeout while finishing login.";
   if (mode_ == Mode::SaslResponse) text = "Disconnected for inactivity during authentication.";
   output_ += "-ERR " + std::string(text) + "\r\n";
-  mode_ = Mode::Closed;
-  sasl_.reset();
+  closed();
 }
 
 void Frontend::goodbye(std::string_view reason) {
   output_ += "-ERR " + one_line(reason) + "\r\n";
-  mode_ = Mode::Closed;
-  sasl_.reset();
-  wipe_input();
-}
-
-std::string Frontend::take_pending_input() {
-  std::string rest = in_.substr(in_pos_);
-  wipe_input();
-  return rest;
+  closed();
 }
 
 }  // namespace portier::protocols::pop3

@@ -36,47 +36,19 @@ namespace {
 constexpr std::string_view kNoauthReply = "235 2.7.0 Logged in.\r\n";
 constexpr std::string_view kUnavailable = "[UNAVAILABLE]";
 
-std::string plain_ip(const asio::ip::address& a) {
-  if (a.is_v6() && a.to_v6().is_v4_mapped())
-    return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string();
-  return a.to_string();
-}
-
 // XCLIENT ADDR/DESTADDR value: Dovecot 2.4 marks IPv6 with an `IPV6:` prefix
 // (§13.12); 2.3 receivers accept it too, IPv4 looks the same in both.
 std::string xclient_addr(const asio::ip::address& a) {
-  std::string s = plain_ip(a);
+  std::string s = common::plain_ip(a);
   if (s.find(':') != std::string::npos) return "IPV6:" + s;
   return s;
-}
-
-// Dovecot's str_append_tabescaped.
-void append_tabescaped(std::string& out, std::string_view s) {
-  for (char c : s) {
-    switch (c) {
-      case '\001': out += "\001" "1"; break;
-      case '\t': out += "\001t"; break;
-      case '\r': out += "\001r"; break;
-      case '\n': out += "\001n"; break;
-      default: out.push_back(c);
-    }
-  }
 }
 
 }  // namespace
 
 BackendLogin::BackendLogin(const login::BackendLoginParams& p, ClientSmtpInfo smtp)
-    : user_(p.user),
-      password_(p.password),
-      master_(p.master),
-      mech_(core::to_upper(p.mech)),
-      hostname_(p.hostname),
-      starttls_(p.starttls),
-      not_trusted_(p.not_trusted),
-      noauth_(p.noauth),
-      forward_(p.forward),
-      client_(p.client),
-      smtp_(std::move(smtp)) {
+    : BackendBase(p), hostname_(p.hostname), noauth_(p.noauth), smtp_(std::move(smtp)) {
+  mech_ = core::to_upper(mech_);
   // §11.8: a master login always uses SASL PLAIN unless proxy_mech says otherwise;
   // the protocol default is PLAIN anyway.
   if (mech_.empty()) mech_ = "PLAIN";
@@ -86,18 +58,8 @@ BackendLogin::BackendLogin(const login::BackendLoginParams& p, ClientSmtpInfo sm
 BackendLogin::~BackendLogin() { wipe_secrets(); }
 
 void BackendLogin::wipe_secrets() {
-  core::secure_zero(password_);
-  core::secure_zero(pending_ir_);
-}
-
-BackendEvent BackendLogin::fail(FailureType type, std::string reason, std::string client_reply) {
-  finished_ = true;
-  wipe_secrets();
-  sasl_.reset();
-  failure_.type = type;
-  failure_.reason = std::move(reason);
-  failure_.client_reply = std::move(client_reply);
-  return BackendEvent::Failure;
+  password_.clear();
+  pending_ir_.clear();
 }
 
 void BackendLogin::send_ehlo() {
@@ -230,7 +192,7 @@ std::vector<std::string> BackendLogin::build_xclient(
     // (unlike Dovecot): it would let the upstream's client pick any identity.
     attrs.emplace_back("LOGIN", user_.empty() ? std::string(kUnavailable) : user_);
   }
-  if (has("TTL")) attrs.emplace_back("TTL", std::to_string(c.proxy_ttl > 0 ? c.proxy_ttl - 1 : 0));
+  if (has("TTL")) attrs.emplace_back("TTL", std::to_string(common::next_ttl(c)));
   if (has("PORT")) attrs.emplace_back("PORT", std::to_string(c.remote_port));
   if (has("ADDR")) attrs.emplace_back("ADDR", xclient_addr(c.remote_ip));
   if (has("DESTPORT")) attrs.emplace_back("DESTPORT", std::to_string(c.local_port));
@@ -239,14 +201,8 @@ std::vector<std::string> BackendLogin::build_xclient(
   if (has("CLIENT-TRANSPORT"))
     attrs.emplace_back("CLIENT-TRANSPORT", c.end_client_tls ? "TLS" : "insecure");
   // DESTNAME: portier does not track the client's SNI name yet.
-  if (has("FORWARD") && !forward_.empty()) {
-    std::string fwd;
-    for (const auto& [k, v] : forward_) {
-      if (!fwd.empty()) fwd += '\t';
-      append_tabescaped(fwd, k + "=" + v);
-    }
-    attrs.emplace_back("FORWARD", core::base64_encode(fwd));
-  }
+  if (has("FORWARD") && !forward_.empty())
+    attrs.emplace_back("FORWARD", common::forward_base64(forward_));
 
   std::vector<std::string> cmds;
   std::string cur = "XCLIENT";
@@ -280,29 +236,31 @@ BackendEvent BackendLogin::send_login() {
     return fail(FailureType::RemoteConfig, "Authentication support not advertised (TLS required?)");
 
   // Dovecot sends authzid = destination user, authcid = master or user.
-  sasl_ = sasl::make_client_mech(mech_, user_, master_.empty() ? user_ : master_, password_);
-  core::secure_zero(password_);
-  if (!sasl_) return fail(FailureType::Internal, "Unsupported SASL mechanism " + mech_);
+  if (!start_sasl(/*authzid_always=*/true))
+    return fail(FailureType::InternalConfig, "Unsupported SASL mechanism " + mech_);
 
   std::string ir_raw = sasl_->initial_response();
   const bool send_ir = !core::iequals(mech_, "LOGIN");  // LOGIN is server-first
-  std::string line = "AUTH " + mech_;
+  const std::string cmd = "AUTH " + mech_;
   if (send_ir) {
     std::string ir = ir_raw.empty() ? std::string("=") : core::base64_encode(ir_raw);
-    if (line.size() + 1 + ir.size() + 2 > kMaxCommandLine) {
+    if (cmd.size() + 1 + ir.size() + 2 > kMaxCommandLine) {
       // Too long for one line: the response follows an empty 334.
-      pending_ir_ = std::move(ir);
+      pending_ir_.assign(ir);
       ir_pending_ = true;
+      output_ += cmd;
     } else {
-      line += ' ';
-      line += ir;
+      reserve_output(ir.size());
+      output_ += cmd;
+      output_ += ' ';
+      output_ += ir;
     }
     core::secure_zero(ir);
+  } else {
+    output_ += cmd;
   }
   core::secure_zero(ir_raw);
-  line += "\r\n";
-  output_ += line;
-  core::secure_zero(line);
+  output_ += "\r\n";
   state_.set(State::Authenticate);
   return BackendEvent::Continue;
 }
@@ -318,19 +276,20 @@ BackendEvent BackendLogin::on_auth_line(unsigned status, bool last, std::string_
         return fail(FailureType::Protocol,
                     "Server sent unexpected server-first challenge: " + sanitize_for_log(line));
       ir_pending_ = false;
-      output_ += pending_ir_;
+      reserve_output(pending_ir_.size());
+      output_ += pending_ir_.view();
       output_ += "\r\n";
-      core::secure_zero(pending_ir_);
+      pending_ir_.clear();
       return BackendEvent::Continue;
     }
-    auto challenge = core::base64_decode(core::trim(text));
-    if (!challenge) return fail(FailureType::Protocol, "Invalid base64 data in AUTH response");
-    auto response = sasl_->step(*challenge);
-    if (!response)
-      return fail(FailureType::Protocol, "Invalid authentication data: unexpected challenge");
-    output_ += core::base64_encode(*response);
-    output_ += "\r\n";
-    core::secure_zero(*response);
+    switch (answer_challenge(core::trim(text), "", "\r\n")) {
+      case Answer::BadBase64:
+        return fail(FailureType::Protocol, "Invalid base64 data in AUTH response");
+      case Answer::Unexpected:
+        return fail(FailureType::Protocol, "Invalid authentication data: unexpected challenge");
+      case Answer::Sent:
+        break;
+    }
     return BackendEvent::Continue;
   }
 

@@ -6,7 +6,8 @@
 // Created by the Submission Frontend (make_backend_login) for each connection
 // attempt; it copies everything it needs from BackendLoginParams except
 // `client`, which must outlive it (the session owns the ClientInfo).
-// The password copy is wiped once the AUTH line is built and on destruction.
+// The password (a core::Secret) is wiped once the AUTH line is built and on
+// destruction. Owns: the SMTP login dialogue. Uses: protocols/common.
 
 #include <memory>
 #include <string>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "login/protocol.hpp"
+#include "protocols/common/backend_base.hpp"
 #include "protocols/submission/state.hpp"
 #include "sasl/sasl.hpp"
 
@@ -35,7 +37,7 @@ inline constexpr size_t kMaxCommandLine = 512;
 /// Most reply lines accepted for the final AUTH reply.
 inline constexpr size_t kMaxAuthReplyLines = 128;
 
-class BackendLogin final : public login::BackendLogin {
+class BackendLogin final : public common::BackendBase {
  public:
   BackendLogin(const login::BackendLoginParams& params, ClientSmtpInfo smtp);
   ~BackendLogin() override;
@@ -55,29 +57,17 @@ class BackendLogin final : public login::BackendLogin {
   login::BackendEvent send_login();
   login::BackendEvent on_auth_line(unsigned status, bool last, std::string_view text,
                                    std::string_view line);
-  login::BackendEvent fail(login::FailureType type, std::string reason,
-                           std::string client_reply = {});
   void send_ehlo();
   void forget_capabilities();
   bool advertised(std::string_view attr) const;
   void wipe_secrets();
 
-  // Copied parameters.
-  std::string user_;
-  std::string password_;
-  std::string master_;
-  std::string mech_;
   std::string hostname_;
-  bool starttls_;
-  bool not_trusted_;
   bool noauth_;
-  std::vector<std::pair<std::string, std::string>> forward_;
-  const login::ClientInfo* client_;
   ClientSmtpInfo smtp_;
 
   ProxyState state_;
   unsigned reply_status_ = 0;  // status of an unfinished multi-line reply
-  bool finished_ = false;
   // Backend capabilities from the current EHLO reply.
   bool cap_xclient_ = false;
   bool cap_starttls_ = false;
@@ -87,8 +77,7 @@ class BackendLogin final : public login::BackendLogin {
   bool xclient_login_sent_ = false;
   unsigned xclient_pending_ = 0;  // XCLIENT replies still expected
   // AUTH.
-  std::unique_ptr<sasl::ClientMech> sasl_;
-  std::string pending_ir_;       // initial response held back for an empty 334
+  core::Secret pending_ir_;       // initial response held back for an empty 334
   bool ir_pending_ = false;
   std::vector<std::string> auth_reply_;  // final reply lines: text without code
   std::string auth_enhanced_;            // enhanced code of the first line

@@ -20,12 +20,10 @@
 
 #include "protocols/submission/frontend.hpp"
 
-#include <asio/ip/address.hpp>
-
-#include "core/base64.hpp"
-#include "core/secure.hpp"
-#include "login/command_budget.hpp"
 #include "core/strings.hpp"
+#include "core/text.hpp"
+#include "login/client_update.hpp"
+#include "login/command_budget.hpp"
 #include "protocols/submission/smtp.hpp"
 
 namespace portier::protocols::submission {
@@ -41,77 +39,28 @@ constexpr std::string_view kUnavailable = "454 4.7.0 Account is temporarily unav
 constexpr std::string_view kAuthRequired = "530 5.7.0 Authentication required.";
 constexpr std::string_view kCleartextDenied =
     "523 5.7.10 Plaintext authentication disallowed on non-secure (SSL/TLS) connections.";
-constexpr size_t kMaxSessionIdLength = 64;
-// Compact the input buffer once this much of it has been consumed.
-constexpr size_t kCompactThreshold = 4096;
-
-bool is_cleartext_mech(std::string_view mech) {
-  return core::iequals(mech, "PLAIN") || core::iequals(mech, "LOGIN");
-}
-
-bool printable_ascii(std::string_view s) {
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c <= 0x20 || c >= 0x7f) return false;
-  }
-  return true;
-}
-
-// A passdb reason goes into a reply line: keep it on one line.
-std::string one_line(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    out.push_back(c < 0x20 || c == 0x7f ? ' ' : ch);
-  }
-  return out;
-}
-
+constexpr common::SaslTexts kSaslTexts{
+    .failed = kAuthFailed,
+    .unsupported = "504 5.5.4 Unsupported authentication mechanism.",
+    .cleartext_denied = kCleartextDenied,
+    .bad_initial_base64 = "501 5.5.2 Invalid base64 data in initial response",
+    .bad_base64 = "501 5.5.2 Invalid base64 data in continued response",
+    .aborted = "501 5.5.2 Authentication aborted by client.",
+};
 bool unavailable(std::string_view v) {
   return core::iequals(v, "[UNAVAILABLE]") || core::iequals(v, "[TEMPUNAVAIL]");
-}
-
-std::optional<uint16_t> parse_port(std::string_view s) {
-  auto v = core::parse_uint(s);
-  if (!v || *v == 0 || *v > 65535) return std::nullopt;
-  return static_cast<uint16_t>(*v);
-}
-
-// XCLIENT ADDR: `1.2.3.4`, `IPV6:2001:db8::1` (2.4 style) or a bare v6 (2.3).
-std::optional<asio::ip::address> parse_xclient_addr(std::string_view s) {
-  bool v6 = false;
-  if (core::istarts_with(s, "IPV6:")) {
-    s.remove_prefix(5);
-    v6 = true;
-  }
-  asio::error_code ec;
-  auto a = asio::ip::make_address(std::string(s), ec);
-  if (ec || (v6 && !a.is_v6())) return std::nullopt;
-  return a;
 }
 
 }  // namespace
 
 Frontend::Frontend(const login::FrontendSettings& settings, login::ClientInfo& client)
-    : settings_(settings), client_(client) {
-  if (settings_.greeting.empty()) settings_.greeting = "portier ready.";
+    : FrontendBase(settings, client, kSaslTexts) {
   if (settings_.hostname.empty()) settings_.hostname = "localhost";
 }
-
-Frontend::~Frontend() { wipe_input(); }
 
 std::unique_ptr<login::Frontend> make_frontend(const login::FrontendSettings& settings,
                                                login::ClientInfo& client) {
   return std::make_unique<Frontend>(settings, client);
-}
-
-bool Frontend::cleartext_allowed() const { return client_.secured() || settings_.allow_cleartext; }
-
-bool Frontend::mech_configured(std::string_view mech) const {
-  for (const auto& m : settings_.mechanisms)
-    if (core::iequals(m, mech)) return true;
-  return false;
 }
 
 std::string Frontend::ehlo_reply() const {
@@ -123,7 +72,7 @@ std::string Frontend::ehlo_reply() const {
   if (cleartext_allowed()) {
     std::string auth = "AUTH";
     for (const auto& m : settings_.mechanisms) {
-      if (!cleartext_allowed() && is_cleartext_mech(m)) continue;
+      if (!mech_advertised(m)) continue;
       auth += ' ';
       auth += m;
     }
@@ -149,40 +98,9 @@ void Frontend::start() {
   reply("220 " + settings_.hostname + " " + settings_.greeting);
 }
 
-void Frontend::feed(std::string_view data) {
-  if (mode_ == Mode::Closed) return;
-  in_.append(data);
-}
-
 void Frontend::reply(std::string_view line) {
   output_ += line;
   output_ += "\r\n";
-}
-
-void Frontend::consume(size_t n) {
-  in_pos_ += n;
-  if (in_pos_ == in_.size()) {
-    wipe_input();
-  } else if (in_pos_ >= kCompactThreshold) {
-    core::secure_zero(in_.data(), in_pos_);
-    in_.erase(0, in_pos_);
-    in_pos_ = 0;
-  }
-}
-
-void Frontend::wipe_input() {
-  // The buffer may have held a password: zero it before it is reused or freed.
-  core::secure_zero(in_);
-  in_pos_ = 0;
-}
-
-FrontendEvent Frontend::next() {
-  for (;;) {
-    if (mode_ == Mode::Closed) return FrontendEvent::Close;
-    // The login is with the engine; later input stays pending.
-    if (mode_ == Mode::AuthPending) return FrontendEvent::NeedInput;
-    if (Event ev = next_line()) return *ev;
-  }
 }
 
 Frontend::Event Frontend::close_with(std::string_view line) {
@@ -197,47 +115,32 @@ Frontend::Event Frontend::close_with(std::string_view line) {
     set_close_reason(text.starts_with("Line too long") ? "Too long command line" : text);
   }
   output_ += line;
-  mode_ = Mode::Closed;
-  sasl_.reset();
-  wipe_input();
-  return FrontendEvent::Close;
+  return closed();
 }
 
 Frontend::Event Frontend::invalid(std::string_view reply_line) {
   reply(reply_line);
-  if (settings_.max_invalid_commands > 0 && ++invalid_commands_ >= settings_.max_invalid_commands)
-    return close_with("421 4.7.0 " + settings_.hostname + " Too many invalid commands.\r\n");
+  if (invalid_limit_reached()) return close_with("421 4.7.0 " + settings_.hostname + " Too many invalid commands.\r\n");
   return std::nullopt;
 }
 
-Frontend::Event Frontend::next_line() {
-  std::string_view avail = std::string_view(in_).substr(in_pos_);
-  size_t lf = avail.find('\n');
-  if (lf == std::string_view::npos) {
-    // Bounded: the rest of an over-long line cannot be re-synchronised.
-    if (avail.size() > login::line_limit(settings_))
+Frontend::Event Frontend::parse() {
+  switch (in_.take_line(login::line_limit(settings_))) {
+    case login::PreloginInput::Line::NeedMore:
+      return FrontendEvent::NeedInput;
+    case login::PreloginInput::Line::TooLong:
+      // Bounded: the rest of an over-long line cannot be re-synchronised.
       return close_with("500 5.5.2 Line too long\r\n");
-    return FrontendEvent::NeedInput;
+    case login::PreloginInput::Line::Ready:
+      break;
   }
-  if (lf > login::line_limit(settings_)) return close_with("500 5.5.2 Line too long\r\n");
-  std::string line(avail.substr(0, lf));
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  consume(lf + 1);
-
-  Event ev;
-  if (mode_ == Mode::SaslResponse) {
-    ev = sasl_response(line);
-  } else {
-    std::string_view l = line;
-    size_t sp = l.find(' ');
-    std::string_view verb = l.substr(0, sp);
-    std::string_view args = sp == std::string_view::npos ? std::string_view{} : l.substr(sp + 1);
-    while (!args.empty() && args.front() == ' ') args.remove_prefix(1);
-    while (!args.empty() && args.back() == ' ') args.remove_suffix(1);
-    ev = dispatch(verb, args);
-  }
-  core::secure_zero(line);  // AUTH initial response or SASL response
-  return ev;
+  const std::string_view l = in_.line();  // AUTH initial response or SASL response
+  if (mode_ == Mode::SaslResponse) return sasl_respond(l);
+  size_t sp = l.find(' ');
+  std::string_view args = sp == std::string_view::npos ? std::string_view{} : l.substr(sp + 1);
+  while (!args.empty() && args.front() == ' ') args.remove_prefix(1);
+  while (!args.empty() && args.back() == ' ') args.remove_suffix(1);
+  return dispatch(l.substr(0, sp), args);
 }
 
 Frontend::Event Frontend::dispatch(std::string_view verb, std::string_view args) {
@@ -266,7 +169,7 @@ Frontend::Event Frontend::dispatch(std::string_view verb, std::string_view args)
 }
 
 Frontend::Event Frontend::cmd_ehlo(std::string_view args, bool ehlo) {
-  if (args.empty() || args.find(' ') != std::string_view::npos || !printable_ascii(args))
+  if (args.empty() || args.find(' ') != std::string_view::npos || !core::visible_ascii(args))
     return invalid("501 5.5.4 Invalid domain");
   helo_seen_ = true;
   client_helo_.assign(args);
@@ -292,13 +195,11 @@ Frontend::Event Frontend::cmd_starttls(std::string_view args) {
   reply("220 2.0.0 Begin TLS negotiation now.");
   // Anything pipelined after STARTTLS arrived in plaintext and must not be
   // executed as if it came over TLS (CVE-2011-0411 style command injection).
-  wipe_input();
+  in_.wipe();
   return FrontendEvent::StartTls;
 }
 
-void Frontend::tls_started() {
-  client_.end_client_tls = true;
-  wipe_input();  // nothing read before the handshake may survive it
+void Frontend::on_tls_started() {
   // RFC 3207 §4.2: forget everything learned before TLS; EHLO again.
   helo_seen_ = false;
   client_helo_.clear();
@@ -312,75 +213,20 @@ Frontend::Event Frontend::cmd_auth(std::string_view args) {
     reply("503 5.5.1 Send EHLO first.");
     return std::nullopt;
   }
-  const std::string mech = core::to_upper(parts[0]);
-  std::unique_ptr<sasl::ServerMech> server;
-  if (mech_configured(mech)) server = sasl::make_server_mech(mech);
-  if (!server) {
-    reply("504 5.5.4 Unsupported authentication mechanism.");
-    return std::nullopt;
-  }
-  if (is_cleartext_mech(mech) && !cleartext_allowed()) {
-    reply(kCleartextDenied);
-    return std::nullopt;
-  }
-  std::optional<std::string> ir;
-  if (parts.size() == 2) {
-    // RFC 4954: "=" is an empty initial response.
-    if (parts[1] == "=") {
-      ir.emplace();
-    } else {
-      ir = core::base64_decode(parts[1]);
-      if (!ir) {
-        reply("501 5.5.2 Invalid base64 data in initial response");
-        return std::nullopt;
-      }
-    }
-  }
-  sasl_ = std::move(server);
-  sasl::Step step = ir ? sasl_->start(std::string_view(*ir)) : sasl_->start(std::nullopt);
-  if (ir) core::secure_zero(*ir);
-  return sasl_result(step);
+  std::optional<std::string_view> ir;  // RFC 4954: "=" is an empty initial response
+  if (parts.size() == 2) ir = parts[1];
+  return sasl_begin(parts[0], ir);
 }
 
-Frontend::Event Frontend::sasl_result(const sasl::Step& step) {
-  switch (step.status) {
-    case sasl::Status::Continue:
-      output_ += "334 ";
-      output_ += core::base64_encode(step.challenge);
-      output_ += "\r\n";
-      mode_ = Mode::SaslResponse;
-      return std::nullopt;
-    case sasl::Status::Done:
-      credentials_ = sasl_->credentials();
-      sasl_.reset();
-      mode_ = Mode::AuthPending;
-      return FrontendEvent::Authenticate;
-    case sasl::Status::Failed:
-      break;
-  }
-  sasl_.reset();
-  mode_ = Mode::Commands;
-  reply(kAuthFailed);
+void Frontend::send_challenge(std::string_view b64) {
+  output_ += "334 ";
+  output_ += b64;
+  output_ += "\r\n";
+}
+
+Frontend::Event Frontend::sasl_refused(sasl::Outcome, std::string_view text) {
+  reply(text);
   return std::nullopt;
-}
-
-Frontend::Event Frontend::sasl_response(std::string_view line) {
-  if (line == "*") {
-    sasl_.reset();
-    mode_ = Mode::Commands;
-    reply("501 5.5.2 Authentication aborted by client.");
-    return std::nullopt;
-  }
-  std::optional<std::string> response = core::base64_decode(line);
-  if (!response) {
-    sasl_.reset();
-    mode_ = Mode::Commands;
-    reply("501 5.5.2 Invalid base64 data in continued response");
-    return std::nullopt;
-  }
-  sasl::Step step = sasl_->step(*response);
-  core::secure_zero(*response);
-  return sasl_result(step);
 }
 
 Frontend::Event Frontend::cmd_xclient(std::string_view args) {
@@ -389,7 +235,7 @@ Frontend::Event Frontend::cmd_xclient(std::string_view args) {
     return std::nullopt;
   }
   // Validate everything first: a bad attribute changes nothing.
-  login::ClientInfo next = client_;
+  login::ClientUpdate update(client_);
   ClientSmtpInfo up = upstream_;
   auto parts = core::split_ws(args);
   if (parts.empty()) return invalid("501 5.5.4 Invalid parameters");
@@ -402,19 +248,14 @@ Frontend::Event Frontend::cmd_xclient(std::string_view args) {
     if (!value) return invalid("501 5.5.4 Invalid " + sanitize_for_log(key, 32) + " parameter");
     const std::string& v = *value;
     const std::string bad = "501 5.5.4 Invalid " + key + " parameter";
-    if (key == "ADDR" || key == "DESTADDR") {
-      if (unavailable(v)) continue;
-      auto a = parse_xclient_addr(v);
-      if (!a) return invalid(bad);
-      (key == "ADDR" ? next.remote_ip : next.local_ip) = *a;
-    } else if (key == "PORT" || key == "DESTPORT") {
-      if (unavailable(v)) continue;
-      auto port = parse_port(v);
-      if (!port) return invalid(bad);
-      (key == "PORT" ? next.remote_port : next.local_port) = *port;
+    if (auto field = login::ClientUpdate::xclient_field(key)) {
+      if (unavailable(v) && *field != login::ClientField::Ttl &&
+          *field != login::ClientField::Transport)
+        continue;
+      if (!update.set(*field, v)) return invalid(bad);
     } else if (key == "HELO") {
       if (unavailable(v)) continue;
-      if (!printable_ascii(v)) return invalid(bad);
+      if (!core::visible_ascii(v)) return invalid(bad);
       up.helo = v;
     } else if (key == "PROTO") {
       if (unavailable(v)) continue;
@@ -424,28 +265,12 @@ Frontend::Event Frontend::cmd_xclient(std::string_view args) {
     } else if (key == "LOGIN") {
       if (unavailable(v)) continue;
       up.login = v;
-    } else if (key == "SESSION") {
-      if (unavailable(v)) continue;
-      if (v.empty() || v.size() > kMaxSessionIdLength || !printable_ascii(v)) return invalid(bad);
-      next.session_id = v;
-    } else if (key == "TTL") {
-      auto ttl = core::parse_uint(v);
-      if (!ttl || *ttl > 0xffffffffULL) return invalid(bad);
-      next.proxy_ttl = static_cast<unsigned>(*ttl);
     } else if (key == "TIMEOUT") {
       if (!core::parse_uint(v)) return invalid(bad);
-    } else if (key == "CLIENT-TRANSPORT") {
-      next.end_client_tls = core::istarts_with(v, "TLS");
     }
     // Anything else (NAME, DESTNAME, FORWARD...) is accepted and ignored.
   }
-  client_.remote_ip = next.remote_ip;
-  client_.remote_port = next.remote_port;
-  client_.local_ip = next.local_ip;
-  client_.local_port = next.local_port;
-  client_.session_id = next.session_id;
-  client_.proxy_ttl = next.proxy_ttl;
-  client_.end_client_tls = next.end_client_tls;
+  update.apply(client_);
   upstream_ = std::move(up);
   // Like a new connection: a fresh greeting, and EHLO is needed again.
   helo_seen_ = false;
@@ -453,22 +278,19 @@ Frontend::Event Frontend::cmd_xclient(std::string_view args) {
   return std::nullopt;
 }
 
-sasl::Credentials Frontend::take_credentials() { return std::move(credentials_); }
-
 void Frontend::auth_failed(AuthFailure kind, std::string_view reason) {
-  credentials_ = sasl::Credentials{};
-  mode_ = Mode::Commands;
+  login_over();
   switch (kind) {
     case AuthFailure::Failed:
-      reply(reason.empty() ? std::string(kAuthFailed) : "535 5.7.8 " + one_line(reason));
+      reply(reason.empty() ? std::string(kAuthFailed) : "535 5.7.8 " + core::one_line(reason));
       break;
     case AuthFailure::TempFail:
       reply("454 4.7.0 " + (reason.empty() ? std::string("Temporary authentication failure.")
-                                           : one_line(reason)));
+                                           : core::one_line(reason)));
       break;
     case AuthFailure::Disabled:
       reply("525 5.7.13 " + (reason.empty() ? std::string("Login disabled for this user.")
-                                            : one_line(reason)));
+                                            : core::one_line(reason)));
       break;
     case AuthFailure::CleartextDenied:
       reply(kCleartextDenied);
@@ -495,8 +317,7 @@ std::unique_ptr<login::BackendLogin> Frontend::make_backend_login(
 }
 
 void Frontend::proxy_failed(const login::ProxyFailure& f) {
-  credentials_ = sasl::Credentials{};
-  mode_ = Mode::Commands;
+  login_over();
   // The one switch that maps a backend failure to the Submission client reply (§5.4).
   switch (f.type) {
     case FailureType::Connect:
@@ -527,20 +348,12 @@ void Frontend::timed_out() {
   const std::string_view text = mode_ == Mode::AuthPending ? "Timeout while finishing login."
                                                            : "Disconnected for inactivity.";
   output_ += "421 4.4.2 " + settings_.hostname + " " + std::string(text) + "\r\n";
-  mode_ = Mode::Closed;
-  sasl_.reset();
+  closed();
 }
 
 void Frontend::goodbye(std::string_view reason) {
   output_ += "421 4.7.0 " + settings_.hostname + " " + std::string(reason) + "\r\n";
-  mode_ = Mode::Closed;
-  sasl_.reset();
-}
-
-std::string Frontend::take_pending_input() {
-  std::string rest = in_.substr(in_pos_);
-  wipe_input();
-  return rest;
+  closed();
 }
 
 }  // namespace portier::protocols::submission

@@ -1,11 +1,10 @@
 #pragma once
-// The Submission pre-login server dialogue (what submission-login offers
-// before login, spec §5.5). Sans-I/O: the engine feeds client bytes, calls
-// next() and writes output().
+// Submission pre-login dialogue (submission-login before AUTH, spec §5.5):
+// EHLO/HELO, STARTTLS, AUTH, XCLIENT. Sans-I/O, on the session's worker.
 //
-// Lifetime: one per client connection, created by make_frontend(); holds a
-// reference to the session's ClientInfo (updated by a trusted client's XCLIENT).
-// Threading: the session's worker thread only.
+// Owns: SMTP command dispatch, the EHLO reply, the client's HELO/PROTO for
+// the backend's XCLIENT, reply texts. Uses: protocols/common (input, SASL
+// exchange, counting), login::ClientUpdate (a trusted XCLIENT).
 
 #include <memory>
 #include <optional>
@@ -14,6 +13,7 @@
 #include <vector>
 
 #include "login/protocol.hpp"
+#include "protocols/common/frontend_base.hpp"
 #include "protocols/submission/backend_login.hpp"
 #include "sasl/sasl.hpp"
 
@@ -23,23 +23,17 @@ namespace portier::protocols::submission {
 inline constexpr std::string_view kXclientAttributes =
     "ADDR PORT PROTO HELO LOGIN SESSION CLIENT-TRANSPORT TTL TIMEOUT DESTADDR DESTPORT";
 
-class Frontend final : public login::Frontend {
+class Frontend final : public common::FrontendBase {
  public:
   Frontend(const login::FrontendSettings& settings, login::ClientInfo& client);
-  ~Frontend() override;
 
   void start() override;
-  void feed(std::string_view data) override;
-  login::FrontendEvent next() override;
-  void tls_started() override;
-  sasl::Credentials take_credentials() override;
   void auth_failed(login::AuthFailure kind, std::string_view reason) override;
   std::unique_ptr<login::BackendLogin> make_backend_login(
       const login::BackendLoginParams& p) override;
   void proxy_failed(const login::ProxyFailure& f) override;
   void timed_out() override;
   void goodbye(std::string_view reason) override;
-  std::string take_pending_input() override;
 
   /// The EHLO reply for the connection's current state (CRLF-terminated lines).
   std::string ehlo_reply() const;
@@ -47,43 +41,25 @@ class Frontend final : public login::Frontend {
   const ClientSmtpInfo& smtp_info() const { return smtp_; }
 
  private:
-  enum class Mode {
-    Commands,      // parsing command lines
-    SaslResponse,  // AUTH sent "334 ..."; waiting for the client's line
-    AuthPending,   // Authenticate returned; the engine owns the next step
-    Closed,
-  };
-  using Event = std::optional<login::FrontendEvent>;  // nullopt = keep parsing
+  Event parse() override;
+  void send_challenge(std::string_view b64) override;
+  Event sasl_refused(sasl::Outcome outcome, std::string_view text) override;
+  void on_tls_started() override;
 
-  Event next_line();
   Event dispatch(std::string_view verb, std::string_view args);
   Event cmd_ehlo(std::string_view args, bool ehlo);
   Event cmd_starttls(std::string_view args);
   Event cmd_auth(std::string_view args);
   Event cmd_xclient(std::string_view args);
-  Event sasl_response(std::string_view line);
-  Event sasl_result(const sasl::Step& step);
   Event invalid(std::string_view reply_line);
   Event close_with(std::string_view line);
   void reply(std::string_view line);
-  bool cleartext_allowed() const;
-  bool mech_configured(std::string_view mech) const;
-  void consume(size_t n);
-  void wipe_input();
 
-  login::FrontendSettings settings_;
-  login::ClientInfo& client_;
-  Mode mode_ = Mode::Commands;
-  std::string in_;
-  size_t in_pos_ = 0;
-  unsigned invalid_commands_ = 0;
   bool helo_seen_ = false;       // EHLO/HELO since the greeting (or STARTTLS/XCLIENT)
   std::string client_helo_;      // the client's own EHLO/HELO domain
   std::string client_proto_;     // ESMTP after EHLO, SMTP after HELO
   ClientSmtpInfo upstream_;      // from a trusted XCLIENT
   ClientSmtpInfo smtp_;          // effective: upstream wins
-  std::unique_ptr<sasl::ServerMech> sasl_;
-  sasl::Credentials credentials_;
 };
 
 /// The factory registered in kProtocol.

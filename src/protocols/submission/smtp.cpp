@@ -7,6 +7,8 @@
 
 #include "protocols/submission/smtp.hpp"
 
+#include "core/text.hpp"
+
 namespace portier::protocols::submission {
 
 namespace {
@@ -105,16 +107,7 @@ std::optional<std::string> xtext_decode(std::string_view s) {
 }
 
 std::string sanitize_for_log(std::string_view s, size_t max) {
-  std::string out;
-  bool cut = s.size() > max;
-  if (cut) s = s.substr(0, max);
-  out.reserve(s.size() + 3);
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    out.push_back(c < 0x20 || c == 0x7f ? '?' : ch);
-  }
-  if (cut) out.append("...");
-  return out;
+  return core::sanitize_for_log(s, max);
 }
 
 }  // namespace portier::protocols::submission

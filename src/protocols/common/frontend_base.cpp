@@ -1,0 +1,118 @@
+#include "protocols/common/frontend_base.hpp"
+
+namespace portier::protocols::common {
+
+using login::FrontendEvent;
+
+std::string_view SaslTexts::of(sasl::Outcome o) const {
+  switch (o) {
+    case sasl::Outcome::Unsupported: return unsupported;
+    case sasl::Outcome::CleartextDenied: return cleartext_denied;
+    case sasl::Outcome::BadInitialBase64: return bad_initial_base64;
+    case sasl::Outcome::BadBase64: return bad_base64;
+    case sasl::Outcome::Aborted: return aborted;
+    default: return failed;
+  }
+}
+
+FrontendBase::FrontendBase(const login::FrontendSettings& settings, login::ClientInfo& client,
+                           const SaslTexts& sasl_texts)
+    : settings_(settings), client_(client), sasl_texts_(sasl_texts) {
+  if (settings_.greeting.empty()) settings_.greeting = "portier ready.";
+}
+
+void FrontendBase::feed(std::string_view data) {
+  if (mode_ == Mode::Closed) return;
+  in_.append(data);
+}
+
+FrontendEvent FrontendBase::next() {
+  for (;;) {
+    if (mode_ == Mode::Closed) return FrontendEvent::Close;
+    // The login is with the engine; later input stays pending.
+    if (mode_ == Mode::AuthPending) return FrontendEvent::NeedInput;
+    Event ev = parse();
+    in_.forget_line();  // a line may have held PASS or a SASL response
+    if (ev) return *ev;
+  }
+}
+
+sasl::Credentials FrontendBase::take_credentials() { return std::move(credentials_); }
+
+std::string FrontendBase::take_pending_input() { return in_.take_rest(); }
+
+void FrontendBase::tls_started() {
+  client_.end_client_tls = true;
+  in_.wipe();  // nothing read before the handshake may survive it
+  on_tls_started();
+}
+
+bool FrontendBase::cleartext_allowed() const {
+  return client_.secured() || settings_.allow_cleartext;
+}
+
+bool FrontendBase::mech_advertised(std::string_view mech) const {
+  if (sasl::is_cleartext_mech(mech) && !cleartext_allowed()) return false;
+  return sasl::mech_offered(settings_.mechanisms, mech);
+}
+
+FrontendBase::Event FrontendBase::sasl_begin(std::string_view mech,
+                                             std::optional<std::string_view> ir,
+                                             sasl::IrSyntax syntax) {
+  const sasl::ExchangePolicy policy{settings_.mechanisms, cleartext_allowed()};
+  return sasl_outcome(sasl_.begin(mech, ir, policy, syntax));
+}
+
+FrontendBase::Event FrontendBase::sasl_respond(std::string_view text) {
+  return sasl_outcome(sasl_.respond(text));
+}
+
+FrontendBase::Event FrontendBase::sasl_outcome(sasl::Outcome o) {
+  switch (o) {
+    case sasl::Outcome::Challenge:
+      send_challenge(sasl_.challenge());
+      mode_ = Mode::SaslResponse;
+      return std::nullopt;
+    case sasl::Outcome::Done:
+      credentials_ = sasl_.take_credentials();
+      mode_ = Mode::AuthPending;
+      return FrontendEvent::Authenticate;
+    default:
+      break;
+  }
+  mode_ = Mode::Commands;
+  return sasl_refused(o, sasl_texts_.of(o));
+}
+
+void FrontendBase::sasl_cancel() {
+  sasl_.reset();
+  mode_ = Mode::Commands;
+}
+
+FrontendBase::Event FrontendBase::authenticate(std::string user, std::string_view password) {
+  credentials_ = sasl::Credentials{};
+  credentials_.mech = "PLAIN";
+  credentials_.authcid = std::move(user);
+  credentials_.password.assign(password);
+  mode_ = Mode::AuthPending;
+  return FrontendEvent::Authenticate;
+}
+
+void FrontendBase::login_over() {
+  credentials_ = sasl::Credentials{};
+  mode_ = Mode::Commands;
+}
+
+FrontendBase::Event FrontendBase::closed() {
+  mode_ = Mode::Closed;
+  sasl_.reset();
+  in_.wipe();
+  return FrontendEvent::Close;
+}
+
+bool FrontendBase::invalid_limit_reached() {
+  return settings_.max_invalid_commands > 0 &&
+         ++invalid_commands_ >= settings_.max_invalid_commands;
+}
+
+}  // namespace portier::protocols::common

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "core/secure.hpp"
 #include "log/log.hpp"
 #include "login/runtime.hpp"
 #include "passdb/registry.hpp"
@@ -145,6 +146,10 @@ int main(int argc, char** argv) {
                         portier::tls::kernel_has_ktls()
                             ? "kTLS: kernel TLS available, enabled where the cipher allows"
                             : "kTLS: the kernel has no TLS ULP; using userspace TLS");
+  if (portier::core::wiping_disabled())
+    portier::log::write(Level::Warning, "portier",
+                        "PORTIER_TEST_NO_WIPE is set: secrets are NOT wiped from memory "
+                        "(a test switch; never set it in production)");
   server.start();
   portier::log::write(Level::Info, "portier", "Ready");
 

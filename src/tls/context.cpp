@@ -52,6 +52,9 @@ CtxPtr make_server_context(const std::string& cert, const std::string& key, std:
     return nullptr;
   }
   common_setup(ctx.get());
+  // Client records carry passwords: OpenSSL wipes decrypted bytes from its
+  // read buffer once they are handed over (our own copies are wiped by us).
+  SSL_CTX_set_options(ctx.get(), SSL_OP_CLEANSE_PLAINTEXT);
   // No server-side session cache: it would keep an SSL_SESSION per client in
   // memory. Resumption still works through stateless tickets.
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);

@@ -90,11 +90,12 @@ class PortierFactory:
         self.instances: list[Portier] = []
 
     def __call__(self, users: list[User], *, settings: dict[str, dict[str, Any]] | None = None,
-                 listeners=DEFAULT_LISTENERS, extra_toml: str = "") -> Portier:
+                 listeners=DEFAULT_LISTENERS, extra_toml: str = "",
+                 env: dict[str, str] | None = None) -> Portier:
         n = len(self.instances)
         p = Portier(self.tmp_path / f"portier{n}", users=users, certs=self.certs,
                     listeners=listeners, settings=settings, extra_toml=extra_toml,
-                    name=f"portier{n}")
+                    name=f"portier{n}", env=env)
         self.instances.append(p)
         p.start()
         return p

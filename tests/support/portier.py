@@ -141,7 +141,9 @@ class Portier:
                  certs: Certs | None = None,
                  listeners: Sequence[Listener] = DEFAULT_LISTENERS,
                  settings: Mapping[str, Mapping[str, Any]] | None = None,
-                 extra_toml: str = "", name: str = "portier", echo: bool = False) -> None:
+                 extra_toml: str = "", name: str = "portier", echo: bool = False,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.env = dict(env or {})   # extra environment for the portier process
         self.echo = echo          # also print every log line (demo)
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -190,7 +192,8 @@ class Portier:
         self.write_config()
         self.proc = subprocess.Popen(die_with_parent([str(binary), "-c", str(self.conf_path)]),
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, cwd=self.dir)
+                                     stderr=subprocess.PIPE, cwd=self.dir,
+                                     env={**os.environ, **self.env} if self.env else None)
         for stream, prefix in ((self.proc.stderr, ""), (self.proc.stdout, "[stdout] ")):
             t = threading.Thread(target=self._reader, args=(stream, prefix),
                                  name=f"{self.name}-{prefix or 'stderr'}", daemon=True)

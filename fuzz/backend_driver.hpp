@@ -27,6 +27,7 @@
 #include <string_view>
 
 #include "fuzz_common.hpp"
+#include "login/backend_driver.hpp"
 #include "login/protocol.hpp"
 
 namespace portier::fuzz {
@@ -103,8 +104,13 @@ inline int run_backend(const MakeBackend& make, bool literals, const uint8_t* da
   };
 
   size_t events = 0;
-  for (std::string_view line : split_lines(in)) {
-    if (line.size() > 4096) return 0;
+  // Lines are cut by the engine's own code (login/backend_driver).
+  std::string buf(in);
+  buf += '\n';  // the last line counts even without its LF
+  std::string line;
+  for (;;) {
+    login::LineCut cut = login::next_backend_line(buf, line);
+    if (cut != login::LineCut::Line) return 0;  // TooLong ends the dialogue; NeedMore: input done
     login::BackendEvent ev = bl->on_line(line);
     check(ev);
     while (ev == login::BackendEvent::StartTls) {

@@ -1,6 +1,7 @@
 #pragma once
 // Drives one protocol Frontend with arbitrary client bytes, playing the
-// engine's part (src/login/session.cpp prelogin()/login()) for every event.
+// engine's part for every event; the engine's decisions themselves (auth
+// verdict, backend parameters) are the engine's code (login/auth_flow).
 //
 // Input layout:
 //   byte 0  ClientInfo / chunking:
@@ -30,7 +31,9 @@
 #include <vector>
 
 #include "fuzz_common.hpp"
+#include "login/auth_flow.hpp"
 #include "login/protocol.hpp"
+#include "passdb/reply.hpp"
 
 namespace portier::fuzz {
 
@@ -149,20 +152,30 @@ inline int run_frontend(const FrontendTarget& t, const uint8_t* data, size_t siz
         sasl::Credentials creds = fe->take_credentials();
         unsigned outcome = (g + attempts) & 7;
         ++attempts;
-        if (outcome <= 4) {
-          static constexpr login::AuthFailure kKinds[] = {
-              login::AuthFailure::Failed, login::AuthFailure::TempFail,
-              login::AuthFailure::Disabled, login::AuthFailure::CleartextDenied,
-              login::AuthFailure::Limit};
-          fe->auth_failed(kKinds[outcome], outcome == 2 ? "Account is disabled." : "");
+        if (outcome == 3 || outcome == 4) {  // decided by the frontend / the governor
+          fe->auth_failed(outcome == 3 ? login::AuthFailure::CleartextDenied
+                                       : login::AuthFailure::Limit,
+                          "");
           break;
         }
-        login::BackendLoginParams p;
-        p.user = creds.authcid;
-        p.password = creds.password.view();
-        p.hostname = s.hostname;
-        p.forward = {{"client_id", "fuzz"}};
-        p.client = &ci;
+        // The engine's own decisions (login/auth_flow): a passdb answer, its
+        // verdict, and the backend parameters built from it.
+        passdb::Lookup l;
+        l.reply.user = creds.authcid;
+        l.result = outcome == 0   ? passdb::Result::Mismatch
+                   : outcome == 1 ? passdb::Result::TempFail
+                                  : passdb::Result::Ok;
+        if (outcome == 2)
+          l.reply.fields = {{"nologin", ""}, {"reason", "Account is disabled."}};
+        else
+          l.reply.fields = passdb::parse_extra_fields("proxy host=192.0.2.9 forward_client_id=fuzz");
+        login::AuthVerdict v = login::judge(l, *t.proto);
+        if (!v.proxy) {
+          FUZZ_CHECK(outcome <= 2, "a proxy entry was refused", v.log_error);
+          fe->auth_failed(v.reply, v.reason);
+          break;
+        }
+        login::BackendLoginParams p = login::backend_params(v.fields, creds, s.hostname, ci);
         auto bl = fe->make_backend_login(p);
         FUZZ_CHECK(bl != nullptr, "make_backend_login returned null", "");
         login::BackendEvent bev = drive_canned_backend(t, *bl);

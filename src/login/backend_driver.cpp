@@ -16,7 +16,6 @@ using net::Task;
 using net::use_nothrow;
 
 namespace {
-constexpr size_t kBackendMaxLine = 4096;  // Dovecot's pre-login backend line limit
 
 long long secs_since(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - t).count();
@@ -49,6 +48,17 @@ std::optional<ProxyFailure> precheck(const passdb::ProxyFields& f, bool ip_ok,
     return ProxyFailure{FailureType::InternalConfig, "Unsupported SASL mechanism " + params.mech,
                         {}};
   return std::nullopt;
+}
+
+LineCut next_backend_line(std::string& buf, std::string& line) {
+  auto nl = buf.find('\n');
+  if (nl == std::string::npos)
+    return buf.size() > kBackendMaxLine + 1 ? LineCut::TooLong : LineCut::NeedMore;
+  size_t end = (nl > 0 && buf[nl - 1] == '\r') ? nl - 1 : nl;
+  if (end > kBackendMaxLine) return LineCut::TooLong;
+  line.assign(buf, 0, end);
+  buf.erase(0, nl + 1);
+  return LineCut::Line;
 }
 
 AfterFailure next_after_failure(FailureType type, unsigned reconnects, unsigned max_reconnects,
@@ -300,17 +310,14 @@ ProxyFailure BackendDriver::io_failure(const asio::error_code& ec) const {
 
 Task<std::optional<ProxyFailure>> BackendDriver::read_line(std::string& line) {
   for (;;) {
-    auto nl = be_buf_.find('\n');
-    if (nl != std::string::npos) {
-      size_t end = (nl > 0 && be_buf_[nl - 1] == '\r') ? nl - 1 : nl;
-      if (end > kBackendMaxLine)
+    switch (next_backend_line(be_buf_, line)) {
+      case LineCut::Line:
+        co_return std::nullopt;
+      case LineCut::TooLong:
         co_return ProxyFailure{FailureType::Protocol, "Too long input line", {}};
-      line.assign(be_buf_, 0, end);
-      be_buf_.erase(0, nl + 1);
-      co_return std::nullopt;
+      case LineCut::NeedMore:
+        break;
     }
-    if (be_buf_.size() > kBackendMaxLine + 1)
-      co_return ProxyFailure{FailureType::Protocol, "Too long input line", {}};
     asio::error_code ec;
     size_t n = co_await backend_->read_some(read_buffer(), kReadChunk, ec);
     if (ec) co_return io_failure(ec);

@@ -46,6 +46,12 @@ std::optional<ProxyFailure> precheck(const passdb::ProxyFields& f, bool ip_ok,
                                      const asio::ip::address& ip, const ClientInfo& ci,
                                      const BackendLoginParams& params, std::string_view login_user);
 
+/// Cut the next backend line out of `buf` (LF-terminated, one CR before it
+/// dropped) into `line`; Dovecot's pre-login limit of 4096 bytes per line.
+enum class LineCut { Line, NeedMore, TooLong };
+inline constexpr size_t kBackendMaxLine = 4096;
+LineCut next_backend_line(std::string& buf, std::string& line);
+
 /// After a failed attempt: retry (1 s later) or give up.
 enum class AfterFailure { Retry, GiveUp };
 inline constexpr auto kRetryDelay = std::chrono::milliseconds(1000);

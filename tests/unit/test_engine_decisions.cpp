@@ -229,3 +229,22 @@ TEST(Counters, FedByEvents) {
   EXPECT_EQ(s.bytes_out, 20u);
   EXPECT_EQ((s.proxy_failures.at({"connect", "login/banner"})), 1u);
 }
+
+TEST(BackendDecisions, LinesAreCutOnLfWithOneCrDroppedAndLimited) {
+  std::string buf = "* OK hi\r\nL OK\npart";
+  std::string line;
+  EXPECT_EQ(next_backend_line(buf, line), LineCut::Line);
+  EXPECT_EQ(line, "* OK hi");
+  EXPECT_EQ(next_backend_line(buf, line), LineCut::Line);
+  EXPECT_EQ(line, "L OK");
+  EXPECT_EQ(next_backend_line(buf, line), LineCut::NeedMore);
+  EXPECT_EQ(buf, "part");
+  std::string exact(kBackendMaxLine, 'x');
+  std::string b2 = exact + "\r\n";
+  EXPECT_EQ(next_backend_line(b2, line), LineCut::Line);
+  EXPECT_EQ(line.size(), kBackendMaxLine);
+  std::string b3 = exact + "y\n";
+  EXPECT_EQ(next_backend_line(b3, line), LineCut::TooLong);
+  std::string b4(kBackendMaxLine + 2, 'z');  // no LF yet, already too long
+  EXPECT_EQ(next_backend_line(b4, line), LineCut::TooLong);
+}

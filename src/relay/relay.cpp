@@ -75,7 +75,7 @@ void Relay::on_event(int d, const asio::error_code& ec, bool read_side) {
 
 void Relay::transfer(int d) {
   Direction& x = dirs_[d];
-  bool more = (splice_ && !x.copy) ? transfer_splice(x, d) : transfer_copy(x, d);
+  bool more = (splice_ && x.spliced && !x.copy) ? transfer_splice(x, d) : transfer_copy(x, d);
   (void)more;
 }
 
@@ -156,11 +156,20 @@ bool Relay::transfer_splice(Direction& x, int d) {
       *x.count += static_cast<uint64_t>(n);
       moved += static_cast<size_t>(n);
       last_ = Clock::now();
+      // Fewer bytes than asked for: the socket was drained at that moment.
+      x.drained = static_cast<size_t>(n) < kSpliceChunk;
     }
     ssize_t m = ::splice(x.pipe->read_fd(), nullptr, dst_fd, nullptr, x.pipe->pending,
                          SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (m > 0) {
       x.pipe->pending -= static_cast<size_t>(m);
+      if (x.pipe->pending == 0 && x.drained) {
+        // No EAGAIN probe: the wait's EPOLL_CTL_MOD re-checks readiness, so
+        // bytes that arrived meanwhile still wake us (see arm_read()).
+        x.pipe.reset();
+        arm_read(d);
+        return false;
+      }
       continue;
     }
     if (m < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -203,6 +212,10 @@ bool Relay::transfer_copy(Direction& x, int d) {
       *x.count += n;
       moved += n;
       last_ = Clock::now();
+      x.drained = n < Buffer::size();
+      // A read that fills the buffer is a bulk transfer: once these bytes
+      // are out, this direction splices (when both legs are plaintext).
+      if (!x.drained && splice_ && !x.copy) x.spliced = true;
     }
     asio::error_code ec;
     WaitType want;
@@ -217,6 +230,18 @@ bool Relay::transfer_copy(Direction& x, int d) {
     }
     x.off += w;
     x.len -= w;
+    if (x.len == 0 && x.spliced && splice_ && !x.copy) {
+      x.buf.reset();
+      return transfer_splice(x, d);
+    }
+    if (x.len == 0 && x.drained) {
+      // Short read: the socket (or TLS record) was drained; no EAGAIN probe.
+      // arm_read() posts at once when TLS still holds bytes, and otherwise
+      // the reactor's EPOLL_CTL_MOD re-checks readiness.
+      x.buf.reset();
+      arm_read(d);
+      return false;
+    }
   }
 }
 

@@ -94,7 +94,8 @@ class Stream {
 
   /// Cancel pending operations (they complete with operation_aborted).
   void cancel();
-  /// Best-effort TLS close_notify, then close the socket.
+  /// Best-effort TLS close_notify, then close the socket (no shutdown(2):
+  /// the close sends the FIN).
   void close();
 
  private:

@@ -16,7 +16,10 @@ namespace {
 // Bytes one direction may move before yielding to other sessions.
 constexpr size_t kFairnessBudget = 256 * 1024;
 constexpr size_t kSpliceChunk = 64 * 1024;
+thread_local Stats g_stats;
 }  // namespace
+
+Stats& thread_stats() { return g_stats; }
 
 Relay* Relay::start(tls::Stream client, tls::Stream backend, Options opts, Done done) {
   auto* r = new Relay(std::move(client), std::move(backend), opts, std::move(done));
@@ -212,10 +215,14 @@ bool Relay::transfer_copy(Direction& x, int d) {
       *x.count += n;
       moved += n;
       last_ = Clock::now();
+      ++g_stats.copy_reads;
       x.drained = n < Buffer::size();
       // A read that fills the buffer is a bulk transfer: once these bytes
       // are out, this direction splices (when both legs are plaintext).
-      if (!x.drained && splice_ && !x.copy) x.spliced = true;
+      if (!x.drained && splice_ && !x.copy && !x.spliced) {
+        x.spliced = true;
+        ++g_stats.splice_switches;
+      }
     }
     asio::error_code ec;
     WaitType want;

@@ -58,6 +58,14 @@ struct Options {
   std::chrono::milliseconds linger{std::chrono::seconds(30)};
 };
 
+/// Per-thread counters (worker thread): what the relays of this thread did.
+struct Stats {
+  uint64_t copy_reads = 0;        // read()/SSL_read calls that returned bytes
+  uint64_t splice_switches = 0;   // directions that went over to splice
+};
+/// This thread's counters.
+Stats& thread_stats();
+
 class Relay {
  public:
   using Done = std::function<void(const Result&)>;

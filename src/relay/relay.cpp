@@ -30,7 +30,7 @@ Relay* Relay::start(tls::Stream client, tls::Stream backend, Options opts, Done 
 
 Relay::Relay(tls::Stream client, tls::Stream backend, Options opts, Done done)
     : client_(std::move(client)), backend_(std::move(backend)), done_(std::move(done)),
-      linger_(opts.linger), last_(Clock::now()) {
+      linger_(opts.linger), linger_timer_(client_.socket().get_executor()), last_(Clock::now()) {
   splice_ = opts.splice && !client_.is_tls() && !backend_.is_tls();
   dirs_[0].src = &client_;
   dirs_[0].dst = &backend_;
@@ -98,16 +98,10 @@ void Relay::end_of_stream(Direction& x) {
 }
 
 void Relay::arm_linger(std::chrono::milliseconds after) {
-  if (!linger_timer_)
-    linger_timer_ = std::make_unique<asio::steady_timer>(client_.socket().get_executor());
-  linger_timer_->expires_after(after);
-  ++pending_;
-  linger_timer_->async_wait([this](const asio::error_code& ec) {
-    --pending_;
-    if (finished_ || ec) {
-      maybe_delete();
-      return;
-    }
+  // A coarse per-worker deadline (net::Deadline): no timerfd_settime of its
+  // own, and it never runs after finish() or the Relay's destruction.
+  linger_timer_.arm_after(after, [this] {
+    if (finished_) return;
     auto quiet = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - last_);
     if (quiet >= linger_) {
       finish(first_eof_ == 1, "");
@@ -275,7 +269,7 @@ void Relay::finish(bool client_side, std::string error) {
     x.pipe.reset();
     x.buf.reset();
   }
-  if (linger_timer_) linger_timer_->cancel();
+  linger_timer_.cancel();
   client_.close();   // cancels pending waits: their handlers see `finished_`
   backend_.close();
   Done done = std::move(done_);

@@ -34,8 +34,8 @@
 #include <optional>
 #include <string>
 
-#include <asio/steady_timer.hpp>
 
+#include "net/deadline.hpp"
 #include "relay/pools.hpp"
 #include "tls/stream.hpp"
 
@@ -110,7 +110,7 @@ class Relay {
   Result result_;
   Done done_;
   std::chrono::milliseconds linger_;
-  std::unique_ptr<asio::steady_timer> linger_timer_;  // only once half-closed
+  net::Deadline linger_timer_;  // armed only once half-closed
   std::chrono::steady_clock::time_point last_;
   unsigned pending_ = 0;  // outstanding async operations referring to `this`
   uint8_t first_eof_ = 0;  // 0 none yet, 1 client, 2 backend ended first

@@ -11,6 +11,7 @@
 
 #include "log/log.hpp"
 #include "net/awaitable.hpp"
+#include "net/deadline.hpp"
 #include "net/socket.hpp"
 
 namespace portier::login {
@@ -143,6 +144,9 @@ void Server::shutdown() {
   on_each([](Worker& w) {
     asio::error_code ec;
     for (auto& a : w.acceptors) a->close(ec);
+    // The worker's deadline timer stays armed between sessions; from now on
+    // it goes when the last deadline does, so that run() can return.
+    net::Wheel::of(w.io.get_executor()).drain();
     w.registry.stop_all(false);
   });
   // 2. Logins already talking to a backend may finish, up to the deadline.

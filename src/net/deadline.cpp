@@ -77,18 +77,25 @@ void Wheel::remove(Deadline* d) {
   d->index_ = Deadline::kNone;
   Deadline* last = heap_.back();
   heap_.pop_back();
-  if (heap_.empty() && armed_tick_ != 0 && timer_) {
-    // Nothing left: let the worker's io_context run out of work (shutdown
-    // waits for that). Cancelling an Asio timer makes no system call.
-    armed_tick_ = 0;
-    timer_->cancel();
-  }
+  if (heap_.empty() && draining_) release_timer();
   if (last == d) return;
   place(i, last);
   if (i > 0 && heap_[(i - 1) / 2]->tick_ > last->tick_) sift_up(i);
   else sift_down(i);
   // Otherwise the timer stays armed: it fires once for nothing and re-arms
   // then.
+}
+
+void Wheel::drain() {
+  draining_ = true;
+  if (heap_.empty()) release_timer();
+}
+
+void Wheel::release_timer() {
+  // Cancelling an Asio timer makes no system call.
+  if (armed_tick_ == 0 || !timer_) return;
+  armed_tick_ = 0;
+  timer_->cancel();
 }
 
 void Wheel::arm_timer(int64_t tick) {

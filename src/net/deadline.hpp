@@ -10,8 +10,11 @@
 // docs/BENCHMARKS.md). The Wheel remembers when its one timer is armed: a
 // new deadline later than that costs no system call, a cancelled one leaves
 // the timer armed (it then fires once for nothing and re-arms to the next
-// live deadline; when the last deadline goes, the timer is cancelled — no
-// system call either — so an idle worker's io_context runs out of work).
+// live deadline, or stays unarmed when none is left). Steady state: about one
+// timerfd_settime per armed period (tens of seconds) per worker, not per login.
+// An armed timer is work for the io_context: a worker that is to run out of
+// work (shutdown) calls drain() first, after which the timer is released as
+// soon as no deadline is left.
 //
 // A Deadline is "timer + generation + alive check" once: its callback runs
 // only while it is armed, never after cancel(), re-arm or destruction, so the
@@ -48,6 +51,10 @@ class Wheel : public asio::execution_context::service {
   /// Granularity (default 10 ms); only for tests, before any arm().
   void set_tick(std::chrono::milliseconds tick) { tick_ = tick; }
 
+  /// From now on release the timer whenever no deadline is armed, so that
+  /// io_context::run() can return (worker shutdown).
+  void drain();
+
   /// Counters for tests and benchmarks.
   struct Stats {
     uint64_t timer_arms = 0;  // asio timer (re-)armed: at most one timerfd_settime each
@@ -66,6 +73,7 @@ class Wheel : public asio::execution_context::service {
   void sift_down(size_t i);
   void place(size_t i, Deadline* d);
   void arm_timer(int64_t tick);
+  void release_timer();
   void on_timer(int64_t armed_tick);
   int64_t now_tick_floor() const;
 
@@ -76,6 +84,7 @@ class Wheel : public asio::execution_context::service {
   int64_t armed_tick_ = 0;       // the timer's expiry (in ticks); 0 = not armed
   Stats stats_;
   bool shut_ = false;
+  bool draining_ = false;
 };
 
 class Deadline {

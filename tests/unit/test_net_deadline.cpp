@@ -77,7 +77,9 @@ TEST(Deadline, LaterDeadlinesAndCancelsDoNotTouchTheTimer) {
   EXPECT_EQ(w.stats().timer_arms, 1u);
   ds.clear();
   EXPECT_EQ(w.armed(), 0u);
-  // With nothing armed the io_context has no work left (worker shutdown).
+  // The timer stays armed for the next session's deadlines; drain() (worker
+  // shutdown) releases it, and the io_context has no work left.
+  w.drain();
   auto t0 = Clock::now();
   io.run();
   EXPECT_LT(Clock::now() - t0, 1s);
@@ -96,6 +98,29 @@ TEST(Deadline, ACancelledEarliestDeadlineCostsOneSpuriousWakeup) {
   EXPECT_EQ(w.stats().wakeups, 2u);     // 20 ms (nothing due), 60 ms
   EXPECT_EQ(w.stats().timer_arms, 2u);  // armed at 20 ms, re-armed at 60 ms
   EXPECT_EQ(w.stats().fired, 1u);
+}
+
+TEST(Deadline, AfterTheLastCancelTheTimerStaysArmedUntilDrained) {
+  asio::io_context io;
+  auto& w = net::Wheel::of(io.get_executor());
+  {
+    net::Deadline login(io.get_executor());
+    login.arm_after(std::chrono::seconds(180), [] {});
+    net::Deadline proxy(io.get_executor());
+    proxy.arm_after(std::chrono::seconds(30), [] {});  // earlier: re-arms
+    EXPECT_EQ(w.stats().timer_arms, 2u);
+  }
+  // The next login's deadlines are later than the armed (stale) 30 s: free.
+  net::Deadline login2(io.get_executor()), proxy2(io.get_executor());
+  login2.arm_after(std::chrono::seconds(180), [] {});
+  proxy2.arm_after(std::chrono::seconds(31), [] {});
+  EXPECT_EQ(w.stats().timer_arms, 2u);
+  login2.cancel();
+  proxy2.cancel();
+  asio::post(io, [&] { w.drain(); });
+  auto t0 = Clock::now();
+  io.run();
+  EXPECT_LT(Clock::now() - t0, 1s);
 }
 
 TEST(Deadline, EachIoContextHasItsOwnWheel) {

@@ -20,6 +20,7 @@
 
 #include <gtest/gtest.h>
 
+#include "net/deadline.hpp"
 #include "net/socket.hpp"
 #include "relay/relay.hpp"
 #include "tls/stream.hpp"
@@ -173,6 +174,8 @@ struct RelayRig {
       relay::Relay::start(tls::Stream(std::move(rc)), tls::Stream(std::move(rb)), opts,
                           [this](const relay::Result& r) {
                             stats = relay::thread_stats();
+                            // Let io.run() return: the linger deadline's timer.
+                            net::Wheel::of(io.get_executor()).drain();
                             done.set_value(r);
                           });
     });

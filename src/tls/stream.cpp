@@ -197,10 +197,14 @@ size_t Stream::try_read(char* buf, size_t len, asio::error_code& ec) {
   return 0;
 }
 
-net::Task<size_t> Stream::read_some(char* buf, size_t len, asio::error_code& ec) {
+net::Task<size_t> Stream::read_some(char* buf, size_t len, asio::error_code& ec,
+                                    bool wait_first) {
   for (;;) {
-    size_t n = try_read(buf, len, ec);
-    if (ec != asio::error::would_block) co_return n;
+    if (!wait_first) {
+      size_t n = try_read(buf, len, ec);
+      if (ec != asio::error::would_block) co_return n;
+    }
+    wait_first = false;
     ec = co_await wait_readable();
     if (ec) co_return 0;
   }

@@ -78,7 +78,10 @@ void Relay::on_event(int d, const asio::error_code& ec, bool read_side) {
 
 void Relay::transfer(int d) {
   Direction& x = dirs_[d];
-  bool more = (splice_ && x.spliced && !x.copy) ? transfer_splice(x, d) : transfer_copy(x, d);
+  // A direction that went over to splice may still hold copied bytes (the
+  // write of the buffer that filled up blocked): those go out first.
+  bool use_splice = splice_ && x.spliced && !x.copy && x.len == 0;
+  bool more = use_splice ? transfer_splice(x, d) : transfer_copy(x, d);
   (void)more;
 }
 

@@ -162,9 +162,15 @@ struct RelayRig {
     return {std::move(a), std::move(b)};
   }
 
-  explicit RelayRig(bool splice = true) {
+  explicit RelayRig(bool splice = true, int small_buffers = 0) {
     auto [c, rc] = pair(peer_io, io);
     auto [rb, b] = pair(io, peer_io);
+    if (small_buffers) {
+      // The relay's writes to the client block early (tiny send buffer on
+      // its side, tiny receive buffer on the client's).
+      ::setsockopt(rc.native_handle(), SOL_SOCKET, SO_SNDBUF, &small_buffers, sizeof small_buffers);
+      ::setsockopt(c.native_handle(), SOL_SOCKET, SO_RCVBUF, &small_buffers, sizeof small_buffers);
+    }
     client = std::move(c);
     backend = std::move(b);
     relay::Options opts;
@@ -235,6 +241,24 @@ TEST(Relay, ABulkTransferSwitchesToSpliceAndKeepsTheBytesInOrder) {
   auto r = rig.finish();
   EXPECT_EQ(rig.stats.splice_switches, 1u);  // backend -> client only
   EXPECT_EQ(r.out, 12 + msg.size() + 6);
+}
+
+// The read that fills the buffer switches the direction to splice while the
+// write of that buffer may block: the buffered bytes must go out before any
+// spliced ones (Relay::transfer). Small socket buffers and a late reader
+// make blocked writes likely; this test does not force the exact
+// interleaving (the first full buffer usually goes out at once).
+TEST(Relay, BulkTransferThroughSmallSocketBuffersKeepsTheOrder) {
+  RelayRig rig(/*splice=*/true, /*small_buffers=*/16384);
+  std::string big(1 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + (i * 13 + i / 1000) % 26);
+  std::thread writer([&] { asio::write(rig.backend, asio::buffer(big)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the client reads late
+  std::string got = RelayRig::read_exactly(rig.client, big.size());
+  writer.join();
+  EXPECT_TRUE(got == big);
+  rig.finish();
+  EXPECT_EQ(rig.stats.splice_switches, 1u);
 }
 
 TEST(Relay, WithoutSpliceABulkTransferKeepsCopying) {

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Debian 12 packages the benchmarks need on top of scripts/install-deps.sh:
 # nginx + its mail module (peer), gnuplot (chart), Google Benchmark (micro
-# benchmarks), valgrind (callgrind instruction counts). Safe to run repeatedly.
+# benchmarks), valgrind (callgrind instruction counts), strace (system calls
+# per login). Safe to run repeatedly.
 # Never starts the system nginx or Dovecot service.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-PKGS=(nginx-core libnginx-mod-mail gnuplot-nox libbenchmark-dev valgrind)
+PKGS=(nginx-core libnginx-mod-mail gnuplot-nox libbenchmark-dev valgrind strace)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

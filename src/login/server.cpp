@@ -11,6 +11,8 @@
 
 #include "log/log.hpp"
 #include "net/awaitable.hpp"
+#include "net/deadline.hpp"
+#include "net/socket.hpp"
 
 namespace portier::login {
 
@@ -94,9 +96,12 @@ void Server::accept_loop(Worker& w, asio::ip::tcp::acceptor& acc, size_t li) {
   asio::co_spawn(
       w.io,
       [this, &w, &acc, li]() -> net::Task<void> {
+        // Non-blocking, TCP_NODELAY (inherited by accepted sockets) and the
+        // local endpoint: once per listener, not per connection.
+        net::Listener listener(acc);
         asio::steady_timer backoff(w.io);
         for (;;) {
-          auto [ec, sock] = co_await acc.async_accept(net::use_nothrow);
+          auto [ec, sock, eps] = co_await listener.accept();
           if (ec == asio::error::operation_aborted || w.registry.shutting_down) co_return;
           if (ec) {
             // EMFILE/ENFILE and friends: log, back off briefly, keep serving.
@@ -105,8 +110,10 @@ void Server::accept_loop(Worker& w, asio::ip::tcp::acceptor& acc, size_t li) {
             co_await backoff.async_wait(net::use_nothrow);
             continue;
           }
-          asio::error_code ignored;
-          sock.set_option(asio::ip::tcp::no_delay(true), ignored);
+          // `eps` (peer from accept4, local from the listener unless it is a
+          // wildcard) is for the session once it takes it (see
+          // docs/BENCHMARKS.md): today it still asks the socket.
+          (void)eps;
           start_session(std::move(sock), snapshot(), listeners_[li], w.registry, *auth_pool_,
                         governor_);
         }
@@ -137,6 +144,9 @@ void Server::shutdown() {
   on_each([](Worker& w) {
     asio::error_code ec;
     for (auto& a : w.acceptors) a->close(ec);
+    // The worker's deadline timer stays armed between sessions; from now on
+    // it goes when the last deadline does, so that run() can return.
+    net::Wheel::of(w.io.get_executor()).drain();
     w.registry.stop_all(false);
   });
   // 2. Logins already talking to a backend may finish, up to the deadline.

@@ -16,7 +16,10 @@ namespace {
 // Bytes one direction may move before yielding to other sessions.
 constexpr size_t kFairnessBudget = 256 * 1024;
 constexpr size_t kSpliceChunk = 64 * 1024;
+thread_local Stats g_stats;
 }  // namespace
+
+Stats& thread_stats() { return g_stats; }
 
 Relay* Relay::start(tls::Stream client, tls::Stream backend, Options opts, Done done) {
   auto* r = new Relay(std::move(client), std::move(backend), opts, std::move(done));
@@ -27,7 +30,7 @@ Relay* Relay::start(tls::Stream client, tls::Stream backend, Options opts, Done 
 
 Relay::Relay(tls::Stream client, tls::Stream backend, Options opts, Done done)
     : client_(std::move(client)), backend_(std::move(backend)), done_(std::move(done)),
-      linger_(opts.linger), last_(Clock::now()) {
+      linger_(opts.linger), linger_timer_(client_.socket().get_executor()), last_(Clock::now()) {
   splice_ = opts.splice && !client_.is_tls() && !backend_.is_tls();
   dirs_[0].src = &client_;
   dirs_[0].dst = &backend_;
@@ -75,7 +78,10 @@ void Relay::on_event(int d, const asio::error_code& ec, bool read_side) {
 
 void Relay::transfer(int d) {
   Direction& x = dirs_[d];
-  bool more = (splice_ && !x.copy) ? transfer_splice(x, d) : transfer_copy(x, d);
+  // A direction that went over to splice may still hold copied bytes (the
+  // write of the buffer that filled up blocked): those go out first.
+  bool use_splice = splice_ && x.spliced && !x.copy && x.len == 0;
+  bool more = use_splice ? transfer_splice(x, d) : transfer_copy(x, d);
   (void)more;
 }
 
@@ -95,16 +101,10 @@ void Relay::end_of_stream(Direction& x) {
 }
 
 void Relay::arm_linger(std::chrono::milliseconds after) {
-  if (!linger_timer_)
-    linger_timer_ = std::make_unique<asio::steady_timer>(client_.socket().get_executor());
-  linger_timer_->expires_after(after);
-  ++pending_;
-  linger_timer_->async_wait([this](const asio::error_code& ec) {
-    --pending_;
-    if (finished_ || ec) {
-      maybe_delete();
-      return;
-    }
+  // A coarse per-worker deadline (net::Deadline): no timerfd_settime of its
+  // own, and it never runs after finish() or the Relay's destruction.
+  linger_timer_.arm_after(after, [this] {
+    if (finished_) return;
     auto quiet = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - last_);
     if (quiet >= linger_) {
       finish(first_eof_ == 1, "");
@@ -156,11 +156,20 @@ bool Relay::transfer_splice(Direction& x, int d) {
       *x.count += static_cast<uint64_t>(n);
       moved += static_cast<size_t>(n);
       last_ = Clock::now();
+      // Fewer bytes than asked for: the socket was drained at that moment.
+      x.drained = static_cast<size_t>(n) < kSpliceChunk;
     }
     ssize_t m = ::splice(x.pipe->read_fd(), nullptr, dst_fd, nullptr, x.pipe->pending,
                          SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (m > 0) {
       x.pipe->pending -= static_cast<size_t>(m);
+      if (x.pipe->pending == 0 && x.drained) {
+        // No EAGAIN probe: the wait's EPOLL_CTL_MOD re-checks readiness, so
+        // bytes that arrived meanwhile still wake us (see arm_read()).
+        x.pipe.reset();
+        arm_read(d);
+        return false;
+      }
       continue;
     }
     if (m < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -203,6 +212,14 @@ bool Relay::transfer_copy(Direction& x, int d) {
       *x.count += n;
       moved += n;
       last_ = Clock::now();
+      ++g_stats.copy_reads;
+      x.drained = n < Buffer::size();
+      // A read that fills the buffer is a bulk transfer: once these bytes
+      // are out, this direction splices (when both legs are plaintext).
+      if (!x.drained && splice_ && !x.copy && !x.spliced) {
+        x.spliced = true;
+        ++g_stats.splice_switches;
+      }
     }
     asio::error_code ec;
     WaitType want;
@@ -217,6 +234,18 @@ bool Relay::transfer_copy(Direction& x, int d) {
     }
     x.off += w;
     x.len -= w;
+    if (x.len == 0 && x.spliced && splice_ && !x.copy) {
+      x.buf.reset();
+      return transfer_splice(x, d);
+    }
+    if (x.len == 0 && x.drained) {
+      // Short read: the socket (or TLS record) was drained; no EAGAIN probe.
+      // arm_read() posts at once when TLS still holds bytes, and otherwise
+      // the reactor's EPOLL_CTL_MOD re-checks readiness.
+      x.buf.reset();
+      arm_read(d);
+      return false;
+    }
   }
 }
 
@@ -243,7 +272,7 @@ void Relay::finish(bool client_side, std::string error) {
     x.pipe.reset();
     x.buf.reset();
   }
-  if (linger_timer_) linger_timer_->cancel();
+  linger_timer_.cancel();
   client_.close();   // cancels pending waits: their handlers see `finished_`
   backend_.close();
   Done done = std::move(done_);

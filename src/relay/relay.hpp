@@ -5,10 +5,18 @@
 // either side closes.
 //
 // Per direction it parks on "socket readable" (a reactor wait holding no
-// buffer), then borrows a pooled pipe (splice(2), both legs kernel-plaintext)
-// or a pooled 16 KiB buffer (copy, any TLS leg) only while bytes move, and
-// keeps it only while the destination is not writable. When the pipe pool
-// cannot open a pipe (EMFILE, ENFILE), that direction falls back to copying.
+// buffer), then borrows a pooled 16 KiB buffer (read/write; always for a TLS
+// leg) or a pooled pipe (splice(2)) only while bytes move, and keeps it only
+// while the destination is not writable. A plaintext direction starts with
+// read/write — the small post-login messages cost two system calls — and
+// switches to splice for good once a read fills the buffer (a bulk
+// transfer). When the pipe pool cannot open a pipe (EMFILE, ENFILE), that
+// direction keeps copying.
+//
+// A read that returns less than asked for is not followed by an EAGAIN probe:
+// the next wait is a non-speculative Asio reactor op, whose EPOLL_CTL_MOD
+// re-evaluates readiness, so bytes that arrived meanwhile still complete it
+// (edge-triggered epoll notwithstanding).
 //
 // Half-close: an end of stream from one side is passed on as a half-close
 // (TCP shutdown of the sending side, with TLS close_notify first) and the
@@ -26,8 +34,8 @@
 #include <optional>
 #include <string>
 
-#include <asio/steady_timer.hpp>
 
+#include "net/deadline.hpp"
 #include "relay/pools.hpp"
 #include "tls/stream.hpp"
 
@@ -50,6 +58,14 @@ struct Options {
   std::chrono::milliseconds linger{std::chrono::seconds(30)};
 };
 
+/// Per-thread counters (worker thread): what the relays of this thread did.
+struct Stats {
+  uint64_t copy_reads = 0;        // read()/SSL_read calls that returned bytes
+  uint64_t splice_switches = 0;   // directions that went over to splice
+};
+/// This thread's counters.
+Stats& thread_stats();
+
 class Relay {
  public:
   using Done = std::function<void(const Result&)>;
@@ -71,6 +87,8 @@ class Relay {
     size_t off = 0;
     size_t len = 0;
     bool copy = false;          // copy even when splicing (no pipe could be had)
+    bool spliced = false;       // a read filled the copy buffer: splice from now on
+    bool drained = false;       // the last read returned less than asked for
     bool eof = false;           // src ended its stream; dst got a half-close
   };
 
@@ -92,7 +110,7 @@ class Relay {
   Result result_;
   Done done_;
   std::chrono::milliseconds linger_;
-  std::unique_ptr<asio::steady_timer> linger_timer_;  // only once half-closed
+  net::Deadline linger_timer_;  // armed only once half-closed
   std::chrono::steady_clock::time_point last_;
   unsigned pending_ = 0;  // outstanding async operations referring to `this`
   uint8_t first_eof_ = 0;  // 0 none yet, 1 client, 2 backend ended first

@@ -16,8 +16,12 @@ namespace portier::tls {
 using net::use_nothrow;
 
 Stream::Stream(asio::ip::tcp::socket socket) : socket_(std::move(socket)) {
-  asio::error_code ec;
-  socket_.non_blocking(true, ec);
+  // Sockets from net::adopt() (accept4/socket with SOCK_NONBLOCK) already are:
+  // asking Asio costs nothing, telling it would cost an ioctl(FIONBIO).
+  if (!socket_.non_blocking()) {
+    asio::error_code ec;
+    socket_.non_blocking(true, ec);
+  }
 }
 
 Stream::~Stream() {
@@ -38,7 +42,8 @@ void Stream::close() {
     SSL_shutdown(ssl_);
     ERR_clear_error();
   }
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  // No shutdown(SHUT_RDWR) first: close() of the last descriptor sends the
+  // same FIN (or RST when unread bytes are left, as shutdown+close would).
   socket_.close(ec);
 }
 
@@ -192,10 +197,14 @@ size_t Stream::try_read(char* buf, size_t len, asio::error_code& ec) {
   return 0;
 }
 
-net::Task<size_t> Stream::read_some(char* buf, size_t len, asio::error_code& ec) {
+net::Task<size_t> Stream::read_some(char* buf, size_t len, asio::error_code& ec,
+                                    bool wait_first) {
   for (;;) {
-    size_t n = try_read(buf, len, ec);
-    if (ec != asio::error::would_block) co_return n;
+    if (!wait_first) {
+      size_t n = try_read(buf, len, ec);
+      if (ec != asio::error::would_block) co_return n;
+    }
+    wait_first = false;
     ec = co_await wait_readable();
     if (ec) co_return 0;
   }

@@ -38,6 +38,7 @@ class Stream {
   Stream& operator=(Stream&&) = delete;
 
   asio::ip::tcp::socket& socket() { return socket_; }
+  const asio::ip::tcp::socket& socket() const { return socket_; }
   bool is_tls() const { return ssl_ != nullptr; }
   SSL* ssl() const { return ssl_; }
 
@@ -58,7 +59,13 @@ class Stream {
   /// nothing is there yet.
   size_t try_read(char* buf, size_t len, asio::error_code& ec);
   /// wait_readable() + try_read() until at least one byte or an error/eof.
-  net::Task<size_t> read_some(char* buf, size_t len, asio::error_code& ec);
+  /// `wait_first`: skip the first try_read() — for a peer that speaks only
+  /// after us (a client after our reply): saves the read that would find
+  /// nothing. Safe on Asio's edge-triggered reactor: the wait is a
+  /// non-speculative op whose EPOLL_CTL_MOD re-checks readiness, and it
+  /// returns at once when TLS already holds bytes.
+  net::Task<size_t> read_some(char* buf, size_t len, asio::error_code& ec,
+                              bool wait_first = false);
   /// Write everything or fail.
   net::Task<asio::error_code> write_all(std::string_view data);
   /// Non-blocking write of at least one byte. Returns bytes written; 0 with
@@ -94,7 +101,8 @@ class Stream {
 
   /// Cancel pending operations (they complete with operation_aborted).
   void cancel();
-  /// Best-effort TLS close_notify, then close the socket.
+  /// Best-effort TLS close_notify, then close the socket (no shutdown(2):
+  /// the close sends the FIN).
   void close();
 
  private:

@@ -259,8 +259,11 @@ def test_relay_copies_when_no_pipe_can_be_opened(make_portier, make_fake):
     # No new descriptor can be opened now: pipe2() fails with EMFILE.
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (open_fds, old[1]))
     try:
+        # Commands bigger than the relay's 16 KiB copy buffer: a full read
+        # switches a plaintext direction to splice, which needs a pipe.
         for i in range(3):
-            assert c.command(f"n{i}", "NOOP")[-1] == f"n{i} OK NOOP completed by fake backend.".encode()
+            assert c.command(f"n{i}", "NOOP " + "x" * 40000)[-1] == \
+                f"n{i} OK NOOP completed by fake backend.".encode()
     finally:
         resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
     c.command("z", "LOGOUT")

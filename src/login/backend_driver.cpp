@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "log/log.hpp"
+#include "net/socket.hpp"
 #include "login/prelogin_io.hpp"
 #include "core/secure.hpp"
 #include "sasl/sasl.hpp"
@@ -78,11 +79,13 @@ Clock::duration login_timeout(const passdb::ProxyFields& f, std::chrono::millise
 BackendDriver::BackendDriver(tls::Stream& client, const Snapshot& snap, Governor& gov,
                              SessionLog& log, const Abort& abort, Clock::time_point session_start)
     : client_(client), snap_(snap), governor_(gov), log_(log), abort_(abort),
-      timer_(client.socket().get_executor()), session_start_(session_start) {}
+      timer_(client.socket().get_executor()), deadline_(client.socket().get_executor()),
+      session_start_(session_start) {}
 
 void BackendDriver::cancel() {
   if (backend_) backend_->cancel();
   timer_.cancel();
+  deadline_.cancel();
 }
 
 BackendDriver::Result BackendDriver::give_up(Frontend& fe, ProxyFailure f) {
@@ -176,18 +179,22 @@ void BackendDriver::unwatch_client() {
 std::string BackendDriver::after_text() const {
   std::string s = fmt::format("after {} secs", secs_since(start_));
   if (reconnects_ > 0) s += fmt::format(", {} reconnects", reconnects_);
-  if (!local_.empty()) s += ", local=" + local_;
+  // The backend connection's local address, asked only when a log line
+  // needs it (not once per login).
+  if (backend_) {
+    asio::error_code lec;
+    auto lep = backend_->socket().local_endpoint(lec);
+    if (!lec && lep.port() != 0)
+      s += ", local=" + addr_text(lep.address()) + ":" + std::to_string(lep.port());
+  }
   return s;
 }
 
 void BackendDriver::arm_deadline(Clock::time_point deadline) {
-  timer_.expires_at(deadline);
-  timer_.async_wait(
-      [this, alive = std::weak_ptr<int>(alive_), gen = ++timer_gen_](const asio::error_code& e) {
-        if (e || alive.expired() || gen != timer_gen_) return;
-        timed_out_ = true;
-        if (backend_) backend_->cancel();
-      });
+  deadline_.arm_at(deadline, [this] {
+    timed_out_ = true;
+    if (backend_) backend_->cancel();
+  });
 }
 
 // One backend connection attempt; nullopt on success (backend_ is logged in).
@@ -197,18 +204,14 @@ Task<std::optional<ProxyFailure>> BackendDriver::attempt(Frontend& fe,
                                                          const asio::ip::tcp::endpoint& ep,
                                                          Clock::time_point deadline) {
   timed_out_ = false;
-  local_.clear();
   be_buf_.clear();
   bl_.reset();
   last_state_ = "";
   arm_deadline(deadline);
-  struct TimerGuard {
-    BackendDriver& d;
-    ~TimerGuard() {
-      ++d.timer_gen_;
-      d.timer_.cancel();
-    }
-  } guard{*this};
+  struct DeadlineGuard {
+    net::Deadline& d;
+    ~DeadlineGuard() { d.cancel(); }
+  } guard{deadline_};
   if (auto failure = co_await connect(f, ep)) co_return failure;
   bl_ = fe.make_backend_login(params);
   if (std::string note = fe.take_log_note(); !note.empty())
@@ -222,30 +225,24 @@ Task<std::optional<ProxyFailure>> BackendDriver::attempt(Frontend& fe,
 
 Task<std::optional<ProxyFailure>> BackendDriver::connect(const passdb::ProxyFields& f,
                                                          const asio::ip::tcp::endpoint& ep) {
-  asio::ip::tcp::socket sock(client_.socket().get_executor());
   asio::error_code ec;
-  sock.open(ep.protocol(), ec);
+  auto sock = net::open_socket(client_.socket().get_executor(), ep.protocol(), ec);
   if (!ec && !f.source_ip.empty()) {
     auto src = asio::ip::make_address(f.source_ip, ec);
     if (!ec) sock.bind(asio::ip::tcp::endpoint(src, 0), ec);
   }
   if (ec) co_return ProxyFailure{FailureType::Internal, "socket: " + ec.message(), {}};
   backend_.emplace(std::move(sock));
-  auto [cec] = co_await backend_->socket().async_connect(ep, use_nothrow);
-  {
-    asio::error_code lec;
-    auto lep = backend_->socket().local_endpoint(lec);
-    if (!lec && lep.port() != 0)
-      local_ = addr_text(lep.address()) + ":" + std::to_string(lep.port());
-  }
+  auto cec = co_await net::connect(backend_->socket(), ep);
   if (!cec) co_return std::nullopt;
   std::string what = timed_out_ ? "Connection timed out" : cec.message();
   if (abort_.any()) what = "Aborted";
+  ProxyFailure failure{FailureType::Connect,
+                       fmt::format("connect({}, {}) failed: {} ({})", addr_text(ep.address()),
+                                   ep.port(), what, after_text()),
+                       {}};
   backend_.reset();
-  co_return ProxyFailure{FailureType::Connect,
-                         fmt::format("connect({}, {}) failed: {} ({})", addr_text(ep.address()),
-                                     ep.port(), what, after_text()),
-                         {}};
+  co_return failure;
 }
 
 // The protocol machine, line by line, until it says Success or Failure.

@@ -21,6 +21,7 @@
 #include "login/protocol.hpp"
 #include "login/runtime.hpp"
 #include "net/awaitable.hpp"
+#include "net/deadline.hpp"
 #include "passdb/proxy_fields.hpp"
 #include "tls/stream.hpp"
 
@@ -113,17 +114,16 @@ class BackendDriver {
   Governor& governor_;
   SessionLog& log_;
   const Abort& abort_;
-  asio::steady_timer timer_;
+  asio::steady_timer timer_;  // the pause before a reconnect
+  net::Deadline deadline_;    // one attempt's proxy_timeout (per-worker wheel)
   std::optional<tls::Stream> backend_;
   std::unique_ptr<BackendLogin> bl_;
   std::string be_buf_;
-  std::string local_;
   std::string last_state_;
   std::optional<ProxyFailure> failure_;
   Clock::time_point session_start_;
   Clock::time_point start_;
   unsigned reconnects_ = 0;
-  unsigned timer_gen_ = 0;
   unsigned watch_gen_ = 0;
   bool timed_out_ = false;
   bool client_gone_ = false;

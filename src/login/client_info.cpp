@@ -26,11 +26,11 @@ std::string make_session_id(const asio::ip::address& ip, uint16_t port) {
   return id;
 }
 
-bool init_client_info(ClientInfo& ci, const asio::ip::tcp::socket& s, const Snapshot& snap,
-                      config::TlsMode listener_tls) {
+bool init_client_info(ClientInfo& ci, asio::ip::tcp::socket& s, const net::Endpoints& eps,
+                      const Snapshot& snap, config::TlsMode listener_tls) {
   asio::error_code ec;
-  auto rep = s.remote_endpoint(ec);
-  auto lep = s.local_endpoint(ec);
+  const auto& rep = eps.remote;
+  auto lep = net::local_endpoint(s, eps, ec);
   if (ec) return false;
   ci.remote_ip = rep.address();
   ci.remote_port = rep.port();

@@ -9,6 +9,7 @@
 #include "config/config.hpp"
 #include "login/protocol.hpp"
 #include "login/runtime.hpp"
+#include "net/socket.hpp"
 
 namespace portier::login {
 
@@ -18,7 +19,9 @@ std::string make_session_id(const asio::ip::address& ip, uint16_t port);
 
 /// Fill `ci` for the connection on `s`; false when its endpoints cannot be
 /// read (the peer is already gone).
-bool init_client_info(ClientInfo& ci, const asio::ip::tcp::socket& s, const Snapshot& snap,
-                      config::TlsMode listener_tls);
+/// `eps` comes from the accept (peer) and the listener (local, unless it is
+/// bound to a wildcard address: then one getsockname()).
+bool init_client_info(ClientInfo& ci, asio::ip::tcp::socket& s, const net::Endpoints& eps,
+                      const Snapshot& snap, config::TlsMode listener_tls);
 
 }  // namespace portier::login

@@ -47,7 +47,8 @@ Task<bool> FrontendDriver::next_login() {
 
 Task<FrontendDriver::Next> FrontendDriver::read() {
   asio::error_code ec;
-  size_t n = co_await client_.read_some(read_buffer(), kReadChunk, ec);
+  // The client speaks after our reply: no read that finds nothing first.
+  size_t n = co_await client_.read_some(read_buffer(), kReadChunk, ec, /*wait_first=*/true);
   if (ec) {
     // A named local, not a temporary in the co_await expression (GCC 12
     // destroys such temporaries twice).

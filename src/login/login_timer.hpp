@@ -1,42 +1,30 @@
 #pragma once
 // The pre-login timer of a session: one deadline (login.client_timeout) whose
-// expiry runs a callback, and the bounded write of a goodbye. A generation
-// counter and a liveness token keep a handler that was already queued when
-// the timer was re-armed, cancelled or destroyed from acting.
+// expiry runs a callback, and the bounded write of a goodbye. A per-worker
+// net::Deadline: a callback never runs after disarm(), re-arm or destruction,
+// and re-arming for a later time costs no syscall.
 //
-// Owns: one asio timer. Uses: asio.
+// Owns: one net::Deadline. Uses: net.
 
-#include <asio/steady_timer.hpp>
 #include <chrono>
 #include <functional>
-#include <memory>
+
+#include "net/deadline.hpp"
 
 namespace portier::login {
 
 class LoginTimer {
  public:
-  explicit LoginTimer(const asio::any_io_executor& ex) : timer_(ex) {}
+  explicit LoginTimer(const asio::any_io_executor& ex) : deadline_(ex) {}
 
   /// Run `on_expiry` after `d` unless disarmed or re-armed first.
   void arm(std::chrono::milliseconds d, std::function<void()> on_expiry) {
-    timer_.expires_after(d);
-    timer_.async_wait([alive = std::weak_ptr<int>(alive_), gen = ++gen_, this,
-                       f = std::move(on_expiry)](const asio::error_code& ec) {
-      // A handler can already be queued when the timer is cancelled or the
-      // session ends: check both before touching anything.
-      if (ec || alive.expired() || gen != gen_) return;
-      f();
-    });
+    deadline_.arm_after(d, std::move(on_expiry));
   }
-  void disarm() {
-    ++gen_;
-    timer_.cancel();
-  }
+  void disarm() { deadline_.cancel(); }
 
  private:
-  asio::steady_timer timer_;
-  unsigned gen_ = 0;
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  net::Deadline deadline_;
 };
 
 }  // namespace portier::login

@@ -110,11 +110,8 @@ void Server::accept_loop(Worker& w, asio::ip::tcp::acceptor& acc, size_t li) {
             co_await backoff.async_wait(net::use_nothrow);
             continue;
           }
-          // `eps` (peer from accept4, local from the listener unless it is a
-          // wildcard) is for the session once it takes it (see
-          // docs/BENCHMARKS.md): today it still asks the socket.
-          (void)eps;
-          start_session(std::move(sock), snapshot(), listeners_[li], w.registry, *auth_pool_,
+          // Peer from accept4, local from the listener unless it is a wildcard.
+          start_session(std::move(sock), eps, snapshot(), listeners_[li], w.registry, *auth_pool_,
                         governor_);
         }
       },

@@ -31,9 +31,10 @@ using net::Task;
 
 class Session final : public Stoppable {
  public:
-  Session(asio::ip::tcp::socket socket, std::shared_ptr<const Snapshot> snap,
-          const ListenerInfo& li, SessionRegistry& reg, asio::thread_pool& pool, Governor& gov)
-      : client_(std::move(socket)), snap_(std::move(snap)), listener_(li), registry_(reg),
+  Session(asio::ip::tcp::socket socket, const net::Endpoints& eps,
+          std::shared_ptr<const Snapshot> snap, const ListenerInfo& li, SessionRegistry& reg,
+          asio::thread_pool& pool, Governor& gov)
+      : client_(std::move(socket)), eps_(eps), snap_(std::move(snap)), listener_(li), registry_(reg),
         pool_(pool), governor_(gov), log_(li.protocol->service, ci_),
         front_(client_, *snap_, ci_, log_, abort_, stats_, conn_lease_),
         delay_(client_.socket().get_executor(), gov) {
@@ -61,7 +62,7 @@ class Session final : public Stoppable {
   enum class Next { Continue, Relay, End };
 
   Task<void> run() {
-    if (!init_client_info(ci_, client_.socket(), *snap_, listener_.tls)) co_return;
+    if (!init_client_info(ci_, client_.socket(), eps_, *snap_, listener_.tls)) co_return;
     const auto& lc = snap_->cfg.login;
     // Counted under the TCP peer's key, and released under exactly that key
     // (the lease), whatever a trusted upstream's ID/XCLIENT later says.
@@ -197,6 +198,7 @@ class Session final : public Stoppable {
   }
 
   tls::Stream client_;
+  net::Endpoints eps_;  // from accept4 and the listener
   std::shared_ptr<const Snapshot> snap_;
   ListenerInfo listener_;
   SessionRegistry& registry_;
@@ -216,12 +218,12 @@ class Session final : public Stoppable {
   Phase phase_ = Phase::PreLogin;
 };
 
-void start_session(asio::ip::tcp::socket socket, std::shared_ptr<const Snapshot> snapshot,
-                   const ListenerInfo& listener, SessionRegistry& registry,
-                   asio::thread_pool& auth_pool, Governor& governor) {
+void start_session(asio::ip::tcp::socket socket, const net::Endpoints& endpoints,
+                   std::shared_ptr<const Snapshot> snapshot, const ListenerInfo& listener,
+                   SessionRegistry& registry, asio::thread_pool& auth_pool, Governor& governor) {
   auto exec = socket.get_executor();
-  auto s = std::make_unique<Session>(std::move(socket), std::move(snapshot), listener, registry,
-                                     auth_pool, governor);
+  auto s = std::make_unique<Session>(std::move(socket), endpoints, std::move(snapshot), listener,
+                                     registry, auth_pool, governor);
   asio::co_spawn(exec, Session::main(std::move(s)), asio::detached);
 }
 

@@ -15,6 +15,7 @@
 #include "login/protocol.hpp"
 #include "login/runtime.hpp"
 #include "net/awaitable.hpp"
+#include "net/socket.hpp"
 #include "relay/relay.hpp"
 
 namespace portier::login {
@@ -48,7 +49,8 @@ struct ListenerInfo {
 };
 
 /// Accepted connection → complete session. `auth_pool` runs password checks.
-void start_session(asio::ip::tcp::socket socket, std::shared_ptr<const Snapshot> snapshot,
+void start_session(asio::ip::tcp::socket socket, const net::Endpoints& endpoints,
+                   std::shared_ptr<const Snapshot> snapshot,
                    const ListenerInfo& listener, SessionRegistry& registry,
                    asio::thread_pool& auth_pool, Governor& governor);
 

@@ -16,8 +16,11 @@ std::string_view SaslTexts::of(sasl::Outcome o) const {
 }
 
 FrontendBase::FrontendBase(const login::FrontendSettings& settings, login::ClientInfo& client,
-                           const SaslTexts& sasl_texts)
-    : settings_(settings), client_(client), sasl_texts_(sasl_texts) {
+                           const SaslTexts& sasl_texts, const FailureTexts& failure_texts)
+    : settings_(settings),
+      client_(client),
+      sasl_texts_(sasl_texts),
+      failure_texts_(failure_texts) {
   if (settings_.greeting.empty()) settings_.greeting = "portier ready.";
 }
 
@@ -45,6 +48,61 @@ void FrontendBase::tls_started() {
   client_.end_client_tls = true;
   in_.wipe();  // nothing read before the handshake may survive it
   on_tls_started();
+}
+
+void FrontendBase::proxy_failed(const login::ProxyFailure& f) {
+  using login::FailureType;
+  login_over();
+  // The one switch that maps a backend failure to the client reply (§3.6,
+  // §4.2, §5.4, §6.2); referrals are not followed in v1.
+  std::string_view text = failure_texts_.unavailable;
+  switch (f.type) {
+    case FailureType::Connect:
+    case FailureType::Internal:
+    case FailureType::Remote:
+    case FailureType::Protocol:
+    case FailureType::AuthRedirect:
+    case FailureType::kCount:
+      break;
+    case FailureType::InternalConfig:
+    case FailureType::RemoteConfig:
+    case FailureType::AuthNotReplied:
+      text = failure_texts_.config;
+      break;
+    case FailureType::AuthTempfail:
+    case FailureType::AuthReplied:
+    case FailureType::LimitReached:
+      // The backend's own reply, as the BackendLogin rendered it.
+      if (!f.client_reply.empty()) {
+        output_ += f.client_reply;
+        return;
+      }
+      text = f.type == FailureType::AuthTempfail  ? failure_texts_.tempfail
+             : f.type == FailureType::AuthReplied ? failure_texts_.auth_failed
+                                                  : failure_texts_.limit;
+      break;
+  }
+  failure_reply(text);
+}
+
+void FrontendBase::failure_reply(std::string_view text) {
+  output_ += text;
+  output_ += "\r\n";
+}
+
+void FrontendBase::timed_out() {
+  std::string_view text = "Disconnected for inactivity.";
+  if (mode_ == Mode::AuthPending)
+    text = "Timeout while finishing login.";
+  else if (mode_ == Mode::SaslResponse && !failure_texts_.sasl_timeout.empty())
+    text = failure_texts_.sasl_timeout;
+  send_bye(Bye::Timeout, text);
+  closed();
+}
+
+void FrontendBase::goodbye(std::string_view reason) {
+  send_bye(Bye::Goodbye, reason);
+  closed();
 }
 
 bool FrontendBase::cleartext_allowed() const {

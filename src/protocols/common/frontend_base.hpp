@@ -28,13 +28,25 @@ struct SaslTexts {
   std::string_view of(sasl::Outcome o) const;
 };
 
+/// A protocol's reply texts for a proxy attempt that failed without a
+/// backend reply to relay (login::ProxyFailure), rendered by failure_reply(),
+/// and its timeout text while a SASL response is awaited.
+struct FailureTexts {
+  std::string_view unavailable;  // connect/internal/remote/protocol failures, referrals
+  std::string_view config;       // configuration failures, the login not answered
+  std::string_view tempfail;     // AuthTempfail
+  std::string_view auth_failed;  // AuthReplied
+  std::string_view limit;        // LimitReached
+  std::string_view sasl_timeout = {};  // empty: "Disconnected for inactivity."
+};
+
 /// One per client connection, created by the protocol's make_frontend();
 /// holds a reference to the session's ClientInfo, which a trusted client's
 /// ID/XCLIENT may update (login::ClientUpdate).
 class FrontendBase : public login::Frontend {
  public:
   FrontendBase(const login::FrontendSettings& settings, login::ClientInfo& client,
-               const SaslTexts& sasl_texts);
+               const SaslTexts& sasl_texts, const FailureTexts& failure_texts);
 
   void feed(std::string_view data) final;
   login::FrontendEvent next() final;
@@ -43,6 +55,13 @@ class FrontendBase : public login::Frontend {
   /// TLS is up on the client leg: everything read before is dropped, then
   /// the protocol forgets what it learned in plaintext (on_tls_started()).
   void tls_started() final;
+  /// The backend login failed: the backend's own reply if it gave one,
+  /// else the protocol's FailureTexts entry (failure_reply()).
+  void proxy_failed(const login::ProxyFailure& f) final;
+  /// The pre-login timeout: send_bye(Bye::Timeout, ...), then closed.
+  void timed_out() final;
+  /// The engine closes the connection: send_bye(Bye::Goodbye, reason), then closed.
+  void goodbye(std::string_view reason) final;
 
  protected:
   enum class Mode {
@@ -62,6 +81,11 @@ class FrontendBase : public login::Frontend {
   virtual Event sasl_refused(sasl::Outcome outcome, std::string_view text) = 0;
   /// After tls_started() dropped the input.
   virtual void on_tls_started() {}
+  /// Queue a login failure reply whose text is `text` (IMAP adds the tag).
+  virtual void failure_reply(std::string_view text);
+  enum class Bye { Timeout, Goodbye };
+  /// Queue the protocol's last words before closing (timed_out(), goodbye()).
+  virtual void send_bye(Bye kind, std::string_view text) = 0;
 
   /// AUTHENTICATE/AUTH <mech> [<ir>]: runs the exchange's first step.
   Event sasl_begin(std::string_view mech, std::optional<std::string_view> ir,
@@ -108,6 +132,7 @@ class FrontendBase : public login::Frontend {
   Event sasl_outcome(sasl::Outcome o);
 
   const SaslTexts& sasl_texts_;
+  const FailureTexts& failure_texts_;
   sasl::ServerExchange sasl_;
   sasl::Credentials credentials_;
   unsigned invalid_commands_ = 0;

@@ -28,7 +28,6 @@
 namespace portier::protocols::imap {
 
 using login::AuthFailure;
-using login::FailureType;
 using login::FrontendEvent;
 
 namespace {
@@ -50,6 +49,13 @@ constexpr common::SaslTexts kSaslTexts{
     .bad_initial_base64 = "BAD Invalid base64 data in initial response",
     .bad_base64 = "BAD Invalid base64 data in continued response",
     .aborted = "BAD Authentication aborted by client.",
+};
+constexpr common::FailureTexts kFailureTexts{
+    .unavailable = kUnavailable,
+    .config = kServerBug,
+    .tempfail = kUnavailable,
+    .auth_failed = kAuthFailed,
+    .limit = kUnavailable,
 };
 
 // Dovecot's rule for a reason text: a leading resp-code is kept as given,
@@ -76,7 +82,7 @@ std::optional<login::ClientField> id_field(std::string_view key) {
 }  // namespace
 
 Frontend::Frontend(const login::FrontendSettings& settings, login::ClientInfo& client)
-    : FrontendBase(settings, client, kSaslTexts),
+    : FrontendBase(settings, client, kSaslTexts, kFailureTexts),
       parser_(CommandParser::Limits{settings.max_line_length, settings.max_literal_size,
                                     settings.max_command_size}) {}
 
@@ -340,46 +346,12 @@ std::unique_ptr<login::BackendLogin> Frontend::make_backend_login(
   return std::make_unique<BackendLogin>(p, tag_, client_sent_capability_);
 }
 
-void Frontend::proxy_failed(const login::ProxyFailure& f) {
-  login_over();
-  // The one switch that maps a backend failure to the IMAP client reply (§3.6).
-  switch (f.type) {
-    case FailureType::Connect:
-    case FailureType::Internal:
-    case FailureType::Remote:
-    case FailureType::Protocol:
-    case FailureType::AuthRedirect:  // referrals are not followed in v1
-    case FailureType::kCount:
-      reply(tag_, kUnavailable);
-      return;
-    case FailureType::RemoteConfig:
-    case FailureType::InternalConfig:
-    case FailureType::AuthNotReplied:
-      reply(tag_, kServerBug);
-      return;
-    case FailureType::AuthTempfail:
-    case FailureType::AuthReplied:
-    case FailureType::LimitReached:
-      if (!f.client_reply.empty()) {
-        output_ += f.client_reply;
-      } else {
-        reply(tag_, f.type == FailureType::AuthReplied ? kAuthFailed : kUnavailable);
-      }
-      return;
-  }
-}
+void Frontend::failure_reply(std::string_view text) { reply(tag_, text); }
 
-void Frontend::timed_out() {
-  output_ += mode_ == Mode::AuthPending ? "* BYE Timeout while finishing login.\r\n"
-                                        : "* BYE Disconnected for inactivity.\r\n";
-  closed();
-}
-
-void Frontend::goodbye(std::string_view reason) {
+void Frontend::send_bye(Bye, std::string_view text) {
   output_ += "* BYE ";
-  output_ += reason;
+  output_ += text;
   output_ += "\r\n";
-  closed();
 }
 
 }  // namespace portier::protocols::imap

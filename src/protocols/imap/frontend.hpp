@@ -31,9 +31,6 @@ class Frontend final : public common::FrontendBase {
   void auth_failed(login::AuthFailure kind, std::string_view reason) override;
   std::unique_ptr<login::BackendLogin> make_backend_login(
       const login::BackendLoginParams& p) override;
-  void proxy_failed(const login::ProxyFailure& f) override;
-  void timed_out() override;
-  void goodbye(std::string_view reason) override;
 
   /// The pre-login capability list for the connection's current TLS/secured
   /// state (cached; recomputed only when that state changes).
@@ -48,6 +45,8 @@ class Frontend final : public common::FrontendBase {
   void send_challenge(std::string_view b64) override;
   Event sasl_refused(sasl::Outcome outcome, std::string_view text) override;
   void on_tls_started() override;
+  void failure_reply(std::string_view text) override;
+  void send_bye(Bye kind, std::string_view text) override;
 
   Event next_command();
   Event next_sasl_response();

@@ -34,13 +34,11 @@
 namespace portier::protocols::managesieve {
 
 using login::AuthFailure;
-using login::FailureType;
 using login::FrontendEvent;
 
 namespace {
 
 constexpr std::string_view kAuthFailed = "Authentication failed.";
-constexpr std::string_view kUnavailable = "Account is temporarily unavailable.";
 constexpr std::string_view kPlaintextDisallowed =
     "Plaintext authentication disallowed on non-secure (SSL/TLS) connections.";
 constexpr common::SaslTexts kSaslTexts{
@@ -50,6 +48,15 @@ constexpr common::SaslTexts kSaslTexts{
     .bad_initial_base64 = "Invalid base64 data in initial response.",
     .bad_base64 = "Invalid base64 data in continued response.",
     .aborted = "Authentication aborted by client.",
+};
+// no(kUnavailable, "TRYLATER") and the like, as whole lines.
+constexpr std::string_view kTryLater = "NO (TRYLATER) \"Account is temporarily unavailable.\"";
+constexpr common::FailureTexts kFailureTexts{
+    .unavailable = kTryLater,
+    .config = "NO (TRYLATER/NORETRY) \"Account is temporarily unavailable.\"",
+    .tempfail = kTryLater,
+    .auth_failed = "NO \"Authentication failed.\"",
+    .limit = kTryLater,
 };
 
 // RFC 5804 commands that need an authenticated session.
@@ -64,7 +71,7 @@ bool command_is(const Command& cmd, std::string_view name) {
 }  // namespace
 
 Frontend::Frontend(const login::FrontendSettings& settings, login::ClientInfo& client)
-    : FrontendBase(settings, client, kSaslTexts),
+    : FrontendBase(settings, client, kSaslTexts, kFailureTexts),
       parser_(CommandParser::Limits{settings.max_line_length, settings.max_literal_size,
                                     settings.max_command_size}) {}
 
@@ -327,45 +334,12 @@ std::unique_ptr<login::BackendLogin> Frontend::make_backend_login(
   return std::make_unique<BackendLogin>(p);
 }
 
-void Frontend::proxy_failed(const login::ProxyFailure& f) {
-  login_over();
-  // The one switch that maps a backend failure to the ManageSieve client reply (§6.2).
-  switch (f.type) {
-    case FailureType::Connect:
-    case FailureType::Internal:
-    case FailureType::Remote:
-    case FailureType::Protocol:
-    case FailureType::AuthRedirect:  // referrals are not followed in v1
-    case FailureType::kCount:
-      no(kUnavailable, "TRYLATER");
-      return;
-    case FailureType::InternalConfig:
-    case FailureType::RemoteConfig:
-    case FailureType::AuthNotReplied:
-      no(kUnavailable, "TRYLATER/NORETRY");
-      return;
-    case FailureType::AuthTempfail:
-    case FailureType::AuthReplied:
-    case FailureType::LimitReached:
-      if (!f.client_reply.empty()) {
-        output_ += f.client_reply;
-      } else if (f.type == FailureType::AuthReplied) {
-        no(kAuthFailed);
-      } else {
-        no(kUnavailable, "TRYLATER");
-      }
-      return;
-  }
-}
-
-void Frontend::timed_out() {
-  output_ += mode_ == Mode::AuthPending ? "BYE \"Timeout while finishing login.\"\r\n"
-                                        : "BYE \"Disconnected for inactivity.\"\r\n";
-  closed();
-}
-
-void Frontend::goodbye(std::string_view reason) {
-  close_with(core::one_line(reason));
+void Frontend::send_bye(Bye kind, std::string_view text) {
+  std::string line = kind == Bye::Goodbye ? core::one_line(text) : std::string(text);
+  if (kind == Bye::Goodbye) set_close_reason(line);
+  output_ += "BYE ";
+  append_quoted(output_, line);
+  output_ += "\r\n";
 }
 
 }  // namespace portier::protocols::managesieve

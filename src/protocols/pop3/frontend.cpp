@@ -38,7 +38,6 @@
 namespace portier::protocols::pop3 {
 
 using login::AuthFailure;
-using login::FailureType;
 using login::FrontendEvent;
 
 namespace {
@@ -47,8 +46,6 @@ constexpr std::string_view kAuthFailed = "Authentication failed.";
 constexpr std::string_view kTempFailed = "Temporary authentication failure.";
 constexpr std::string_view kPlaintextDisabled =
     "Plaintext authentication disallowed on non-secure (SSL/TLS) connections.";
-constexpr std::string_view kRetryable = "-ERR [SYS/TEMP] Account is temporarily unavailable.\r\n";
-constexpr std::string_view kConfig = "-ERR Account is temporarily unavailable.\r\n";
 // Whole reply lines; [AUTH] as Dovecot's POP3_CMD_REPLY_AUTH_ERROR adds it.
 constexpr common::SaslTexts kSaslTexts{
     .failed = "-ERR [AUTH] Authentication failed.",
@@ -59,10 +56,21 @@ constexpr common::SaslTexts kSaslTexts{
     .bad_base64 = "-ERR [AUTH] Invalid base64 data in continued response",
     .aborted = "-ERR Authentication aborted by client.",
 };
+constexpr std::string_view kRetryable = "-ERR [SYS/TEMP] Account is temporarily unavailable.";
+// kMaskedAuthFailedReply without its CRLF.
+constexpr std::string_view kMasked = kMaskedAuthFailedReply.substr(0, kMaskedAuthFailedReply.size() - 2);
+constexpr common::FailureTexts kFailureTexts{
+    .unavailable = kRetryable,
+    .config = "-ERR Account is temporarily unavailable.",
+    .tempfail = kRetryable,
+    .auth_failed = kMasked,
+    .limit = kMasked,
+    .sasl_timeout = "Disconnected for inactivity during authentication.",
+};
 }  // namespace
 
 Frontend::Frontend(const login::FrontendSettings& settings, login::ClientInfo& client)
-    : FrontendBase(settings, client, kSaslTexts) {}
+    : FrontendBase(settings, client, kSaslTexts, kFailureTexts) {}
 
 Frontend::~Frontend() { forget_user(); }
 
@@ -307,44 +315,6 @@ std::unique_ptr<login::BackendLogin> Frontend::make_backend_login(
   return std::make_unique<BackendLogin>(p);
 }
 
-void Frontend::proxy_failed(const login::ProxyFailure& f) {
-  login_over();
-  // The one switch that maps a backend failure to the POP3 client reply (§4.2).
-  switch (f.type) {
-    case FailureType::Connect:
-    case FailureType::Internal:
-    case FailureType::Remote:
-    case FailureType::Protocol:
-    case FailureType::AuthRedirect:  // referrals are not followed in v1: as Remote
-    case FailureType::kCount:
-      output_ += kRetryable;
-      return;
-    case FailureType::InternalConfig:
-    case FailureType::RemoteConfig:
-    case FailureType::AuthNotReplied:
-      output_ += kConfig;
-      return;
-    case FailureType::AuthTempfail:
-      output_ += f.client_reply.empty() ? std::string(kRetryable) : f.client_reply;
-      return;
-    case FailureType::AuthReplied:
-    case FailureType::LimitReached:
-      output_ += f.client_reply.empty() ? std::string(kMaskedAuthFailedReply) : f.client_reply;
-      return;
-  }
-}
-
-void Frontend::timed_out() {
-  std::string_view text = "Disconnected for inactivity.";
-  if (mode_ == Mode::AuthPending) text = "Timeout while finishing login.";
-  if (mode_ == Mode::SaslResponse) text = "Disconnected for inactivity during authentication.";
-  output_ += "-ERR " + std::string(text) + "\r\n";
-  closed();
-}
-
-void Frontend::goodbye(std::string_view reason) {
-  output_ += "-ERR " + one_line(reason) + "\r\n";
-  closed();
-}
+void Frontend::send_bye(Bye, std::string_view text) { reply("-ERR " + one_line(text)); }
 
 }  // namespace portier::protocols::pop3

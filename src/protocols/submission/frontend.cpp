@@ -29,7 +29,6 @@
 namespace portier::protocols::submission {
 
 using login::AuthFailure;
-using login::FailureType;
 using login::FrontendEvent;
 
 namespace {
@@ -47,6 +46,13 @@ constexpr common::SaslTexts kSaslTexts{
     .bad_base64 = "501 5.5.2 Invalid base64 data in continued response",
     .aborted = "501 5.5.2 Authentication aborted by client.",
 };
+constexpr common::FailureTexts kFailureTexts{
+    .unavailable = kUnavailable,
+    .config = kUnavailable,
+    .tempfail = kUnavailable,
+    .auth_failed = kAuthFailed,
+    .limit = kUnavailable,
+};
 bool unavailable(std::string_view v) {
   return core::iequals(v, "[UNAVAILABLE]") || core::iequals(v, "[TEMPUNAVAIL]");
 }
@@ -54,7 +60,7 @@ bool unavailable(std::string_view v) {
 }  // namespace
 
 Frontend::Frontend(const login::FrontendSettings& settings, login::ClientInfo& client)
-    : FrontendBase(settings, client, kSaslTexts) {
+    : FrontendBase(settings, client, kSaslTexts, kFailureTexts) {
   if (settings_.hostname.empty()) settings_.hostname = "localhost";
 }
 
@@ -316,44 +322,9 @@ std::unique_ptr<login::BackendLogin> Frontend::make_backend_login(
   return std::make_unique<BackendLogin>(p, smtp_);
 }
 
-void Frontend::proxy_failed(const login::ProxyFailure& f) {
-  login_over();
-  // The one switch that maps a backend failure to the Submission client reply (§5.4).
-  switch (f.type) {
-    case FailureType::Connect:
-    case FailureType::Internal:
-    case FailureType::InternalConfig:
-    case FailureType::Remote:
-    case FailureType::RemoteConfig:
-    case FailureType::Protocol:
-    case FailureType::AuthNotReplied:
-    case FailureType::AuthRedirect:  // referrals are not followed in v1
-    case FailureType::kCount:
-      reply(kUnavailable);
-      return;
-    case FailureType::AuthTempfail:
-    case FailureType::AuthReplied:
-    case FailureType::LimitReached:
-      // The backend's own 4xx/5xx reply, as the BackendLogin rendered it.
-      if (!f.client_reply.empty()) {
-        output_ += f.client_reply;
-      } else {
-        reply(f.type == FailureType::AuthReplied ? kAuthFailed : kUnavailable);
-      }
-      return;
-  }
-}
-
-void Frontend::timed_out() {
-  const std::string_view text = mode_ == Mode::AuthPending ? "Timeout while finishing login."
-                                                           : "Disconnected for inactivity.";
-  output_ += "421 4.4.2 " + settings_.hostname + " " + std::string(text) + "\r\n";
-  closed();
-}
-
-void Frontend::goodbye(std::string_view reason) {
-  output_ += "421 4.7.0 " + settings_.hostname + " " + std::string(reason) + "\r\n";
-  closed();
+void Frontend::send_bye(Bye kind, std::string_view text) {
+  output_ += kind == Bye::Timeout ? "421 4.4.2 " : "421 4.7.0 ";
+  reply(settings_.hostname + " " + std::string(text));
 }
 
 }  // namespace portier::protocols::submission

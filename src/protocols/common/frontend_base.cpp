@@ -1,5 +1,7 @@
 #include "protocols/common/frontend_base.hpp"
 
+#include "login/command_budget.hpp"
+
 namespace portier::protocols::common {
 
 using login::FrontendEvent;
@@ -24,6 +26,16 @@ FrontendBase::FrontendBase(const login::FrontendSettings& settings, login::Clien
   if (settings_.greeting.empty()) settings_.greeting = "portier ready.";
 }
 
+void FrontendBase::start() {
+  if (client_.tls) client_.end_client_tls = true;
+  greet();
+}
+
+void FrontendBase::auth_failed(login::AuthFailure kind, std::string_view reason) {
+  login_over();
+  refuse_login(kind, reason);
+}
+
 void FrontendBase::feed(std::string_view data) {
   if (mode_ == Mode::Closed) return;
   in_.append(data);
@@ -38,6 +50,24 @@ FrontendEvent FrontendBase::next() {
     in_.forget_line();  // a line may have held PASS or a SASL response
     if (ev) return *ev;
   }
+}
+
+FrontendBase::Event FrontendBase::parse() {
+  switch (in_.take_line(login::line_limit(settings_))) {
+    case login::PreloginInput::Line::NeedMore:
+      return FrontendEvent::NeedInput;
+    case login::PreloginInput::Line::TooLong:
+      // Bounded: the rest of an over-long line cannot be re-synchronised.
+      return line_too_long();
+    case login::PreloginInput::Line::Ready:
+      break;
+  }
+  const std::string_view l = in_.line();  // PASS, AUTH initial response or SASL response
+  if (mode_ == Mode::SaslResponse) return sasl_respond(l);
+  // Dovecot: the verb ends at the first space.
+  size_t sp = l.find(' ');
+  std::string_view args = sp == std::string_view::npos ? std::string_view{} : l.substr(sp + 1);
+  return command_line(l.substr(0, sp), args);
 }
 
 sasl::Credentials FrontendBase::take_credentials() { return std::move(credentials_); }
@@ -67,7 +97,7 @@ void FrontendBase::proxy_failed(const login::ProxyFailure& f) {
     case FailureType::InternalConfig:
     case FailureType::RemoteConfig:
     case FailureType::AuthNotReplied:
-      text = failure_texts_.config;
+      if (!failure_texts_.config.empty()) text = failure_texts_.config;
       break;
     case FailureType::AuthTempfail:
     case FailureType::AuthReplied:
@@ -77,17 +107,24 @@ void FrontendBase::proxy_failed(const login::ProxyFailure& f) {
         output_ += f.client_reply;
         return;
       }
-      text = f.type == FailureType::AuthTempfail  ? failure_texts_.tempfail
-             : f.type == FailureType::AuthReplied ? failure_texts_.auth_failed
-                                                  : failure_texts_.limit;
+      if (f.type == FailureType::AuthReplied)
+        text = failure_texts_.auth_failed;
+      else if (f.type == FailureType::LimitReached && !failure_texts_.limit.empty())
+        text = failure_texts_.limit;
       break;
   }
   failure_reply(text);
 }
 
-void FrontendBase::failure_reply(std::string_view text) {
-  output_ += text;
+void FrontendBase::send_challenge(std::string_view b64) {
+  output_ += "+ ";
+  output_ += b64;
   output_ += "\r\n";
+}
+
+FrontendBase::Event FrontendBase::sasl_refused(sasl::Outcome, std::string_view text) {
+  reply_line(text);
+  return std::nullopt;
 }
 
 void FrontendBase::timed_out() {
@@ -166,6 +203,17 @@ FrontendBase::Event FrontendBase::closed() {
   sasl_.reset();
   in_.wipe();
   return FrontendEvent::Close;
+}
+
+FrontendBase::Event FrontendBase::close_lines(std::string_view lines,
+                                              std::string_view bye_prefix) {
+  // The log says what Dovecot's does, whatever the protocol's wording.
+  if (lines.find("Too many invalid") != std::string_view::npos)
+    set_close_reason("Too many invalid commands");
+  else if (lines.starts_with(bye_prefix))
+    set_close_reason(lines.substr(bye_prefix.size()));
+  output_ += lines;
+  return closed();
 }
 
 bool FrontendBase::invalid_limit_reached() {

@@ -1,5 +1,7 @@
 #include "protocols/common/frontend_base.hpp"
 
+#include "login/command_budget.hpp"
+
 namespace portier::protocols::common {
 
 using login::FrontendEvent;
@@ -16,9 +18,22 @@ std::string_view SaslTexts::of(sasl::Outcome o) const {
 }
 
 FrontendBase::FrontendBase(const login::FrontendSettings& settings, login::ClientInfo& client,
-                           const SaslTexts& sasl_texts)
-    : settings_(settings), client_(client), sasl_texts_(sasl_texts) {
+                           const SaslTexts& sasl_texts, const FailureTexts& failure_texts)
+    : settings_(settings),
+      client_(client),
+      sasl_texts_(sasl_texts),
+      failure_texts_(failure_texts) {
   if (settings_.greeting.empty()) settings_.greeting = "portier ready.";
+}
+
+void FrontendBase::start() {
+  if (client_.tls) client_.end_client_tls = true;
+  greet();
+}
+
+void FrontendBase::auth_failed(login::AuthFailure kind, std::string_view reason) {
+  login_over();
+  refuse_login(kind, reason);
 }
 
 void FrontendBase::feed(std::string_view data) {
@@ -37,6 +52,24 @@ FrontendEvent FrontendBase::next() {
   }
 }
 
+FrontendBase::Event FrontendBase::parse() {
+  switch (in_.take_line(login::line_limit(settings_))) {
+    case login::PreloginInput::Line::NeedMore:
+      return FrontendEvent::NeedInput;
+    case login::PreloginInput::Line::TooLong:
+      // Bounded: the rest of an over-long line cannot be re-synchronised.
+      return line_too_long();
+    case login::PreloginInput::Line::Ready:
+      break;
+  }
+  const std::string_view l = in_.line();  // PASS, AUTH initial response or SASL response
+  if (mode_ == Mode::SaslResponse) return sasl_respond(l);
+  // Dovecot: the verb ends at the first space.
+  size_t sp = l.find(' ');
+  std::string_view args = sp == std::string_view::npos ? std::string_view{} : l.substr(sp + 1);
+  return command_line(l.substr(0, sp), args);
+}
+
 sasl::Credentials FrontendBase::take_credentials() { return std::move(credentials_); }
 
 std::string FrontendBase::take_pending_input() { return in_.take_rest(); }
@@ -45,6 +78,68 @@ void FrontendBase::tls_started() {
   client_.end_client_tls = true;
   in_.wipe();  // nothing read before the handshake may survive it
   on_tls_started();
+}
+
+void FrontendBase::proxy_failed(const login::ProxyFailure& f) {
+  using login::FailureType;
+  login_over();
+  // The one switch that maps a backend failure to the client reply (§3.6,
+  // §4.2, §5.4, §6.2); referrals are not followed in v1.
+  std::string_view text = failure_texts_.unavailable;
+  switch (f.type) {
+    case FailureType::Connect:
+    case FailureType::Internal:
+    case FailureType::Remote:
+    case FailureType::Protocol:
+    case FailureType::AuthRedirect:
+    case FailureType::kCount:
+      break;
+    case FailureType::InternalConfig:
+    case FailureType::RemoteConfig:
+    case FailureType::AuthNotReplied:
+      if (!failure_texts_.config.empty()) text = failure_texts_.config;
+      break;
+    case FailureType::AuthTempfail:
+    case FailureType::AuthReplied:
+    case FailureType::LimitReached:
+      // The backend's own reply, as the BackendLogin rendered it.
+      if (!f.client_reply.empty()) {
+        output_ += f.client_reply;
+        return;
+      }
+      if (f.type == FailureType::AuthReplied)
+        text = failure_texts_.auth_failed;
+      else if (f.type == FailureType::LimitReached && !failure_texts_.limit.empty())
+        text = failure_texts_.limit;
+      break;
+  }
+  failure_reply(text);
+}
+
+void FrontendBase::send_challenge(std::string_view b64) {
+  output_ += "+ ";
+  output_ += b64;
+  output_ += "\r\n";
+}
+
+FrontendBase::Event FrontendBase::sasl_refused(sasl::Outcome, std::string_view text) {
+  reply_line(text);
+  return std::nullopt;
+}
+
+void FrontendBase::timed_out() {
+  std::string_view text = "Disconnected for inactivity.";
+  if (mode_ == Mode::AuthPending)
+    text = "Timeout while finishing login.";
+  else if (mode_ == Mode::SaslResponse && !failure_texts_.sasl_timeout.empty())
+    text = failure_texts_.sasl_timeout;
+  send_bye(Bye::Timeout, text);
+  closed();
+}
+
+void FrontendBase::goodbye(std::string_view reason) {
+  send_bye(Bye::Goodbye, reason);
+  closed();
 }
 
 bool FrontendBase::cleartext_allowed() const {
@@ -108,6 +203,17 @@ FrontendBase::Event FrontendBase::closed() {
   sasl_.reset();
   in_.wipe();
   return FrontendEvent::Close;
+}
+
+FrontendBase::Event FrontendBase::close_lines(std::string_view lines,
+                                              std::string_view bye_prefix) {
+  // The log says what Dovecot's does, whatever the protocol's wording.
+  if (lines.find("Too many invalid") != std::string_view::npos)
+    set_close_reason("Too many invalid commands");
+  else if (lines.starts_with(bye_prefix))
+    set_close_reason(lines.substr(bye_prefix.size()));
+  output_ += lines;
+  return closed();
 }
 
 bool FrontendBase::invalid_limit_reached() {

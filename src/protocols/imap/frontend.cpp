@@ -27,12 +27,11 @@
 
 namespace portier::protocols::imap {
 
-using login::AuthFailure;
-using login::FailureType;
-using login::FrontendEvent;
-
 namespace {
 
+/// Capabilities every pre-login banner starts with (Dovecot's default list).
+constexpr std::string_view kBaseCapabilities =
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+";
 constexpr std::string_view kBadCommand = "BAD Error in IMAP command received by server.";
 constexpr std::string_view kAuthFailed = "NO [AUTHENTICATIONFAILED] Authentication failed.";
 constexpr std::string_view kPrivacyRequired =
@@ -51,6 +50,7 @@ constexpr common::SaslTexts kSaslTexts{
     .bad_base64 = "BAD Invalid base64 data in continued response",
     .aborted = "BAD Authentication aborted by client.",
 };
+constexpr common::FailureTexts kFailureTexts{kUnavailable, kAuthFailed, kServerBug};
 
 // Dovecot's rule for a reason text: a leading resp-code is kept as given,
 // otherwise the text is an [ALERT].
@@ -76,9 +76,8 @@ std::optional<login::ClientField> id_field(std::string_view key) {
 }  // namespace
 
 Frontend::Frontend(const login::FrontendSettings& settings, login::ClientInfo& client)
-    : FrontendBase(settings, client, kSaslTexts),
-      parser_(CommandParser::Limits{settings.max_line_length, settings.max_literal_size,
-                                    settings.max_command_size}) {}
+    : FrontendBase(settings, client, kSaslTexts, kFailureTexts),
+      parser_(common::parser_limits<CommandParser::Limits>(settings)) {}
 
 std::unique_ptr<login::Frontend> make_frontend(const login::FrontendSettings& settings,
                                                login::ClientInfo& client) {
@@ -102,9 +101,7 @@ const std::string& Frontend::capabilities() {
   return caps_;
 }
 
-void Frontend::start() {
-  // Implicit TLS: the end client is on TLS unless a trusted hop says otherwise later.
-  if (client_.tls) client_.end_client_tls = true;
+void Frontend::greet() {
   output_ += "* OK [CAPABILITY ";
   output_ += capabilities();
   output_ += "] ";
@@ -120,17 +117,13 @@ void Frontend::reply(std::string_view tag, std::string_view text) {
 }
 
 Frontend::Event Frontend::parse() {
-  return mode_ == Mode::SaslResponse ? next_sasl_response() : next_command();
+  if (mode_ == Mode::SaslResponse) return next_sasl_response();
+  return next_command(
+      parser_, [this](Command& cmd) { return dispatch(cmd); }, [this] { return on_parse_error(); });
 }
 
 Frontend::Event Frontend::close_with(std::string_view bye_line) {
-  // The log says what Dovecot's does, whatever the protocol's wording.
-  if (bye_line.find("Too many invalid") != std::string_view::npos)
-    set_close_reason("Too many invalid commands");
-  else if (bye_line.starts_with("* BYE "))
-    set_close_reason(bye_line.substr(6));
-  output_ += bye_line;
-  return closed();
+  return close_lines(bye_line, "* BYE ");
 }
 
 Frontend::Event Frontend::bad_command(std::string_view tag) {
@@ -143,28 +136,6 @@ Frontend::Event Frontend::privacy_required(std::string_view tag, bool password_s
   if (password_sent) output_ += kPasswordExposedAlert;
   reply(tag, kPrivacyRequired);
   if (invalid_limit_reached()) return close_with("* BYE Too many invalid IMAP commands.\r\n");
-  return std::nullopt;
-}
-
-Frontend::Event Frontend::next_command() {
-  if (in_.avail().empty()) return FrontendEvent::NeedInput;
-  switch (parse_input(parser_, [](auto& p, auto in, size_t& used) { return p.parse(in, used); })) {
-    case CommandParser::Result::NeedMore:
-      return FrontendEvent::NeedInput;
-    case CommandParser::Result::Continuation:
-      output_ += "+ OK\r\n";
-      return std::nullopt;
-    case CommandParser::Result::EmptyLine:
-      return std::nullopt;
-    case CommandParser::Result::Error:
-      return on_parse_error();
-    case CommandParser::Result::Command: {
-      Command& cmd = parser_.command();
-      Event ev = dispatch(cmd);
-      for (auto& a : cmd.args) core::secure_zero(a.value);  // LOGIN password, SASL IR
-      return ev;
-    }
-  }
   return std::nullopt;
 }
 
@@ -223,20 +194,11 @@ Frontend::Event Frontend::cmd_capability(const Command& cmd) {
 }
 
 Frontend::Event Frontend::cmd_starttls(const Command& cmd) {
-  if (client_.tls) {
-    reply(cmd.tag, "BAD TLS is already active.");
-    return std::nullopt;
-  }
-  if (!client_.tls_configured) {
-    reply(cmd.tag, "BAD TLS support isn't enabled.");
-    return std::nullopt;
-  }
-  reply(cmd.tag, "OK Begin TLS negotiation now.");
-  // Anything pipelined after STARTTLS arrived in plaintext and must not be
-  // executed as if it came over TLS (CVE-2011-0411 style command injection).
-  in_.wipe();
-  parser_.reset();
-  return FrontendEvent::StartTls;
+  Event ev = start_tls([&](std::string_view text) { reply(cmd.tag, text); },
+                       "BAD TLS is already active.", "BAD TLS support isn't enabled.",
+                       "OK Begin TLS negotiation now.");
+  if (ev) parser_.reset();
+  return ev;
 }
 
 void Frontend::on_tls_started() {
@@ -262,12 +224,6 @@ Frontend::Event Frontend::cmd_authenticate(Command& cmd) {
   // SASL-IR (RFC 4959): "=" is an empty initial response, not a password.
   ir_exposed_ = ir && *ir != "=";
   return sasl_begin(cmd.args[0].value, ir);
-}
-
-void Frontend::send_challenge(std::string_view b64) {
-  output_ += "+ ";
-  output_ += b64;
-  output_ += "\r\n";
 }
 
 Frontend::Event Frontend::sasl_refused(sasl::Outcome outcome, std::string_view text) {
@@ -313,8 +269,7 @@ Frontend::Event Frontend::cmd_id(const Command& cmd) {
   return std::nullopt;
 }
 
-void Frontend::auth_failed(AuthFailure kind, std::string_view reason) {
-  login_over();
+void Frontend::refuse_login(AuthFailure kind, std::string_view reason) {
   switch (kind) {
     case AuthFailure::Failed:
       reply(tag_, reason.empty() ? std::string(kAuthFailed) : reason_reply(reason));
@@ -340,46 +295,12 @@ std::unique_ptr<login::BackendLogin> Frontend::make_backend_login(
   return std::make_unique<BackendLogin>(p, tag_, client_sent_capability_);
 }
 
-void Frontend::proxy_failed(const login::ProxyFailure& f) {
-  login_over();
-  // The one switch that maps a backend failure to the IMAP client reply (§3.6).
-  switch (f.type) {
-    case FailureType::Connect:
-    case FailureType::Internal:
-    case FailureType::Remote:
-    case FailureType::Protocol:
-    case FailureType::AuthRedirect:  // referrals are not followed in v1
-    case FailureType::kCount:
-      reply(tag_, kUnavailable);
-      return;
-    case FailureType::RemoteConfig:
-    case FailureType::InternalConfig:
-    case FailureType::AuthNotReplied:
-      reply(tag_, kServerBug);
-      return;
-    case FailureType::AuthTempfail:
-    case FailureType::AuthReplied:
-    case FailureType::LimitReached:
-      if (!f.client_reply.empty()) {
-        output_ += f.client_reply;
-      } else {
-        reply(tag_, f.type == FailureType::AuthReplied ? kAuthFailed : kUnavailable);
-      }
-      return;
-  }
-}
+void Frontend::failure_reply(std::string_view text) { reply(tag_, text); }
 
-void Frontend::timed_out() {
-  output_ += mode_ == Mode::AuthPending ? "* BYE Timeout while finishing login.\r\n"
-                                        : "* BYE Disconnected for inactivity.\r\n";
-  closed();
-}
-
-void Frontend::goodbye(std::string_view reason) {
+void Frontend::send_bye(Bye, std::string_view text) {
   output_ += "* BYE ";
-  output_ += reason;
+  output_ += text;
   output_ += "\r\n";
-  closed();
 }
 
 }  // namespace portier::protocols::imap

@@ -19,21 +19,12 @@
 
 namespace portier::protocols::imap {
 
-/// Capabilities every pre-login banner starts with (Dovecot's default list).
-inline constexpr std::string_view kBaseCapabilities =
-    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+";
-
 class Frontend final : public common::FrontendBase {
  public:
   Frontend(const login::FrontendSettings& settings, login::ClientInfo& client);
 
-  void start() override;
-  void auth_failed(login::AuthFailure kind, std::string_view reason) override;
   std::unique_ptr<login::BackendLogin> make_backend_login(
       const login::BackendLoginParams& p) override;
-  void proxy_failed(const login::ProxyFailure& f) override;
-  void timed_out() override;
-  void goodbye(std::string_view reason) override;
 
   /// The pre-login capability list for the connection's current TLS/secured
   /// state (cached; recomputed only when that state changes).
@@ -44,12 +35,14 @@ class Frontend final : public common::FrontendBase {
   bool client_sent_capability() const { return client_sent_capability_; }
 
  private:
+  void greet() override;
+  void refuse_login(login::AuthFailure kind, std::string_view reason) override;
   Event parse() override;
-  void send_challenge(std::string_view b64) override;
   Event sasl_refused(sasl::Outcome outcome, std::string_view text) override;
   void on_tls_started() override;
+  void failure_reply(std::string_view text) override;
+  void send_bye(Bye kind, std::string_view text) override;
 
-  Event next_command();
   Event next_sasl_response();
   Event on_parse_error();
   Event dispatch(Command& cmd);

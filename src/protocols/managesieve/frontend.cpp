@@ -33,24 +33,20 @@
 
 namespace portier::protocols::managesieve {
 
-using login::AuthFailure;
-using login::FailureType;
-using login::FrontendEvent;
-
 namespace {
 
-constexpr std::string_view kAuthFailed = "Authentication failed.";
-constexpr std::string_view kUnavailable = "Account is temporarily unavailable.";
-constexpr std::string_view kPlaintextDisallowed =
-    "Plaintext authentication disallowed on non-secure (SSL/TLS) connections.";
 constexpr common::SaslTexts kSaslTexts{
-    .failed = kAuthFailed,
+    .failed = "Authentication failed.",
     .unsupported = "Unsupported authentication mechanism.",
-    .cleartext_denied = kPlaintextDisallowed,
+    .cleartext_denied = "Plaintext authentication disallowed on non-secure (SSL/TLS) connections.",
     .bad_initial_base64 = "Invalid base64 data in initial response.",
     .bad_base64 = "Invalid base64 data in continued response.",
     .aborted = "Authentication aborted by client.",
 };
+// no(..., "TRYLATER") and the like, as whole lines.
+constexpr common::FailureTexts kFailureTexts{
+    "NO (TRYLATER) \"Account is temporarily unavailable.\"", "NO \"Authentication failed.\"",
+    "NO (TRYLATER/NORETRY) \"Account is temporarily unavailable.\""};
 
 // RFC 5804 commands that need an authenticated session.
 constexpr std::array<std::string_view, 9> kPostLoginCommands = {
@@ -64,9 +60,8 @@ bool command_is(const Command& cmd, std::string_view name) {
 }  // namespace
 
 Frontend::Frontend(const login::FrontendSettings& settings, login::ClientInfo& client)
-    : FrontendBase(settings, client, kSaslTexts),
-      parser_(CommandParser::Limits{settings.max_line_length, settings.max_literal_size,
-                                    settings.max_command_size}) {}
+    : FrontendBase(settings, client, kSaslTexts, kFailureTexts),
+      parser_(common::parser_limits<CommandParser::Limits>(settings)) {}
 
 std::unique_ptr<login::Frontend> make_frontend(const login::FrontendSettings& settings,
                                                login::ClientInfo& client) {
@@ -94,9 +89,7 @@ std::string Frontend::capabilities() const {
   return s;
 }
 
-void Frontend::start() {
-  // Implicit TLS: the end client is on TLS unless a trusted hop says otherwise later.
-  if (client_.tls) client_.end_client_tls = true;
+void Frontend::greet() {
   output_ += capabilities();
   output_ += "OK ";
   append_quoted(output_, core::one_line(settings_.greeting));
@@ -115,7 +108,9 @@ void Frontend::no(std::string_view text, std::string_view code) {
 }
 
 Frontend::Event Frontend::parse() {
-  return mode_ == Mode::SaslResponse ? next_sasl_response() : next_command();
+  if (mode_ == Mode::SaslResponse) return next_sasl_response();
+  return next_command(
+      parser_, [this](Command& cmd) { return dispatch(cmd); }, [this] { return on_parse_error(); });
 }
 
 Frontend::Event Frontend::close_with(std::string_view bye_text) {
@@ -129,25 +124,6 @@ Frontend::Event Frontend::close_with(std::string_view bye_text) {
 Frontend::Event Frontend::invalid(std::string_view reply_text) {
   no(reply_text);
   if (invalid_limit_reached()) return close_with("Too many invalid commands.");
-  return std::nullopt;
-}
-
-Frontend::Event Frontend::next_command() {
-  if (in_.avail().empty()) return FrontendEvent::NeedInput;
-  switch (parse_input(parser_, [](auto& p, auto in, size_t& used) { return p.parse(in, used); })) {
-    case CommandParser::Result::NeedMore:
-      return FrontendEvent::NeedInput;
-    case CommandParser::Result::EmptyLine:
-      return std::nullopt;
-    case CommandParser::Result::Error:
-      return on_parse_error();
-    case CommandParser::Result::Command: {
-      Command& cmd = parser_.command();
-      Event ev = dispatch(cmd);
-      for (auto& a : cmd.args) core::secure_zero(a.value);  // SASL initial response
-      return ev;
-    }
-  }
   return std::nullopt;
 }
 
@@ -206,20 +182,12 @@ Frontend::Event Frontend::cmd_noop(const Command& cmd) {
 Frontend::Event Frontend::cmd_starttls(const Command& cmd) {
   if (!cmd.args.empty())
     return invalid("Error in MANAGESIEVE command: STARTTLS takes no arguments.");
-  if (client_.tls) {
-    no("TLS is already active.");
-    return std::nullopt;
-  }
-  if (!client_.tls_configured) {
-    no("TLS support isn't enabled.");
-    return std::nullopt;
-  }
-  output_ += "OK \"Begin TLS negotiation now.\"\r\n";
-  // Anything pipelined after STARTTLS arrived in plaintext and must not be
-  // executed as if it came over TLS (CVE-2011-0411 style command injection).
-  in_.wipe();
-  parser_.reset();
-  return FrontendEvent::StartTls;
+  // The texts are those no() and the OK reply would render.
+  Event ev = start_tls([this](std::string_view line) { reply_line(line); },
+                       "NO \"TLS is already active.\"", "NO \"TLS support isn't enabled.\"",
+                       "OK \"Begin TLS negotiation now.\"");
+  if (ev) parser_.reset();
+  return ev;
 }
 
 void Frontend::on_tls_started() {
@@ -300,11 +268,10 @@ Frontend::Event Frontend::cmd_xclient(const Command& cmd) {
   return std::nullopt;
 }
 
-void Frontend::auth_failed(AuthFailure kind, std::string_view reason) {
-  login_over();
+void Frontend::refuse_login(AuthFailure kind, std::string_view reason) {
   switch (kind) {
     case AuthFailure::Failed:
-      no(reason.empty() ? std::string(kAuthFailed) : core::one_line(reason));
+      no(reason.empty() ? std::string(kSaslTexts.failed) : core::one_line(reason));
       break;
     case AuthFailure::TempFail:
       no("Temporary authentication failure.", "TRYLATER");
@@ -313,7 +280,7 @@ void Frontend::auth_failed(AuthFailure kind, std::string_view reason) {
       no(reason.empty() ? std::string("Login disabled for this user") : core::one_line(reason));
       break;
     case AuthFailure::CleartextDenied:
-      no(kPlaintextDisallowed, "ENCRYPT-NEEDED");
+      no(kSaslTexts.cleartext_denied, "ENCRYPT-NEEDED");
       break;
     case AuthFailure::Limit:
       no(reason.empty() ? std::string("Too many connections for this user.") : core::one_line(reason),
@@ -327,45 +294,12 @@ std::unique_ptr<login::BackendLogin> Frontend::make_backend_login(
   return std::make_unique<BackendLogin>(p);
 }
 
-void Frontend::proxy_failed(const login::ProxyFailure& f) {
-  login_over();
-  // The one switch that maps a backend failure to the ManageSieve client reply (§6.2).
-  switch (f.type) {
-    case FailureType::Connect:
-    case FailureType::Internal:
-    case FailureType::Remote:
-    case FailureType::Protocol:
-    case FailureType::AuthRedirect:  // referrals are not followed in v1
-    case FailureType::kCount:
-      no(kUnavailable, "TRYLATER");
-      return;
-    case FailureType::InternalConfig:
-    case FailureType::RemoteConfig:
-    case FailureType::AuthNotReplied:
-      no(kUnavailable, "TRYLATER/NORETRY");
-      return;
-    case FailureType::AuthTempfail:
-    case FailureType::AuthReplied:
-    case FailureType::LimitReached:
-      if (!f.client_reply.empty()) {
-        output_ += f.client_reply;
-      } else if (f.type == FailureType::AuthReplied) {
-        no(kAuthFailed);
-      } else {
-        no(kUnavailable, "TRYLATER");
-      }
-      return;
-  }
-}
-
-void Frontend::timed_out() {
-  output_ += mode_ == Mode::AuthPending ? "BYE \"Timeout while finishing login.\"\r\n"
-                                        : "BYE \"Disconnected for inactivity.\"\r\n";
-  closed();
-}
-
-void Frontend::goodbye(std::string_view reason) {
-  close_with(core::one_line(reason));
+void Frontend::send_bye(Bye kind, std::string_view text) {
+  std::string line = kind == Bye::Goodbye ? core::one_line(text) : std::string(text);
+  if (kind == Bye::Goodbye) set_close_reason(line);
+  output_ += "BYE ";
+  append_quoted(output_, line);
+  output_ += "\r\n";
 }
 
 }  // namespace portier::protocols::managesieve

@@ -31,25 +31,22 @@ class Frontend final : public common::FrontendBase {
  public:
   Frontend(const login::FrontendSettings& settings, login::ClientInfo& client);
 
-  void start() override;
-  void auth_failed(login::AuthFailure kind, std::string_view reason) override;
   std::unique_ptr<login::BackendLogin> make_backend_login(
       const login::BackendLoginParams& p) override;
-  void proxy_failed(const login::ProxyFailure& f) override;
-  void timed_out() override;
-  void goodbye(std::string_view reason) override;
 
   /// The capability lines (each with CRLF) for the connection's current
   /// TLS/secured/trusted state.
   std::string capabilities() const;
 
  private:
+  void greet() override;
+  void refuse_login(login::AuthFailure kind, std::string_view reason) override;
   Event parse() override;
   void send_challenge(std::string_view b64) override;
   Event sasl_refused(sasl::Outcome outcome, std::string_view text) override;
   void on_tls_started() override;
+  void send_bye(Bye kind, std::string_view text) override;
 
-  Event next_command();
   Event next_sasl_response();
   Event on_parse_error();
   Event dispatch(Command& cmd);

@@ -37,18 +37,12 @@
 
 namespace portier::protocols::pop3 {
 
-using login::AuthFailure;
-using login::FailureType;
-using login::FrontendEvent;
-
 namespace {
 
 constexpr std::string_view kAuthFailed = "Authentication failed.";
 constexpr std::string_view kTempFailed = "Temporary authentication failure.";
 constexpr std::string_view kPlaintextDisabled =
     "Plaintext authentication disallowed on non-secure (SSL/TLS) connections.";
-constexpr std::string_view kRetryable = "-ERR [SYS/TEMP] Account is temporarily unavailable.\r\n";
-constexpr std::string_view kConfig = "-ERR Account is temporarily unavailable.\r\n";
 // Whole reply lines; [AUTH] as Dovecot's POP3_CMD_REPLY_AUTH_ERROR adds it.
 constexpr common::SaslTexts kSaslTexts{
     .failed = "-ERR [AUTH] Authentication failed.",
@@ -59,10 +53,20 @@ constexpr common::SaslTexts kSaslTexts{
     .bad_base64 = "-ERR [AUTH] Invalid base64 data in continued response",
     .aborted = "-ERR Authentication aborted by client.",
 };
+// kMaskedAuthFailedReply without its CRLF.
+constexpr std::string_view kMasked =
+    kMaskedAuthFailedReply.substr(0, kMaskedAuthFailedReply.size() - 2);
+constexpr common::FailureTexts kFailureTexts{
+    .unavailable = "-ERR [SYS/TEMP] Account is temporarily unavailable.",
+    .auth_failed = kMasked,
+    .config = "-ERR Account is temporarily unavailable.",
+    .limit = kMasked,
+    .sasl_timeout = "Disconnected for inactivity during authentication.",
+};
 }  // namespace
 
 Frontend::Frontend(const login::FrontendSettings& settings, login::ClientInfo& client)
-    : FrontendBase(settings, client, kSaslTexts) {}
+    : FrontendBase(settings, client, kSaslTexts, kFailureTexts) {}
 
 Frontend::~Frontend() { forget_user(); }
 
@@ -90,64 +94,37 @@ std::string Frontend::capa_reply() const {
   return out;
 }
 
-void Frontend::start() {
-  // Implicit TLS: the end client is on TLS unless a trusted hop says otherwise later.
-  if (client_.tls) client_.end_client_tls = true;
+void Frontend::greet() {
   std::string line = "+OK ";
   if (client_.trusted) line += "[XCLIENT] ";  // Dovecot: saves the upstream proxy a CAPA
   line += one_line(settings_.greeting);
-  reply(line);
-}
-
-void Frontend::reply(std::string_view line) {
-  output_ += line;
-  output_ += "\r\n";
+  reply_line(line);
 }
 
 void Frontend::auth_error(std::string_view text) {
   // Dovecot's POP3_CMD_REPLY_AUTH_ERROR: the text's own code wins.
   if (!text.empty() && text.front() == '[') {
-    reply("-ERR " + std::string(text));
+    reply_line("-ERR " + std::string(text));
   } else {
-    reply("-ERR [AUTH] " + std::string(text));
+    reply_line("-ERR [AUTH] " + std::string(text));
   }
 }
 
 Frontend::Event Frontend::close_with(std::string_view lines) {
-  if (lines.find("Too many invalid") != std::string_view::npos)
-    set_close_reason("Too many invalid commands");
-  else if (lines.starts_with("-ERR "))
-    set_close_reason(lines.substr(5));
-  output_ += lines;
-  return closed();
+  return close_lines(lines, "-ERR ");
 }
 
-Frontend::Event Frontend::bad(std::string_view reply_line) {
-  reply(reply_line);
+Frontend::Event Frontend::bad(std::string_view line) {
+  reply_line(line);
   if (invalid_limit_reached()) return close_with("-ERR Too many invalid bad commands.\r\n");
   return std::nullopt;
 }
 
-Frontend::Event Frontend::parse() {
-  switch (in_.take_line(login::line_limit(settings_))) {
-    case login::PreloginInput::Line::NeedMore:
-      return FrontendEvent::NeedInput;
-    case login::PreloginInput::Line::TooLong:
-      // Bounded: the rest of an over-long line cannot be re-synchronised.
-      return close_with("-ERR Input buffer full, aborting\r\n");
-    case login::PreloginInput::Line::Ready:
-      break;
-  }
-  const std::string_view l = in_.line();  // PASS, AUTH initial response or SASL response
-  if (mode_ == Mode::SaslResponse) return sasl_respond(l);
-  // Dovecot: the verb ends at the first space; the arguments are the rest
-  // of the line as is (a password may hold spaces, even trailing ones).
-  size_t sp = l.find(' ');
-  std::string_view args = sp == std::string_view::npos ? std::string_view{} : l.substr(sp + 1);
-  return dispatch(l.substr(0, sp), args);
+Frontend::Event Frontend::line_too_long() {
+  return close_with("-ERR Input buffer full, aborting\r\n");
 }
 
-Frontend::Event Frontend::dispatch(std::string_view verb, std::string_view args) {
+Frontend::Event Frontend::command_line(std::string_view verb, std::string_view args) {
   Event ev;
   if (core::iequals(verb, "CAPA")) {
     output_ += capa_reply();
@@ -158,7 +135,7 @@ Frontend::Event Frontend::dispatch(std::string_view verb, std::string_view args)
   } else if (core::iequals(verb, "AUTH")) {
     ev = cmd_auth(args);
   } else if (core::iequals(verb, "APOP")) {
-    reply("-ERR APOP not enabled.");
+    reply_line("-ERR APOP not enabled.");
   } else if (core::iequals(verb, "STLS")) {
     ev = cmd_stls();
   } else if (core::iequals(verb, "QUIT")) {
@@ -183,7 +160,7 @@ Frontend::Event Frontend::cmd_user(std::string_view args) {
   }
   forget_user();
   last_user_.emplace(args);
-  reply("+OK");
+  reply_line("+OK");
   return std::nullopt;
 }
 
@@ -194,7 +171,7 @@ Frontend::Event Frontend::cmd_pass(std::string_view args) {
     return std::nullopt;
   }
   if (!last_user_) {
-    reply("-ERR No username given.");
+    reply_line("-ERR No username given.");
     return std::nullopt;
   }
   std::string user = std::move(*last_user_);
@@ -220,31 +197,10 @@ Frontend::Event Frontend::cmd_auth(std::string_view args) {
   return sasl_begin(args.substr(0, sp), ir);
 }
 
-void Frontend::send_challenge(std::string_view b64) {
-  output_ += "+ ";
-  output_ += b64;
-  output_ += "\r\n";
-}
-
-Frontend::Event Frontend::sasl_refused(sasl::Outcome, std::string_view text) {
-  reply(text);
-  return std::nullopt;
-}
-
 Frontend::Event Frontend::cmd_stls() {
-  if (client_.tls) {
-    reply("-ERR TLS is already active.");
-    return std::nullopt;
-  }
-  if (!client_.tls_configured) {
-    reply("-ERR TLS support isn't enabled.");
-    return std::nullopt;
-  }
-  reply("+OK Begin TLS negotiation now.");
-  // Anything pipelined after STLS arrived in plaintext and must not be
-  // executed as if it came over TLS (CVE-2011-0411 style command injection).
-  in_.wipe();
-  return FrontendEvent::StartTls;
+  return start_tls([this](std::string_view line) { reply_line(line); },
+                   "-ERR TLS is already active.", "-ERR TLS support isn't enabled.",
+                   "+OK Begin TLS negotiation now.");
 }
 
 void Frontend::on_tls_started() {
@@ -254,7 +210,7 @@ void Frontend::on_tls_started() {
 
 Frontend::Event Frontend::cmd_xclient(std::string_view args) {
   if (!client_.trusted) {
-    reply("+OK You are not from trusted IP - ignoring");
+    reply_line("+OK You are not from trusted IP - ignoring");
     return std::nullopt;
   }
   // Validate everything first: a bad attribute changes nothing (Dovecot
@@ -274,30 +230,31 @@ Frontend::Event Frontend::cmd_xclient(std::string_view args) {
     }
   }
   if (!update.apply(client_)) {
-    reply("-ERR Invalid parameters");
+    reply_line("-ERR Invalid parameters");
     return std::nullopt;
   }
-  reply("+OK Updated");
+  reply_line("+OK Updated");
   return std::nullopt;
 }
 
-void Frontend::auth_failed(AuthFailure kind, std::string_view reason) {
-  login_over();
+void Frontend::refuse_login(AuthFailure kind, std::string_view reason) {
   switch (kind) {
     case AuthFailure::Failed:
     case AuthFailure::Disabled:
       auth_error(reason.empty() ? std::string(kAuthFailed) : one_line(reason));
       break;
     case AuthFailure::TempFail:
-      reply("-ERR [SYS/TEMP] " + (reason.empty() ? std::string(kTempFailed) : one_line(reason)));
+      reply_line("-ERR [SYS/TEMP] " +
+                 (reason.empty() ? std::string(kTempFailed) : one_line(reason)));
       break;
     case AuthFailure::CleartextDenied:
       auth_error(kPlaintextDisabled);
       break;
     case AuthFailure::Limit:
       // Dovecot's LIMIT reply prefix.
-      reply("-ERR [IN-USE] " + (reason.empty() ? std::string("Too many connections for this user.")
-                                                : one_line(reason)));
+      reply_line("-ERR [IN-USE] " +
+                 (reason.empty() ? std::string("Too many connections for this user.")
+                                 : one_line(reason)));
       break;
   }
 }
@@ -307,44 +264,6 @@ std::unique_ptr<login::BackendLogin> Frontend::make_backend_login(
   return std::make_unique<BackendLogin>(p);
 }
 
-void Frontend::proxy_failed(const login::ProxyFailure& f) {
-  login_over();
-  // The one switch that maps a backend failure to the POP3 client reply (§4.2).
-  switch (f.type) {
-    case FailureType::Connect:
-    case FailureType::Internal:
-    case FailureType::Remote:
-    case FailureType::Protocol:
-    case FailureType::AuthRedirect:  // referrals are not followed in v1: as Remote
-    case FailureType::kCount:
-      output_ += kRetryable;
-      return;
-    case FailureType::InternalConfig:
-    case FailureType::RemoteConfig:
-    case FailureType::AuthNotReplied:
-      output_ += kConfig;
-      return;
-    case FailureType::AuthTempfail:
-      output_ += f.client_reply.empty() ? std::string(kRetryable) : f.client_reply;
-      return;
-    case FailureType::AuthReplied:
-    case FailureType::LimitReached:
-      output_ += f.client_reply.empty() ? std::string(kMaskedAuthFailedReply) : f.client_reply;
-      return;
-  }
-}
-
-void Frontend::timed_out() {
-  std::string_view text = "Disconnected for inactivity.";
-  if (mode_ == Mode::AuthPending) text = "Timeout while finishing login.";
-  if (mode_ == Mode::SaslResponse) text = "Disconnected for inactivity during authentication.";
-  output_ += "-ERR " + std::string(text) + "\r\n";
-  closed();
-}
-
-void Frontend::goodbye(std::string_view reason) {
-  output_ += "-ERR " + one_line(reason) + "\r\n";
-  closed();
-}
+void Frontend::send_bye(Bye, std::string_view text) { reply_line("-ERR " + one_line(text)); }
 
 }  // namespace portier::protocols::pop3

@@ -21,33 +21,27 @@ class Frontend final : public common::FrontendBase {
   Frontend(const login::FrontendSettings& settings, login::ClientInfo& client);
   ~Frontend() override;
 
-  void start() override;
-  void auth_failed(login::AuthFailure kind, std::string_view reason) override;
   std::unique_ptr<login::BackendLogin> make_backend_login(
       const login::BackendLoginParams& p) override;
-  void proxy_failed(const login::ProxyFailure& f) override;
-  void timed_out() override;
-  /// The engine closes the connection (limits, shutdown): `-ERR <reason>`.
-  void goodbye(std::string_view reason) override;
 
   /// The CAPA reply for the connection's current state (CRLF-terminated lines).
   std::string capa_reply() const;
 
  private:
-  Event parse() override;
-  void send_challenge(std::string_view b64) override;
-  Event sasl_refused(sasl::Outcome outcome, std::string_view text) override;
+  void greet() override;
+  void refuse_login(login::AuthFailure kind, std::string_view reason) override;
   void on_tls_started() override;
+  void send_bye(Bye kind, std::string_view text) override;
 
-  Event dispatch(std::string_view verb, std::string_view args);
+  Event command_line(std::string_view verb, std::string_view args) override;
+  Event line_too_long() override;
   Event cmd_user(std::string_view args);
   Event cmd_pass(std::string_view args);
   Event cmd_auth(std::string_view args);
   Event cmd_stls();
   Event cmd_xclient(std::string_view args);
-  Event bad(std::string_view reply_line);
+  Event bad(std::string_view line);
   Event close_with(std::string_view lines);
-  void reply(std::string_view line);
   void auth_error(std::string_view text);  // -ERR [AUTH] unless text starts with '['
   void forget_user();
 

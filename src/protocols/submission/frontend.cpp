@@ -28,10 +28,6 @@
 
 namespace portier::protocols::submission {
 
-using login::AuthFailure;
-using login::FailureType;
-using login::FrontendEvent;
-
 namespace {
 
 constexpr std::string_view kAuthFailed = "535 5.7.8 Authentication failed.";
@@ -47,6 +43,7 @@ constexpr common::SaslTexts kSaslTexts{
     .bad_base64 = "501 5.5.2 Invalid base64 data in continued response",
     .aborted = "501 5.5.2 Authentication aborted by client.",
 };
+constexpr common::FailureTexts kFailureTexts{kUnavailable, kAuthFailed};
 bool unavailable(std::string_view v) {
   return core::iequals(v, "[UNAVAILABLE]") || core::iequals(v, "[TEMPUNAVAIL]");
 }
@@ -54,7 +51,7 @@ bool unavailable(std::string_view v) {
 }  // namespace
 
 Frontend::Frontend(const login::FrontendSettings& settings, login::ClientInfo& client)
-    : FrontendBase(settings, client, kSaslTexts) {
+    : FrontendBase(settings, client, kSaslTexts, kFailureTexts) {
   if (settings_.hostname.empty()) settings_.hostname = "localhost";
 }
 
@@ -92,15 +89,8 @@ std::string Frontend::ehlo_reply() const {
   return out;
 }
 
-void Frontend::start() {
-  // Implicit TLS: the end client is on TLS unless a trusted hop says otherwise later.
-  if (client_.tls) client_.end_client_tls = true;
-  reply("220 " + settings_.hostname + " " + settings_.greeting);
-}
-
-void Frontend::reply(std::string_view line) {
-  output_ += line;
-  output_ += "\r\n";
+void Frontend::greet() {
+  reply_line("220 " + settings_.hostname + " " + settings_.greeting);
 }
 
 Frontend::Event Frontend::close_with(std::string_view line) {
@@ -118,51 +108,36 @@ Frontend::Event Frontend::close_with(std::string_view line) {
   return closed();
 }
 
-Frontend::Event Frontend::invalid(std::string_view reply_line) {
-  reply(reply_line);
+Frontend::Event Frontend::invalid(std::string_view line) {
+  reply_line(line);
   if (invalid_limit_reached()) return close_with("421 4.7.0 " + settings_.hostname + " Too many invalid commands.\r\n");
   return std::nullopt;
 }
 
-Frontend::Event Frontend::parse() {
-  switch (in_.take_line(login::line_limit(settings_))) {
-    case login::PreloginInput::Line::NeedMore:
-      return FrontendEvent::NeedInput;
-    case login::PreloginInput::Line::TooLong:
-      // Bounded: the rest of an over-long line cannot be re-synchronised.
-      return close_with("500 5.5.2 Line too long\r\n");
-    case login::PreloginInput::Line::Ready:
-      break;
-  }
-  const std::string_view l = in_.line();  // AUTH initial response or SASL response
-  if (mode_ == Mode::SaslResponse) return sasl_respond(l);
-  size_t sp = l.find(' ');
-  std::string_view args = sp == std::string_view::npos ? std::string_view{} : l.substr(sp + 1);
+Frontend::Event Frontend::line_too_long() { return close_with("500 5.5.2 Line too long\r\n"); }
+
+Frontend::Event Frontend::command_line(std::string_view verb, std::string_view args) {
   while (!args.empty() && args.front() == ' ') args.remove_prefix(1);
   while (!args.empty() && args.back() == ' ') args.remove_suffix(1);
-  return dispatch(l.substr(0, sp), args);
-}
-
-Frontend::Event Frontend::dispatch(std::string_view verb, std::string_view args) {
   if (verb.empty()) return invalid("500 5.5.2 Invalid command syntax");
   if (core::iequals(verb, "EHLO")) return cmd_ehlo(args, true);
   if (core::iequals(verb, "HELO")) return cmd_ehlo(args, false);
   if (core::iequals(verb, "AUTH")) return cmd_auth(args);
   if (core::iequals(verb, "STARTTLS")) return cmd_starttls(args);
   if (core::iequals(verb, "NOOP")) {
-    reply("250 2.0.0 OK");
+    reply_line("250 2.0.0 OK");
     return std::nullopt;
   }
   if (core::iequals(verb, "RSET")) {
     if (!args.empty()) return invalid("501 5.5.4 Invalid parameters");
-    reply("250 2.0.0 OK");
+    reply_line("250 2.0.0 OK");
     return std::nullopt;
   }
   if (core::iequals(verb, "QUIT")) return close_with("221 2.0.0 Bye\r\n");
   if (core::iequals(verb, "XCLIENT")) return cmd_xclient(args);
   if (core::iequals(verb, "MAIL") || core::iequals(verb, "RCPT") || core::iequals(verb, "DATA") ||
       core::iequals(verb, "BDAT") || core::iequals(verb, "BURL") || core::iequals(verb, "VRFY")) {
-    reply(kAuthRequired);
+    reply_line(kAuthRequired);
     return std::nullopt;
   }
   return invalid("500 5.5.1 Unknown command");
@@ -177,26 +152,16 @@ Frontend::Event Frontend::cmd_ehlo(std::string_view args, bool ehlo) {
   if (ehlo) {
     output_ += ehlo_reply();
   } else {
-    reply("250 " + settings_.hostname);
+    reply_line("250 " + settings_.hostname);
   }
   return std::nullopt;
 }
 
 Frontend::Event Frontend::cmd_starttls(std::string_view args) {
   if (!args.empty()) return invalid("501 5.5.4 Invalid parameters");
-  if (client_.tls) {
-    reply("503 5.5.1 TLS is already active.");
-    return std::nullopt;
-  }
-  if (!client_.tls_configured) {
-    reply("502 5.5.1 TLS support isn't enabled.");
-    return std::nullopt;
-  }
-  reply("220 2.0.0 Begin TLS negotiation now.");
-  // Anything pipelined after STARTTLS arrived in plaintext and must not be
-  // executed as if it came over TLS (CVE-2011-0411 style command injection).
-  in_.wipe();
-  return FrontendEvent::StartTls;
+  return start_tls([this](std::string_view line) { reply_line(line); },
+                   "503 5.5.1 TLS is already active.", "502 5.5.1 TLS support isn't enabled.",
+                   "220 2.0.0 Begin TLS negotiation now.");
 }
 
 void Frontend::on_tls_started() {
@@ -210,7 +175,7 @@ Frontend::Event Frontend::cmd_auth(std::string_view args) {
   auto parts = core::split_ws(args);
   if (parts.empty() || parts.size() > 2) return invalid("501 5.5.4 Invalid parameters");
   if (!helo_seen_) {
-    reply("503 5.5.1 Send EHLO first.");
+    reply_line("503 5.5.1 Send EHLO first.");
     return std::nullopt;
   }
   std::optional<std::string_view> ir;  // RFC 4954: "=" is an empty initial response
@@ -224,14 +189,9 @@ void Frontend::send_challenge(std::string_view b64) {
   output_ += "\r\n";
 }
 
-Frontend::Event Frontend::sasl_refused(sasl::Outcome, std::string_view text) {
-  reply(text);
-  return std::nullopt;
-}
-
 Frontend::Event Frontend::cmd_xclient(std::string_view args) {
   if (!client_.trusted) {
-    reply("550 5.7.14 You are not from trusted IP");
+    reply_line("550 5.7.14 You are not from trusted IP");
     return std::nullopt;
   }
   // Validate everything first: a bad attribute changes nothing.
@@ -274,29 +234,28 @@ Frontend::Event Frontend::cmd_xclient(std::string_view args) {
   upstream_ = std::move(up);
   // Like a new connection: a fresh greeting, and EHLO is needed again.
   helo_seen_ = false;
-  reply("220 " + settings_.hostname + " " + settings_.greeting);
+  reply_line("220 " + settings_.hostname + " " + settings_.greeting);
   return std::nullopt;
 }
 
-void Frontend::auth_failed(AuthFailure kind, std::string_view reason) {
-  login_over();
+void Frontend::refuse_login(AuthFailure kind, std::string_view reason) {
   switch (kind) {
     case AuthFailure::Failed:
-      reply(reason.empty() ? std::string(kAuthFailed) : "535 5.7.8 " + core::one_line(reason));
+      reply_line(reason.empty() ? std::string(kAuthFailed) : "535 5.7.8 " + core::one_line(reason));
       break;
     case AuthFailure::TempFail:
-      reply("454 4.7.0 " + (reason.empty() ? std::string("Temporary authentication failure.")
+      reply_line("454 4.7.0 " + (reason.empty() ? std::string("Temporary authentication failure.")
                                            : core::one_line(reason)));
       break;
     case AuthFailure::Disabled:
-      reply("525 5.7.13 " + (reason.empty() ? std::string("Login disabled for this user.")
+      reply_line("525 5.7.13 " + (reason.empty() ? std::string("Login disabled for this user.")
                                             : core::one_line(reason)));
       break;
     case AuthFailure::CleartextDenied:
-      reply(kCleartextDenied);
+      reply_line(kCleartextDenied);
       break;
     case AuthFailure::Limit:
-      reply("454 4.7.0 Too many sessions for this user.");
+      reply_line("454 4.7.0 Too many sessions for this user.");
       break;
   }
 }
@@ -316,44 +275,9 @@ std::unique_ptr<login::BackendLogin> Frontend::make_backend_login(
   return std::make_unique<BackendLogin>(p, smtp_);
 }
 
-void Frontend::proxy_failed(const login::ProxyFailure& f) {
-  login_over();
-  // The one switch that maps a backend failure to the Submission client reply (§5.4).
-  switch (f.type) {
-    case FailureType::Connect:
-    case FailureType::Internal:
-    case FailureType::InternalConfig:
-    case FailureType::Remote:
-    case FailureType::RemoteConfig:
-    case FailureType::Protocol:
-    case FailureType::AuthNotReplied:
-    case FailureType::AuthRedirect:  // referrals are not followed in v1
-    case FailureType::kCount:
-      reply(kUnavailable);
-      return;
-    case FailureType::AuthTempfail:
-    case FailureType::AuthReplied:
-    case FailureType::LimitReached:
-      // The backend's own 4xx/5xx reply, as the BackendLogin rendered it.
-      if (!f.client_reply.empty()) {
-        output_ += f.client_reply;
-      } else {
-        reply(f.type == FailureType::AuthReplied ? kAuthFailed : kUnavailable);
-      }
-      return;
-  }
-}
-
-void Frontend::timed_out() {
-  const std::string_view text = mode_ == Mode::AuthPending ? "Timeout while finishing login."
-                                                           : "Disconnected for inactivity.";
-  output_ += "421 4.4.2 " + settings_.hostname + " " + std::string(text) + "\r\n";
-  closed();
-}
-
-void Frontend::goodbye(std::string_view reason) {
-  output_ += "421 4.7.0 " + settings_.hostname + " " + std::string(reason) + "\r\n";
-  closed();
+void Frontend::send_bye(Bye kind, std::string_view text) {
+  output_ += kind == Bye::Timeout ? "421 4.4.2 " : "421 4.7.0 ";
+  reply_line(settings_.hostname + " " + std::string(text));
 }
 
 }  // namespace portier::protocols::submission

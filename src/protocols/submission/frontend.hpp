@@ -27,13 +27,8 @@ class Frontend final : public common::FrontendBase {
  public:
   Frontend(const login::FrontendSettings& settings, login::ClientInfo& client);
 
-  void start() override;
-  void auth_failed(login::AuthFailure kind, std::string_view reason) override;
   std::unique_ptr<login::BackendLogin> make_backend_login(
       const login::BackendLoginParams& p) override;
-  void proxy_failed(const login::ProxyFailure& f) override;
-  void timed_out() override;
-  void goodbye(std::string_view reason) override;
 
   /// The EHLO reply for the connection's current state (CRLF-terminated lines).
   std::string ehlo_reply() const;
@@ -41,19 +36,20 @@ class Frontend final : public common::FrontendBase {
   const ClientSmtpInfo& smtp_info() const { return smtp_; }
 
  private:
-  Event parse() override;
+  void greet() override;
+  void refuse_login(login::AuthFailure kind, std::string_view reason) override;
   void send_challenge(std::string_view b64) override;
-  Event sasl_refused(sasl::Outcome outcome, std::string_view text) override;
   void on_tls_started() override;
+  void send_bye(Bye kind, std::string_view text) override;
 
-  Event dispatch(std::string_view verb, std::string_view args);
+  Event command_line(std::string_view verb, std::string_view args) override;
+  Event line_too_long() override;
   Event cmd_ehlo(std::string_view args, bool ehlo);
   Event cmd_starttls(std::string_view args);
   Event cmd_auth(std::string_view args);
   Event cmd_xclient(std::string_view args);
-  Event invalid(std::string_view reply_line);
+  Event invalid(std::string_view line);
   Event close_with(std::string_view line);
-  void reply(std::string_view line);
 
   bool helo_seen_ = false;       // EHLO/HELO since the greeting (or STARTTLS/XCLIENT)
   std::string client_helo_;      // the client's own EHLO/HELO domain

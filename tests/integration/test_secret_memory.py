@@ -31,6 +31,9 @@ def ssha512(pw: str) -> str:
     return base64.b64encode(hashlib.sha512(pw.encode() + salt).digest() + salt).decode()
 
 
+CHUNK = 64 << 20
+
+
 def memory_hits(pid: int, needles: list[bytes]) -> dict[bytes, int]:
     """How often each needle occurs in the process's readable memory."""
     hits = {n: 0 for n in needles}
@@ -40,13 +43,20 @@ def memory_hits(pid: int, needles: list[bytes]) -> dict[bytes, int]:
             if not m or not m[3].startswith("r") or m[4] in ("[vvar]", "[vsyscall]"):
                 continue
             start, end = int(m[1], 16), int(m[2], 16)
-            try:
-                mem.seek(start)
-                chunk = mem.read(end - start)
-            except (OSError, ValueError, OverflowError):
-                continue
-            for n in needles:
-                hits[n] += chunk.count(n)
+            overlap = max(len(n) for n in needles) - 1
+            pos = start
+            while pos < end:   # in chunks, overlapping so no needle is cut in two
+                size = min(CHUNK, end - pos)
+                try:
+                    mem.seek(pos)
+                    chunk = mem.read(size)
+                except (OSError, ValueError, OverflowError):
+                    break
+                for n in needles:
+                    hits[n] += chunk.count(n)
+                if pos + size >= end:
+                    break
+                pos += size - overlap
     return hits
 
 

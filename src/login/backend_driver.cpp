@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "log/log.hpp"
+#include "net/proxy_protocol.hpp"
 #include "net/socket.hpp"
 #include "login/prelogin_io.hpp"
 #include "core/secure.hpp"
@@ -30,6 +31,15 @@ std::string dest_text(const passdb::ProxyFields& f, const asio::ip::address& ip)
     return f.host + "[" + ip.to_string() + "]:" + std::to_string(f.port);
   return (ip.is_v6() ? "[" + ip.to_string() + "]" : ip.to_string()) + ":" +
          std::to_string(f.port);
+}
+
+std::string proxy_header(unsigned version, const ClientInfo& ci) {
+  const asio::ip::tcp::endpoint src(ci.remote_ip, ci.remote_port), dst(ci.local_ip, ci.local_port);
+  if (version == 1) return net::proxy::serialize_v1(src, dst);
+  if (version != 2) return {};
+  std::optional<net::proxy::SslInfo> ssl;
+  if (ci.tls || ci.end_client_tls) ssl.emplace();
+  return net::proxy::serialize_v2(src, dst, ssl, ci.local_name);
 }
 
 std::optional<ProxyFailure> precheck(const passdb::ProxyFields& f, bool ip_ok,
@@ -217,6 +227,13 @@ Task<std::optional<ProxyFailure>> BackendDriver::attempt(Frontend& fe,
   if (std::string note = fe.take_log_note(); !note.empty())
     log_.emit(events::Note{note});
   last_state_ = bl_->state();
+  // The PROXY header goes first, before TLS and the protocol (the backend
+  // learns the client's addresses from it, like Dovecot's haproxy = yes).
+  const unsigned pp = f.proxy_protocol.value_or(snap_.cfg.backend.proxy_protocol);
+  if (pp != 0 && params.client) {
+    const std::string header = proxy_header(pp, *params.client);
+    if (auto wec = co_await backend_->write_all(header)) co_return io_failure(wec);
+  }
   if (f.tls == passdb::BackendTls::Implicit) {
     if (auto r = co_await backend_tls(f)) co_return r;
   }

@@ -15,6 +15,7 @@ std::vector<std::shared_ptr<Counters>>& all() {
 
 void ServiceCounters::add(const ServiceCounters& o) {
   connections_refused += o.connections_refused;
+  preface_refused += o.preface_refused;
   prelogin_ended += o.prelogin_ended;
   auth_failed += o.auth_failed;
   auth_tempfail += o.auth_tempfail;
@@ -56,6 +57,8 @@ void Counters::count(std::string_view service, const events::Event& ev, std::str
         using T = std::decay_t<decltype(e)>;
         if constexpr (std::is_same_v<T, events::ConnectionRefused>) {
           ++c.connections_refused;
+        } else if constexpr (std::is_same_v<T, events::PrefaceRefused>) {
+          if (!e.quiet) ++c.preface_refused;
         } else if constexpr (std::is_same_v<T, events::PreloginEnded>) {
           ++c.prelogin_ended;
         } else if constexpr (std::is_same_v<T, events::AuthRefused>) {

@@ -23,6 +23,12 @@ struct ConnectionRefused {
   bool per_ip = false;
   unsigned limit = 0;
 };
+/// A connection preface (the PROXY header) refused the connection before any
+/// banner; `quiet` for an expected close (a health check), logged at debug.
+struct PrefaceRefused {
+  std::string_view text;  // "haproxy: Client not trusted (rip=…)", …
+  bool quiet = false;
+};
 /// The pre-login part ended without a relay ("Disconnected: <reason> (<summary>)").
 struct PreloginEnded {
   std::string_view reason;
@@ -80,7 +86,7 @@ struct RelayEnded {
   const relay::Result* result = nullptr;
 };
 
-using Event = std::variant<ConnectionRefused, PreloginEnded, AuthRefused, ProxyConfigError,
+using Event = std::variant<ConnectionRefused, PrefaceRefused, PreloginEnded, AuthRefused, ProxyConfigError,
                            UserLimit, Note, ProxyRetry, ProxyFailed, ProxyTimedOut, ClientGone,
                            ProxyStarted, RelayEnded>;
 

@@ -194,6 +194,9 @@ void SessionLog::emit(const events::Event& ev, std::string_view state) {
           proxy_line(Level::Info, started_text(*this, e));
         } else if constexpr (std::is_same_v<T, events::RelayEnded>) {
           render_relay_end(context(), *e.result);
+        } else if constexpr (std::is_same_v<T, events::PrefaceRefused>) {
+          const Level lvl = e.quiet ? Level::Debug : Level::Warning;
+          if (log::enabled(lvl)) log::write(lvl, service_, e.text);
         }
       },
       ev);

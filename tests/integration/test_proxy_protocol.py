@@ -186,7 +186,9 @@ def test_submission_client_address_through_haproxy(px, hp, dc):
 
 def test_tls_terminated_at_haproxy_counts_as_tls(make_portier, dc, pem, tmp_path, certs):
     # allow_cleartext = false: plaintext LOGIN is refused unless the session is TLS.
-    settings = {**HP_SETTINGS, "auth": {"allow_cleartext": False}}
+    # 127.0.0.5 must not count as secured by being in trusted_networks.
+    settings = {**HP_SETTINGS, "auth": {"allow_cleartext": False},
+                "login": {**HP_SETTINGS["login"], "trusted_networks": ["::1/128"]}}
     p = make_portier([User("user1", P1, proxy(dc.ports["imap"]))],
                      listeners=(Listener("imap", "starttls", haproxy=True),), settings=settings)
     port = p.port("imap", "starttls", haproxy=True)

@@ -24,7 +24,7 @@ struct ConnectionRefused {
   unsigned limit = 0;
 };
 /// A connection preface (the PROXY header) refused the connection before any
-/// banner; `quiet` for an expected close (a health check), logged at debug.
+/// banner; `quiet`: logged at debug level.
 struct PrefaceRefused {
   std::string_view text;  // "haproxy: Client not trusted (rip=…)", …
   bool quiet = false;
@@ -33,6 +33,7 @@ struct PrefaceRefused {
 struct PreloginEnded {
   std::string_view reason;
   std::string summary;  // "auth failed, 2 attempts in 3 secs", …
+  bool health_check = false;  // a load balancer's check without a login: logged at debug level
 };
 /// The passdb (or the engine before it) refused the credentials.
 struct AuthRefused {

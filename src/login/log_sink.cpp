@@ -145,7 +145,8 @@ void SessionLog::emit(const events::Event& ev, std::string_view state) {
                                              "(max_connections={})",
                                              e.limit));
         } else if constexpr (std::is_same_v<T, events::PreloginEnded>) {
-          client_line(Level::Info, fmt::format("Disconnected: {} ({})", e.reason, e.summary));
+          client_line(e.health_check ? Level::Debug : Level::Info,
+                      fmt::format("Disconnected: {} ({})", e.reason, e.summary));
         } else if constexpr (std::is_same_v<T, events::AuthRefused>) {
           switch (e.why) {
             case Why::AuthzDenied:

@@ -70,6 +70,7 @@ class Session final : public Stoppable {
     // counts as TLS (no STARTTLS, cleartext allowed, `TLS` in log lines).
     ci_.tls = pre.tls;
     ci_.local_name = std::move(pre.local_name);
+    ci_.health_check = pre.health_check;
     const auto& lc = snap_->cfg.login;
     // Counted under the TCP peer's key, and released under exactly that key
     // (the lease), whatever a trusted upstream's ID/XCLIENT later says.
@@ -96,7 +97,7 @@ class Session final : public Stoppable {
       auto hs = co_await client_.handshake_server(snap_->server_ctx.get());
       if (!hs.ok) {
         log_.emit(events::PreloginEnded{"TLS handshaking: " + log::sanitize(hs.error),
-                                        stats_.summary()});
+                                        stats_.summary(), ci_.health_check});
         co_return;
       }
       ci_.tls = true;

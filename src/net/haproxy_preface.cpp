@@ -91,16 +91,16 @@ class HaproxyPreface final : public Preface {
       if (::recv(fd, buf.data() + have, take, MSG_DONTWAIT) != static_cast<ssize_t>(take))
         co_return refused(Outcome::Refused, disconnected(version, "Read failed", rip));
       have += take;
-      if (r.status == proxy::Status::Done) co_return result(r.header, eps, rip);
+      if (r.status == proxy::Status::Done) co_return result(r.header, eps);
     }
   }
 
  private:
-  static PrefaceResult result(const proxy::Header& h, const Endpoints& eps, const std::string& rip) {
+  static PrefaceResult result(const proxy::Header& h, const Endpoints& eps) {
     PrefaceResult out;
-    if (h.local && h.version == 2)
-      // The proxy's own connection (a health check): nothing to serve.
-      return refused(Outcome::Quiet, fmt::format("haproxy(v2): LOCAL command, closing (rip={})", rip));
+    // v2 LOCAL: the proxy's own connection (a health check, which may expect
+    // the banner): served with the real endpoints, like Dovecot does.
+    out.health_check = h.local && h.version == 2;
     out.endpoints = eps;
     if (h.source && h.destination) {
       out.endpoints.remote = *h.source;

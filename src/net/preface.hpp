@@ -34,13 +34,16 @@ struct PrefaceResult {
   enum class Outcome {
     Proceed,  ///< go on with the session, using what the preface learned
     Refused,  ///< close without a banner; `log` says why (one line)
-    Quiet,    ///< close without a banner and without a warning (health check, shutdown)
+    Quiet,    ///< close without a banner and without a warning (shutdown)
   };
   Outcome outcome = Outcome::Proceed;
   std::string log;  ///< Refused: Dovecot-like text, e.g. "haproxy: Client not trusted (rip=…)"
   Endpoints endpoints;  ///< Proceed: the client's endpoints (the header's, or the real ones)
   bool tls = false;     ///< a hop in front terminated TLS for the client
   std::string local_name;  ///< the TLS SNI name the client asked for ("" = unknown)
+  /// The sender's own connection (PROXY v2 LOCAL: a load balancer's health
+  /// check), served with the real endpoints.
+  bool health_check = false;
   /// Bytes read behind the preface, for the session's pre-login input.
   /// The haproxy preface never reads past its header (it peeks first), so
   /// this is empty for it: a TLS ClientHello behind the header stays in the

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import imaplib
 import poplib
-import re
-import shutil
 import smtplib
 import socket
 import ssl
@@ -32,10 +30,6 @@ from tests.support.dovecot import DovecotBackend
 from tests.support.haproxy import HAProxy, Route
 from tests.support.imap_client import client_ssl_context, imap_connect
 from tests.support.portier import Listener, User, proxy
-
-pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None and
-                                not __import__("os").path.exists("/usr/sbin/haproxy"),
-                                reason="haproxy not installed (scripts/install-deps.sh)")
 
 P1 = BACKEND_USERS["user1"]
 CLIENT = "127.0.0.5"
@@ -123,6 +117,16 @@ def closed_without_banner(sock: socket.socket, timeout: float = 5.0) -> bytes:
             data += chunk
     except ConnectionResetError:
         pass
+    return data
+
+
+def read_until(sock: socket.socket, marker: bytes, timeout: float = 10.0) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(4096)
+        assert chunk, data
+        data += chunk
     return data
 
 
@@ -221,16 +225,32 @@ def test_tls_passthrough_to_implicit_listener(px, hp, certs):
     assert f"rip={CLIENT}," in line.string and ", TLS," in line.string
 
 
-def test_haproxy_health_checks_are_local_and_quiet(make_portier, dc, tmp_path):
+def test_haproxy_health_checks_are_served_and_quiet(make_portier, dc, tmp_path):
+    """send-proxy-v2 health checks carry a v2 LOCAL header: served with the real
+    endpoints (a banner check passes), their end logged at debug level only."""
     p = make_portier([User("user1", P1, proxy(dc.ports["imap"]))],
                      listeners=(Listener("imap", "none", haproxy=True),), settings=HP_SETTINGS)
     port = p.port("imap", "none", haproxy=True)
     mark = p.log.mark()
-    with HAProxy(tmp_path / "hp", [Route("chk", port, "send-proxy-v2", check="check inter 100")]):
-        p.log.wait_for(r"Debug: haproxy\(v2\): LOCAL command, closing \(rip=127\.0\.0\.1\)",
-                       since=mark)
-        p.log.wait_for(r"Debug: haproxy\(v2\): LOCAL command", since=p.log.mark())
-    assert not [ln for ln in p.log.lines(mark) if "Warning" in ln or "Error" in ln]
+    banner = "    option tcp-check\n    tcp-check expect string *\\ OK\n"
+    wrong = "    option tcp-check\n    tcp-check expect string NOT-THE-BANNER\n"
+    routes = [Route("tcp", port, "send-proxy-v2", check="check inter 100"),
+              Route("banner", port, "send-proxy-v2", check="check inter 100",
+                    backend_options=banner),
+              Route("wrong", port, "send-proxy-v2", check="check inter 100",
+                    backend_options=wrong)]
+    with HAProxy(tmp_path / "hp", routes) as h:
+        # A handful of checks of each kind (3 routes).
+        p.log.wait_for(r"imap-login: Debug: Disconnected: .*no auth attempts.*rip=127\.0\.0\.1,",
+                       since=mark, count=12, timeout=15)
+        # The control: a check expecting something else fails (so the log
+        # would show a failing banner check) ...
+        h.log.wait_for(r"Health check for server b_wrong/s_wrong failed", timeout=10)
+    # ... while the banner and TCP checks never did.
+    failed = [ln for ln in h.log.lines() if "failed" in ln and "s_wrong" not in ln]
+    assert not failed, failed
+    assert not [ln for ln in p.log.lines(mark)
+                if ("Warning" in ln or "Error" in ln or "Info: Disconnected" in ln)]
 
 
 # ----------------------------------------------------------------- refusals
@@ -316,13 +336,28 @@ def test_v2_unsupported_transport_is_refused(px):
     px.log.wait_for(r"haproxy\(v2\): Client disconnected: Unsupported transport protocol", since=mark)
 
 
-def test_v2_local_closes_quietly(px):
+def test_v2_local_is_served_with_real_endpoints_and_logged_quietly(px):
     mark = px.log.mark()
     s = raw(px)
     s.sendall(v2(0, 0x00, b""))
-    assert closed_without_banner(s) == b""
-    px.log.wait_for(r"Debug: haproxy\(v2\): LOCAL command, closing", since=mark)
-    assert not [ln for ln in px.log.lines(mark) if "Warning" in ln]
+    s.settimeout(5)
+    assert s.recv(100).startswith(b"* OK ")
+    s.close()
+    px.log.wait_for(r"imap-login: Debug: Disconnected: Connection closed \(no auth attempts "
+                    r"in 0 secs\): user=<>, rip=127\.0\.0\.1, lip=127\.0\.0\.1,", since=mark)
+    assert not [ln for ln in px.log.lines(mark) if "Warning" in ln or "Info:" in ln]
+
+
+def test_v2_local_with_a_login_is_logged_as_usual(px):
+    """LOCAL keeps the real endpoints; a login on it is not hidden."""
+    mark = px.log.mark()
+    s = raw(px)
+    s.sendall(v2(0, 0x11, inet("192.0.2.7", 5000)) + b"a1 LOGIN user1 " + P1.encode() + b"\r\n")
+    data = read_until(s, b"a1 ")
+    assert b"a1 OK" in data, data
+    s.close()
+    line = px.log.wait_for(r"proxy\(user1,.*Started proxying", since=mark)
+    assert "rip=127.0.0.1," in line.string   # not the ignored address block
 
 
 # --------------------------------------------- header details, straight at portier
@@ -330,12 +365,7 @@ def test_pipelined_command_after_header_is_kept(px):
     mark = px.log.mark()
     s = raw(px)
     s.sendall(b"PROXY TCP6 2001:db8::7 ::1 40000 143\r\na1 CAPABILITY\r\n")
-    s.settimeout(5)
-    data = b""
-    while b"a1 OK" not in data:
-        chunk = s.recv(4096)
-        assert chunk, data
-        data += chunk
+    data = read_until(s, b"a1 OK")
     assert data.startswith(b"* OK ") and b"* CAPABILITY " in data
     s.sendall(b"a2 LOGOUT\r\n")
     closed_without_banner(s)

@@ -18,11 +18,12 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .util import LineLog, die_with_parent, free_port, wait_for_port
+from .util import LineLog, die_with_parent, free_port
 
 HAPROXY = os.environ.get("HAPROXY_BIN") or shutil.which("haproxy") or "/usr/sbin/haproxy"
 
@@ -36,6 +37,17 @@ class Route:
     check: str = ""                  # e.g. "check inter 200"
     backend_options: str = ""        # extra lines for the backend section (tcp-check ...)
     target_host: str = "127.0.0.1"
+
+
+def _listening(port: int) -> bool:
+    """A TCP socket in LISTEN state on `port` (IPv4), from /proc/net/tcp."""
+    want = f":{port:04X}"
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            cols = line.split()
+            if cols[1].endswith(want) and cols[3] == "0A":
+                return True
+    return False
 
 
 class HAProxy:
@@ -84,12 +96,14 @@ class HAProxy:
         self._thread = threading.Thread(target=self._reader, args=(self.proc.stdout,),
                                         name="haproxy-log", daemon=True)
         self._thread.start()
-        try:
-            for port in self.ports.values():
-                wait_for_port(port, timeout=timeout, proc=self.proc)
-        except Exception:
-            self.stop()
-            raise RuntimeError(f"haproxy did not come up; log:\n{self.log.text()}")
+        # Await the listening sockets without connecting: a probe connection
+        # would be proxied to the target like a client's.
+        deadline = time.monotonic() + timeout
+        while not all(_listening(p) for p in self.ports.values()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"haproxy did not come up; log:\n{self.log.text()}")
+            time.sleep(0.02)
         return self
 
     def port(self, name: str) -> int:

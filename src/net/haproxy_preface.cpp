@@ -67,12 +67,19 @@ class HaproxyPreface final : public Preface {
     size_t have = 0;
     int version = 0;
     const int fd = s.native_handle();
+    // The sender writes the header as soon as it connects, so it is usually
+    // there by the time the connection is accepted: peek first, wait only
+    // when nothing is (2 system calls per header instead of 4).
+    bool wait = false;
     for (;;) {
-      auto [ec] = co_await s.async_wait(tcp::socket::wait_read, use_nothrow);
-      if (timed_out)
-        co_return refused(Outcome::Refused, fmt::format("haproxy: Client timed out (rip={})", rip));
-      if (ec == asio::error::operation_aborted) co_return refused(Outcome::Quiet, {});
-      if (ec) co_return refused(Outcome::Refused, disconnected(version, ec.message(), rip));
+      if (wait) {
+        auto [ec] = co_await s.async_wait(tcp::socket::wait_read, use_nothrow);
+        if (timed_out)
+          co_return refused(Outcome::Refused, fmt::format("haproxy: Client timed out (rip={})", rip));
+        if (ec == asio::error::operation_aborted) co_return refused(Outcome::Quiet, {});
+        if (ec) co_return refused(Outcome::Refused, disconnected(version, ec.message(), rip));
+      }
+      wait = true;
       const ssize_t n = ::recv(fd, buf.data() + have, buf.size() - have, MSG_PEEK | MSG_DONTWAIT);
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
       if (n < 0) {

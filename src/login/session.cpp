@@ -1,6 +1,7 @@
 // The per-client session: the sequence of steps of one client connection.
 //
-//   accept ─► admit (governor lease) ─► [implicit TLS] ─► FrontendDriver
+//   accept ─► [preface: PROXY header, net/preface.hpp] ─► admit (governor
+//        lease) ─► [implicit TLS] ─► FrontendDriver
 //        ─(credentials)─► AuthFlow (passdb) ─► BackendDriver (connect, TLS,
 //        protocol machine, retries) ─► Handoff ─► relay::Relay
 //

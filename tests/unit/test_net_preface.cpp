@@ -106,21 +106,22 @@ TEST(NetPreface, UntrustedSenderIsRefusedBeforeReading) {
   EXPECT_EQ(rest_of(p.server), "PROXY UNKNOWN\r\n");
 }
 
+// What the preface says to `bytes` (then, with `eof`, the end of the stream).
+std::string refusal(const std::string& bytes, bool eof) {
+  Pair p;
+  asio::write(p.client, asio::buffer(bytes));
+  if (eof) p.client.shutdown(tcp::socket::shutdown_send);
+  auto r = run(p, true);
+  EXPECT_EQ(r.outcome, net::PrefaceResult::Outcome::Refused);
+  return r.log;
+}
+
 TEST(NetPreface, GarbageAndEof) {
-  {
-    Pair p;
-    asio::write(p.client, asio::buffer(std::string("a1 LOGIN x y\r\n")));
-    auto r = run(p, true);
-    EXPECT_EQ(r.outcome, net::PrefaceResult::Outcome::Refused);
-    EXPECT_EQ(r.log, "haproxy: Client disconnected: Invalid header (rip=127.0.0.1)");
-  }
-  {
-    Pair p;
-    asio::write(p.client, asio::buffer(std::string("PROXY TCP4 1.2")));
-    p.client.shutdown(tcp::socket::shutdown_send);
-    auto r = run(p, true);
-    EXPECT_EQ(r.log, "haproxy(v1): Client disconnected: Truncated header (rip=127.0.0.1)");
-  }
+  EXPECT_EQ(refusal("a1 LOGIN x y\r\n", false),
+            "haproxy: Client disconnected: Invalid header (rip=127.0.0.1)");
+  EXPECT_EQ(refusal("PROXY TCP4 1.2", true),
+            "haproxy(v1): Client disconnected: Truncated header (rip=127.0.0.1)");
+  EXPECT_EQ(refusal("", true), "haproxy: Client disconnected: Connection closed (rip=127.0.0.1)");
 }
 
 TEST(NetPreface, TrickledHeaderTimesOut) {

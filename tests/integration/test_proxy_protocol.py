@@ -30,13 +30,15 @@ from tests.support.dovecot import DovecotBackend
 from tests.support.haproxy import HAProxy, Route
 from tests.support.imap_client import client_ssl_context, imap_connect
 from tests.support.portier import Listener, User, proxy
+from tests.integration.test_managesieve import RawSieve
 
 P1 = BACKEND_USERS["user1"]
 CLIENT = "127.0.0.5"
 SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 HP_LISTENERS = (Listener("imap", "none", haproxy=True), Listener("imap", "starttls", haproxy=True),
                 Listener("pop3", "none", haproxy=True), Listener("submission", "none", haproxy=True),
-                Listener("imap", "implicit", haproxy=True), Listener("imap", "none"))
+                Listener("imap", "implicit", haproxy=True), Listener("imap", "none"),
+                Listener("managesieve", "none", haproxy=True))
 HP_SETTINGS = {"login": {"haproxy_trusted_networks": ["127.0.0.1/32"], "haproxy_timeout": "500ms"},
                "log": {"level": "debug"}}
 
@@ -63,6 +65,7 @@ def px(module_portier_factory, dc):
         User("user1", P1, proxy(dc.ports["imap"])),
         User("popper", P1, proxy(dc.ports["pop3"], destuser="user1")),
         User("sub", P1, proxy(dc.ports["submission"], destuser="user1")),
+        User("sieveu", P1, proxy(dc.ports["sieve"], destuser="user1")),
         # Outbound PROXY headers, no ID/XCLIENT: only the header tells Dovecot.
         User("out-v2", P1, proxy(dc.ports["imap_haproxy"], destuser="user1", proxy_protocol="v2",
                                  proxy_not_trusted=True)),
@@ -88,6 +91,7 @@ def hp(px, pem, tmp_path_factory):
         Route("pop3v1", px.port("pop3", "none", haproxy=True), "send-proxy"),
         Route("pop3v2", px.port("pop3", "none", haproxy=True), "send-proxy-v2"),
         Route("sub2", px.port("submission", "none", haproxy=True), "send-proxy-v2"),
+        Route("sieve1", px.port("managesieve", "none", haproxy=True), "send-proxy"),
         # STARTTLS listener: plain through HAProxy, and TLS terminated at HAProxy.
         Route("st_plain", px.port("imap", "starttls", haproxy=True), "send-proxy-v2"),
         Route("st_tls", px.port("imap", "starttls", haproxy=True), "send-proxy-v2-ssl",
@@ -186,6 +190,18 @@ def test_submission_client_address_through_haproxy(px, hp, dc):
     line = px.log.wait_for(r"submission-login: Info: proxy\(sub,.*Started proxying.*", since=mark)
     assert f"rip={CLIENT}," in line.string
     dc.wait_for_log(r"submission-login: Info: Login: user=<user1>.*rip=127\.0\.0\.5", since=dmark)
+
+
+def test_managesieve_client_address_through_haproxy(px, hp, dc):
+    mark, dmark = px.log.mark(), dc.log_mark()
+    with RawSieve(hp.port("sieve1"), source=CLIENT) as c:
+        assert c.authenticate("sieveu", P1)[-1].startswith(b"OK"), c.transcript
+        c.command("LOGOUT")
+    line = px.log.wait_for(r"managesieve-login: Info: proxy\(sieveu,.*Started proxying.*",
+                           since=mark)
+    assert f"rip={CLIENT}," in line.string
+    dc.wait_for_log(r"managesieve-login: Info: Login: user=<user1>.*rip=127\.0\.0\.5",
+                    since=dmark)
 
 
 def test_tls_terminated_at_haproxy_counts_as_tls(make_portier, dc, pem, tmp_path, certs):

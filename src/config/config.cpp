@@ -287,6 +287,14 @@ class Loader {
         if (get_string(v, "backend.cert", b.cert)) b.cert = resolve(b.cert);
       } else if (key == "key") {
         if (get_string(v, "backend.key", b.key)) b.key = resolve(b.key);
+      } else if (key == "proxy_protocol") {
+        std::string pp;
+        if (get_string(v, "backend.proxy_protocol", pp)) {
+          if (pp == "v1") b.proxy_protocol = 1;
+          else if (pp == "v2") b.proxy_protocol = 2;
+          else if (pp == "no") b.proxy_protocol = 0;
+          else error(v, "backend.proxy_protocol: unknown value '" + pp + "' (expected v1, v2 or no)");
+        }
       } else {
         unknown_key(k, "[backend]");
       }
@@ -363,6 +371,8 @@ class Loader {
           } else {
             ok = false;
           }
+        } else if (key == "haproxy") {
+          if (!get_bool(v, "listener.haproxy", l.haproxy)) ok = false;
         } else {
           unknown_key(k, "[[listener]]");
         }
@@ -617,20 +627,24 @@ class Loader {
     }
   }
 
+  void load_networks(const toml::node& v, const std::string& name, std::vector<Cidr>& out) {
+    std::vector<std::string> nets;
+    std::vector<const toml::node*> nodes;
+    if (get_string_array(v, name, nets, &nodes)) {
+      for (size_t i = 0; i < nets.size(); ++i) {
+        if (auto c = parse_cidr(nets[i]))
+          out.push_back(*c);
+        else
+          error(*nodes[i], name + ": invalid network '" + nets[i] + "'");
+      }
+    }
+  }
+
   void load_login(const toml::table& t, Login& l) {
     for (const auto& [k, v] : t) {
       std::string_view key = k.str();
       if (key == "trusted_networks") {
-        std::vector<std::string> nets;
-        std::vector<const toml::node*> nodes;
-        if (get_string_array(v, "login.trusted_networks", nets, &nodes)) {
-          for (size_t i = 0; i < nets.size(); ++i) {
-            if (auto c = parse_cidr(nets[i]))
-              l.trusted_networks.push_back(*c);
-            else
-              error(*nodes[i], "login.trusted_networks: invalid network '" + nets[i] + "'");
-          }
-        }
+        load_networks(v, "login.trusted_networks", l.trusted_networks);
       } else if (key == "proxy_timeout") {
         get_duration(v, "login.proxy_timeout", l.proxy_timeout);
       } else if (key == "proxy_max_reconnects") {
@@ -672,6 +686,10 @@ class Loader {
         get_duration(v, "login.auth_penalty_max", l.auth_penalty_max);
       } else if (key == "ipv6_prefix") {
         get_uint(v, "login.ipv6_prefix", l.ipv6_prefix, 1, 128);
+      } else if (key == "haproxy_trusted_networks") {
+        load_networks(v, "login.haproxy_trusted_networks", l.haproxy_trusted_networks);
+      } else if (key == "haproxy_timeout") {
+        get_duration(v, "login.haproxy_timeout", l.haproxy_timeout);
       } else {
         unknown_key(k, "[login]");
       }

@@ -45,6 +45,9 @@ struct Listener {
   /// managesieve 4190; the second value for tls = "implicit").
   uint16_t port = 0;
   TlsMode tls = TlsMode::None;
+  /// `haproxy = true`: every connection starts with a PROXY v1/v2 header
+  /// (from login.haproxy_trusted_networks, within login.haproxy_timeout).
+  bool haproxy = false;
   int line = 0;  ///< line of the [[listener]] header, for later diagnostics
 };
 
@@ -72,6 +75,9 @@ struct Backend {
   std::string ca_file;  ///< CA bundle to verify backends; empty = system store
   std::string cert;     ///< optional client certificate (requires key)
   std::string key;      ///< optional client key (requires cert)
+  /// PROXY protocol header sent first on every backend connection: 0 = none,
+  /// 1 = v1, 2 = v2 (a passdb `proxy_protocol` field overrides it).
+  unsigned proxy_protocol = 0;
 };
 
 /// Dovecot's passdb `skip`: when a passdb of the chain is not consulted.
@@ -207,6 +213,10 @@ struct Login {
   /// IPv6 clients are counted and penalised per network of this prefix
   /// length (1..128); IPv4 (and IPv4-mapped IPv6) per address.
   unsigned ipv6_prefix = 64;
+  /// Who may send a PROXY header to a `haproxy = true` listener.
+  std::vector<Cidr> haproxy_trusted_networks;
+  /// The PROXY header must be complete within this time.
+  std::chrono::milliseconds haproxy_timeout{3000};
 };
 
 /// [log]

@@ -101,6 +101,7 @@ Task<passdb::Lookup> AuthFlow::verify(const sasl::Credentials& c) {
   req.local_port = ci_.local_port;
   req.session_id = ci_.session_id;
   req.tls = ci_.tls;
+  req.local_name = ci_.local_name;
   req.secured = ci_.secured();
   req.hashing = &pool_;
   co_return co_await snap_->passdbs.lookup(req);

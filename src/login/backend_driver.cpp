@@ -7,6 +7,7 @@
 
 #include "log/log.hpp"
 #include "net/address.hpp"
+#include "net/proxy_protocol.hpp"
 #include "net/readiness.hpp"
 #include "net/socket.hpp"
 #include "login/prelogin_io.hpp"
@@ -32,6 +33,15 @@ std::string dest_text(const passdb::ProxyFields& f, const asio::ip::address& ip)
     return f.host + "[" + net::to_text(ip) + "]:" + std::to_string(f.port);
   return (ip.is_v6() ? "[" + net::to_text(ip) + "]" : net::to_text(ip)) + ":" +
          std::to_string(f.port);
+}
+
+std::string proxy_header(unsigned version, const ClientInfo& ci) {
+  const asio::ip::tcp::endpoint src(ci.remote_ip, ci.remote_port), dst(ci.local_ip, ci.local_port);
+  if (version == 1) return net::proxy::serialize_v1(src, dst);
+  if (version != 2) return {};
+  std::optional<net::proxy::SslInfo> ssl;
+  if (ci.tls || ci.end_client_tls) ssl.emplace();
+  return net::proxy::serialize_v2(src, dst, ssl, ci.local_name);
 }
 
 std::optional<ProxyFailure> precheck(const passdb::ProxyFields& f, bool ip_ok,
@@ -221,6 +231,13 @@ Task<std::optional<ProxyFailure>> BackendDriver::attempt(Frontend& fe,
   pending_note_ = fe.take_log_note();
   if (!connecting_) emit_pending_note();
   last_state_ = bl_->state();
+  // The PROXY header goes first, before TLS and the protocol (the backend
+  // learns the client's addresses from it, like Dovecot's haproxy = yes).
+  const unsigned pp = f.proxy_protocol.value_or(snap_.cfg.backend.proxy_protocol);
+  if (pp != 0 && params.client) {
+    const std::string header = proxy_header(pp, *params.client);
+    if (auto wec = co_await backend_->write_all(header)) co_return io_failure(wec);
+  }
   if (f.tls == passdb::BackendTls::Implicit) {
     if (auto r = co_await backend_tls(f)) co_return r;
   }
@@ -240,8 +257,10 @@ Task<std::optional<ProxyFailure>> BackendDriver::connect(const passdb::ProxyFiel
   connect_ep_ = ep;
   connecting_ = false;
   asio::error_code cec;
-  if (f.tls == passdb::BackendTls::Implicit) {
-    // The TLS client speaks first: wait until the connection is up.
+  if (f.tls == passdb::BackendTls::Implicit ||
+      f.proxy_protocol.value_or(snap_.cfg.backend.proxy_protocol) != 0) {
+    // We speak first (TLS ClientHello, PROXY header): wait until the
+    // connection is up.
     cec = co_await net::connect(backend_->socket(), ep);
   } else {
     // The backend speaks first: the banner read waits for the connection too.

@@ -40,6 +40,11 @@ struct Abort {
 /// "127.0.0.1:143", "[::1]:143", or "host[10.0.0.5]:143" when hostip was given.
 std::string dest_text(const passdb::ProxyFields& f, const asio::ip::address& ip);
 
+/// The PROXY protocol header (`version` 1 or 2; "" otherwise) that tells a
+/// backend the client's addresses: v2 adds the SSL TLV when the client used
+/// TLS and the AUTHORITY TLV when its SNI name is known.
+std::string proxy_header(unsigned version, const ClientInfo& ci);
+
 /// The checks before any connection (Dovecot's order): an unusable host IP,
 /// TTL exhausted, a destination that is this very listener with the same
 /// user, a proxy_mech no client mechanism implements.

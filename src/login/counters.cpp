@@ -15,7 +15,7 @@ std::vector<std::shared_ptr<Counters>>& all() {
 
 struct Counters::Live {
   using N = std::atomic<uint64_t>;
-  N connections_refused{0}, prelogin_ended{0}, auth_failed{0}, auth_tempfail{0}, logins{0},
+  N connections_refused{0}, preface_refused{0}, prelogin_ended{0}, auth_failed{0}, auth_tempfail{0}, logins{0},
       proxy_retries{0}, relays_ended{0}, bytes_in{0}, bytes_out{0};
   std::map<std::pair<std::string, std::string>, uint64_t> proxy_failures;  // under Counters::mu_
 
@@ -24,6 +24,7 @@ struct Counters::Live {
   void snapshot_into(ServiceCounters& o) const {
     auto r = [](const N& n) { return n.load(std::memory_order_relaxed); };
     o.connections_refused += r(connections_refused);
+    o.preface_refused += r(preface_refused);
     o.prelogin_ended += r(prelogin_ended);
     o.auth_failed += r(auth_failed);
     o.auth_tempfail += r(auth_tempfail);
@@ -38,6 +39,7 @@ struct Counters::Live {
 
 void ServiceCounters::add(const ServiceCounters& o) {
   connections_refused += o.connections_refused;
+  preface_refused += o.preface_refused;
   prelogin_ended += o.prelogin_ended;
   auth_failed += o.auth_failed;
   auth_tempfail += o.auth_tempfail;
@@ -88,6 +90,8 @@ void Counters::count(Live& c, const events::Event& ev, std::string_view state) {
         using T = std::decay_t<decltype(e)>;
         if constexpr (std::is_same_v<T, events::ConnectionRefused>) {
           L::add(c.connections_refused, 1);
+        } else if constexpr (std::is_same_v<T, events::PrefaceRefused>) {
+          if (!e.quiet) L::add(c.preface_refused, 1);
         } else if constexpr (std::is_same_v<T, events::PreloginEnded>) {
           L::add(c.prelogin_ended, 1);
         } else if constexpr (std::is_same_v<T, events::AuthRefused>) {

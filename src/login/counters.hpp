@@ -21,6 +21,7 @@ namespace portier::login {
 
 struct ServiceCounters {
   uint64_t connections_refused = 0;
+  uint64_t preface_refused = 0;  // PROXY header missing, bad, late or untrusted
   uint64_t prelogin_ended = 0;       // sessions that ended before relaying
   uint64_t auth_failed = 0;          // passdb mismatch / unknown user / authz denied
   uint64_t auth_tempfail = 0;

@@ -23,10 +23,17 @@ struct ConnectionRefused {
   bool per_ip = false;
   unsigned limit = 0;
 };
+/// A connection preface (the PROXY header) refused the connection before any
+/// banner; `quiet`: logged at debug level.
+struct PrefaceRefused {
+  std::string_view text;  // "haproxy: Client not trusted (rip=…)", …
+  bool quiet = false;
+};
 /// The pre-login part ended without a relay ("Disconnected: <reason> (<summary>)").
 struct PreloginEnded {
   std::string_view reason;
   std::string summary;  // "auth failed, 2 attempts in 3 secs", …
+  bool health_check = false;  // a load balancer's check without a login: logged at debug level
 };
 /// The passdb (or the engine before it) refused the credentials.
 struct AuthRefused {
@@ -80,7 +87,7 @@ struct RelayEnded {
   const relay::Result* result = nullptr;
 };
 
-using Event = std::variant<ConnectionRefused, PreloginEnded, AuthRefused, ProxyConfigError,
+using Event = std::variant<ConnectionRefused, PrefaceRefused, PreloginEnded, AuthRefused, ProxyConfigError,
                            UserLimit, Note, ProxyRetry, ProxyFailed, ProxyTimedOut, ClientGone,
                            ProxyStarted, RelayEnded>;
 

@@ -114,7 +114,7 @@ Task<void> FrontendDriver::cut_short(bool client_gone, std::string_view other_re
 void FrontendDriver::end(std::string_view reason) {
   client_.close();  // before the log line: a reacting client sees the slot free
   conn_.release();
-  log_.emit(events::PreloginEnded{reason, stats_.summary()});
+  log_.emit(events::PreloginEnded{reason, stats_.summary(), ci_.health_check && stats_.attempts == 0});
 }
 
 // Write the frontend's queued output. False when the client is gone.

@@ -142,7 +142,8 @@ void SessionLog::emit(const events::Event& ev, std::string_view state) {
                                              "(max_connections={})",
                                              e.limit));
         } else if constexpr (std::is_same_v<T, events::PreloginEnded>) {
-          client_line(Level::Info, fmt::format("Disconnected: {} ({})", e.reason, e.summary));
+          client_line(e.health_check ? Level::Debug : Level::Info,
+                      fmt::format("Disconnected: {} ({})", e.reason, e.summary));
         } else if constexpr (std::is_same_v<T, events::AuthRefused>) {
           switch (e.why) {
             case Why::AuthzDenied:
@@ -191,6 +192,9 @@ void SessionLog::emit(const events::Event& ev, std::string_view state) {
           proxy_line(Level::Info, started_text(*this, e));
         } else if constexpr (std::is_same_v<T, events::RelayEnded>) {
           render_relay_end(context(), *e.result);
+        } else if constexpr (std::is_same_v<T, events::PrefaceRefused>) {
+          const Level lvl = e.quiet ? Level::Debug : Level::Warning;
+          if (log::enabled(lvl)) log::write(lvl, service_, e.text);
         }
       },
       ev);

@@ -39,6 +39,8 @@ struct ClientInfo {
   bool end_client_tls = false; // the *end* client used TLS (inherited from a trusted hop)
   std::string session_id;
   unsigned proxy_ttl = 5;      // incoming TTL (default or from a trusted upstream)
+  std::string local_name;      // TLS SNI name the client asked for (PROXY v2 AUTHORITY)
+  bool health_check = false;   // a load balancer's own connection (PROXY v2 LOCAL)
 
   /// Dovecot's "secured": TLS active, or local connection (remote == local IP),
   /// or a trusted network.

@@ -37,7 +37,8 @@ Server::Server(std::shared_ptr<const Snapshot> snapshot, std::vector<const Proto
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>());
   auth_pool_ = std::make_unique<asio::thread_pool>(std::max(2u, n));
   for (size_t i = 0; i < snapshot_->cfg.listeners.size(); ++i)
-    listeners_.push_back({protocols_[i], snapshot_->cfg.listeners[i].tls});
+    listeners_.push_back({protocols_[i], snapshot_->cfg.listeners[i].tls,
+                          snapshot_->cfg.listeners[i].haproxy ? "haproxy" : ""});
 }
 
 Server::~Server() { shutdown(); }
@@ -85,9 +86,9 @@ bool Server::bind(std::string& error) {
       port = acc->local_endpoint().port();
       w->acceptors.push_back(std::move(acc));
     }
-    log::logf(log::Level::Info, "portier", "Listening on {}:{} ({}, tls={})",
+    log::logf(log::Level::Info, "portier", "Listening on {}:{} ({}, tls={}{})",
               addr.is_v6() ? "[" + l.address + "]" : l.address, port, l.protocol,
-              tls_name(l.tls));
+              tls_name(l.tls), l.haproxy ? ", haproxy" : "");
   }
   return true;
 }

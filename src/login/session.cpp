@@ -1,6 +1,7 @@
 // The per-client session: the sequence of steps of one client connection.
 //
-//   accept ─► admit (governor lease) ─► [implicit TLS] ─► FrontendDriver
+//   accept ─► [preface: PROXY header, net/preface.hpp] ─► admit (governor
+//        lease) ─► [implicit TLS] ─► FrontendDriver
 //        ─(credentials)─► AuthFlow (passdb) ─► BackendDriver (connect, TLS,
 //        protocol machine, retries) ─► Handoff ─► relay::Relay
 //
@@ -24,6 +25,7 @@
 #include "login/frontend_driver.hpp"
 #include "login/handoff.hpp"
 #include "login/log_sink.hpp"
+#include "net/preface.hpp"
 
 namespace portier::login {
 
@@ -62,7 +64,14 @@ class Session final : public Stoppable {
   enum class Next { Continue, Relay, End };
 
   Task<void> run() {
+    net::PrefaceResult pre;
+    if (!listener_.preface.empty() && !co_await preface(pre)) co_return;
     if (!init_client_info(ci_, client_.socket(), eps_, *snap_, listener_.tls)) co_return;
+    // A hop in front (HAProxy) terminated TLS for the client: the session
+    // counts as TLS (no STARTTLS, cleartext allowed, `TLS` in log lines).
+    ci_.tls = pre.tls;
+    ci_.local_name = std::move(pre.local_name);
+    ci_.health_check = pre.health_check;
     const auto& lc = snap_->cfg.login;
     // Counted under the TCP peer's key, and released under exactly that key
     // (the lease), whatever a trusted upstream's ID/XCLIENT later says.
@@ -89,16 +98,45 @@ class Session final : public Stoppable {
       auto hs = co_await client_.handshake_server(snap_->server_ctx.get());
       if (!hs.ok) {
         log_.emit(events::PreloginEnded{"TLS handshaking: " + log::sanitize(hs.error),
-                                        stats_.summary()});
+                                        stats_.summary(), ci_.health_check});
         co_return;
       }
       ci_.tls = true;
     }
     ci_.end_client_tls = ci_.tls;
     front_.start(*listener_.protocol);
+    // Bytes a preface read behind itself are the client's first input.
+    if (!pre.leftover.empty()) front_.fe().feed(pre.leftover);
+    core::secure_zero(pre.leftover.data(), pre.leftover.size());
     // The relay runs from here, after the pre-login coroutine frames (with
     // their passdb reply, credentials and parameters) are gone.
     if (co_await prelogin()) co_await relay();
+  }
+
+  /// The listener's preface (the PROXY header): before the limits, so that
+  /// they, the logs and everything else see the client's addresses. False:
+  /// refused, closed without a banner.
+  Task<bool> preface(net::PrefaceResult& out) {
+    const auto& lc = snap_->cfg.login;
+    net::PrefaceSettings ps;
+    ps.trusted = [&lc](const asio::ip::address& a) {
+      for (const auto& c : lc.haproxy_trusted_networks)
+        if (c.contains(a)) return true;
+      return false;
+    };
+    ps.timeout = lc.haproxy_timeout;
+    auto p = net::make_preface(listener_.preface, std::move(ps));
+    if (p) {
+      out = co_await p->run(client_.socket(), eps_);
+      if (out.outcome == net::PrefaceResult::Outcome::Proceed) {
+        eps_ = out.endpoints;
+        co_return true;
+      }
+    }
+    client_.close();
+    if (!abort_.stopped)
+      log_.emit(events::PrefaceRefused{out.log, out.outcome == net::PrefaceResult::Outcome::Quiet});
+    co_return false;
   }
 
   /// Login attempts until one reaches the relay (true) or the session ends.

@@ -46,6 +46,9 @@ struct SessionRegistry {
 struct ListenerInfo {
   const Protocol* protocol = nullptr;
   config::TlsMode tls = config::TlsMode::None;
+  /// The connection preface to run before the session (net/preface.hpp
+  /// registry name, e.g. "haproxy"); empty = none.
+  std::string_view preface;
 };
 
 /// Accepted connection → complete session. `auth_pool` runs password checks.

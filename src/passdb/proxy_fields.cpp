@@ -81,6 +81,11 @@ ProxyFieldsResult parse_proxy_fields(const Reply& reply, uint16_t default_port, 
     } else if (key == "source_ip") {
       if (!value.empty() && !is_ip(value)) return fail("proxy: Invalid source_ip in passdb: " + value);
       f.source_ip = value;
+    } else if (key == "proxy_protocol") {
+      if (value == "v1") f.proxy_protocol = 1;
+      else if (value == "v2") f.proxy_protocol = 2;
+      else if (value == "no") f.proxy_protocol = 0;
+      else return fail("proxy: Invalid proxy_protocol value '" + value + "' (expected v1, v2 or no)");
     } else if (key == "nologin") {
       f.nologin = truthy(value);
     } else if (key == "reason") {

@@ -37,6 +37,9 @@ struct ProxyFields {
   bool not_trusted = false;   ///< "proxy_not_trusted": don't send ID/XCLIENT forwarding
   bool noauth = false;        ///< "proxy_noauth": Submission only, XCLIENT LOGIN= instead of AUTH
   std::string source_ip;      ///< "source_ip": local IP to connect from ("" = any)
+  /// "proxy_protocol": v1 | v2 | no — the PROXY header to send first to the
+  /// backend (0 = none); nullopt = the [backend] setting.
+  std::optional<unsigned> proxy_protocol;
   bool nologin = false;       ///< "nologin": refuse the login (with "reason", and maybe referral)
   std::string reason;         ///< "reason": text shown to the client
   bool nopassword = false;    ///< "nopassword"
@@ -67,7 +70,8 @@ struct ProxyFieldsResult {
 ///   "Auth service returned invalid port value '<v>': ...",
 ///   "Auth service returned invalid proxy_timeout value '<v>'",
 ///   "proxy: Invalid source_ip in passdb: <v>",
-///   "proxy: invalid characters in destuser|pass|master" (CR, LF or NUL).
+///   "proxy: invalid characters in destuser|pass|master" (CR, LF or NUL),
+///   "proxy: Invalid proxy_protocol value '<v>' (expected v1, v2 or no)".
 ProxyFieldsResult parse_proxy_fields(const Reply& reply, uint16_t default_port, uint16_t default_tls_port);
 
 }  // namespace portier::passdb

@@ -27,7 +27,7 @@ from .util import LineLog, die_with_parent
 REPO = Path(__file__).resolve().parents[2]
 LISTEN_RE = re.compile(
     r"portier: Info: Listening on (?P<addr>\[[^\]]+\]|[^ ]+):(?P<port>\d+) "
-    r"\((?P<proto>[a-z0-9-]+), tls=(?P<tls>none|starttls|implicit)\)")
+    r"\((?P<proto>[a-z0-9-]+), tls=(?P<tls>none|starttls|implicit)(?P<haproxy>, haproxy)?\)")
 READY_RE = re.compile(r"portier: Info: Ready\b")
 # A sanitizer report on portier's stderr (ASan/LSan/UBSan build, scripts/test.sh):
 # always a test failure, whatever the exit status.
@@ -91,6 +91,7 @@ class Listener:
     tls: str = "none"          # none | starttls | implicit
     port: int = 0
     address: str = "127.0.0.1"
+    haproxy: bool = False      # a PROXY v1/v2 header first (docs/PROXY_PROTOCOL.md)
 
 
 DEFAULT_LISTENERS = (Listener("imap", "none"), Listener("imap", "starttls"),
@@ -120,7 +121,8 @@ def render_config(*, listeners: Sequence[Listener], passwd_path: Path,
     out.append(_table("server", sections.pop("server")))
     for lst in listeners:
         out.append(_table("listener", {"protocol": lst.protocol, "address": lst.address,
-                                       "port": lst.port, "tls": lst.tls}, array=True))
+                                       "port": lst.port, "tls": lst.tls,
+                                       "haproxy": lst.haproxy or None}, array=True))
     for name in ("tls", "backend"):
         if name in sections:
             out.append(_table(name, sections.pop(name)))
@@ -158,6 +160,7 @@ class Portier:
         self.log = LineLog(f"{name} log")
         self.proc: subprocess.Popen | None = None
         self.listeners: list[tuple[str, str, str, int]] = []   # (proto, tls, addr, port)
+        self.haproxy_ports: set[int] = set()   # ports of `haproxy = true` listeners
         self.returncode: int | None = None
         self._threads: list[threading.Thread] = []
 
@@ -211,14 +214,16 @@ class Portier:
             if m:
                 self.listeners.append((m["proto"], m["tls"], m["addr"].strip("[]"),
                                        int(m["port"])))
+                if m["haproxy"]:
+                    self.haproxy_ports.add(int(m["port"]))
         if len(self.listeners) != len(self.listeners_cfg):
             raise PortierError(f"expected {len(self.listeners_cfg)} 'Listening on' lines, got "
                                f"{self.listeners}; log:\n{self.log.text()}")
         return self
 
-    def port(self, protocol: str = "imap", tls: str = "none") -> int:
+    def port(self, protocol: str = "imap", tls: str = "none", haproxy: bool = False) -> int:
         for proto, t, _addr, port in self.listeners:
-            if proto == protocol and t == tls:
+            if proto == protocol and t == tls and (port in self.haproxy_ports) == haproxy:
                 return port
         raise KeyError(f"no {protocol} listener with tls={tls}: {self.listeners}")
 

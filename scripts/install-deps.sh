@@ -13,6 +13,7 @@ PKGS=(
   sieve-connect
   clang-14 libclang-rt-14-dev llvm-14
   nginx-core libnginx-mod-mail gnuplot-nox libbenchmark-dev
+  postgresql libpq-dev libsqlite3-dev
 )
 missing=()
 for p in "${PKGS[@]}"; do

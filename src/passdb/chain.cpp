@@ -134,7 +134,13 @@ struct Race {
 // of the request and holds the passdb.
 net::Task<void> race_lookup(std::shared_ptr<Passdb> db, RequestCopy req, std::shared_ptr<Race> race) {
   Request r = req.view();
-  Lookup l = co_await db->lookup(r);
+  Lookup l;
+  try {
+    l = co_await db->lookup(r);
+  } catch (const std::exception& e) {
+    l.result = Result::TempFail;
+    l.error = std::string("passdb lookup failed: ") + e.what();
+  }
   race->answer = std::move(l);
   race->timer.cancel();
 }

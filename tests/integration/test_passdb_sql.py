@@ -5,7 +5,8 @@ holding the same 1 000 users, routing logins to the real Dovecot backend.
 Users u0000..u0999@example.org: destuser user1/user2/user3 (password = that
 backend user's), backend 1 (plain) or 2 (STARTTLS to the backend), every
 10th (i % 10 == 9) without a backend (proxy NULL -> not proxied), every
-10th (i % 10 == 5) disabled (nologin + reason). `dup@example.org` has two
+10th (i % 10 == 5) disabled (nologin + reason, proxy NULL: Dovecot proxies when
+proxy is set, whatever nologin says). `dup@example.org` has two
 rows. The query is the fleet shape of ops-reference.md §2.3 with the port
 chosen by %{protocol}.
 """
@@ -37,14 +38,17 @@ N_USERS = 1000
 LISTENERS = (Listener("imap", "none"), Listener("pop3", "none"), Listener("submission", "none"),
              Listener("managesieve", "none"))
 
-QUERY = ("SELECT u.password, CASE WHEN u.backend_id IS NOT NULL THEN 'Y' END AS proxy, b.host, "
+QUERY = ("SELECT u.password, CASE WHEN u.backend_id IS NOT NULL AND NOT u.disabled THEN 'Y' END AS proxy, "
+         "b.host, "
          "CASE '%{protocol}' WHEN 'imap' THEN b.imap_port WHEN 'pop3' THEN b.pop3_port "
          "WHEN 'submission' THEN b.submission_port ELSE b.sieve_port END AS port, u.destuser, "
          "CASE WHEN b.tls THEN 'yes' END AS starttls, CASE WHEN u.disabled THEN 'Y' END AS nologin, "
          "u.reason, u.email AS userdb_email "
          "FROM users u LEFT JOIN backends b ON b.id = u.backend_id WHERE u.email = '%u'")
 
-PF_USER, PF_PASS = "pf-user", "pf-Pass-x8Kq"   # a passwd-file user on the same worker
+# A passwd-file user on the same worker, first in the chain: found, password
+# right, `nologin` -> refused at once with its reason (no backend involved).
+PF_USER, PF_PASS = "pf-user", "pf-Pass-x8Kq"
 
 
 def user_row(i: int):
@@ -116,7 +120,7 @@ def passdb_toml(driver: str, connect: str, query: str = QUERY) -> str:
 
 
 def start(make_portier, driver_toml: str, timeout: str = "10s"):
-    return make_portier([User(PF_USER, PF_PASS, proxy(0, nopassword=None))],
+    return make_portier([User(PF_USER, PF_PASS, "nologin reason=pf-user-ok")],
                         listeners=LISTENERS, extra_toml=driver_toml,
                         settings={"server": {"workers": 1}, "auth": {"passdb_timeout": timeout}})
 
@@ -131,7 +135,7 @@ def b64(s: str | bytes) -> str:
 
 
 def backend_login_re(service: str, user: str) -> str:
-    return rf"{service}-login: Info: Login: user=<{user}>, method=PLAIN, rip=127\.0\.0\.1"
+    return rf"{service}-login: Info: Login: user=<{user}>, method=[A-Z-]+, rip=127\.0\.0\.1"
 
 
 # --------------------------------------------------------------- routing
@@ -166,7 +170,10 @@ def login_all_protocols(px, dovecot, user: str, dest: str, pw: str) -> None:
             pass
         f.write(f'AUTHENTICATE "PLAIN" "{b64(chr(0) + user + chr(0) + pw)}"\r\n'.encode())
         f.flush()
-        assert f.readline().startswith(b"OK"), "managesieve login refused"
+        line = f.readline()
+        while not re.match(rb"(OK|NO|BYE)", line):
+            line = f.readline()
+        assert line.startswith(b"OK"), f"managesieve login refused: {line!r}"
         f.write(b"LOGOUT\r\n")
         f.flush()
     dovecot.wait_for_log(backend_login_re("managesieve", dest), since=mark)
@@ -211,7 +218,7 @@ def test_field_combinations(make_portier, dovecot, pg, sqlite_db, driver):
     assert imap_login(px, "dup@example.org", "x").startswith(b"a NO [UNAVAILABLE]")
     px.log.wait_for(r"sql\(dup@example\.org,.*Password query returned multiple matches")
     # the passwd-file passdb first in the chain still answers its users
-    assert imap_login(px, PF_USER, "wrong").startswith(b"a NO")
+    assert b"pf-user-ok" in imap_login(px, PF_USER, PF_PASS)
     assert pg.password not in px.log.text()
 
 
@@ -229,16 +236,17 @@ def test_pgsql_injection_never_changes_the_query(make_portier, dovecot, pg):
         assert r.startswith(b"a NO"), (name, r)
     # NUL inside the user name (LOGIN mechanism): a clean failure, no query.
     with RawIMAP(px.port("imap")) as c:
-        c.send(f"n AUTHENTICATE LOGIN\r\n")
-        c.readline()
+        c.send("n AUTHENTICATE LOGIN\r\n")
+        assert c.readline().startswith(b"+ ")
         c.send(b64("u0000@example.org\0' OR 1=1 --") + "\r\n")
-        c.readline()
-        c.send(b64(BACKEND_USERS["user1"]) + "\r\n")
-        r = c.read_until_tagged("n")[-1]
-        assert r.startswith(b"n NO"), r
+        r = c.readline()
+        if r.startswith(b"+ "):   # refused at the password step, or right away
+            c.send(b64(BACKEND_USERS["user1"]) + "\r\n")
+            r = c.readline()
+        assert r.startswith((b"n NO", b"n BAD")), r
     # Table still there, right user still works.
     assert imap_login(px, "u0000@example.org", BACKEND_USERS["user1"]).startswith(b"a OK")
-    text = pg.log_text(mark)
+    text = pg.log_text(mark).replace("\n\t", "\n")   # the log indents continuation lines
     expected = {QUERY.replace("%{protocol}", "imap").replace("%u", n.replace("'", "''"))
                 for n in HOSTILE + ["u0000@example.org"]}
     executed = re.findall(r"LOG:  statement: (SELECT u\.password.*?WHERE u\.email = '(?:[^']|'')*')",
@@ -249,7 +257,6 @@ def test_pgsql_injection_never_changes_the_query(make_portier, dovecot, pg):
     for n in HOSTILE:
         if len(n) < 1000:
             assert QUERY.replace("%{protocol}", "imap").replace("%u", n.replace("'", "''")) in text, n
-    assert "' OR 1=1 --'" not in text.replace("''", "")
 
 
 # ---------------------------------------------------------------- faults
@@ -263,7 +270,7 @@ def test_pgsql_stopped_then_recovers(make_portier, dovecot, pg):
         assert r.startswith(b"a NO [UNAVAILABLE]"), r
         px.log.wait_for(r"sql\(u0000@example\.org,.*pgsql: ")
         # passwd-file users are unaffected
-        assert imap_login(px, PF_USER, "wrong").startswith(b"a NO [AUTHENTICATIONFAILED]")
+        assert b"pf-user-ok" in imap_login(px, PF_USER, PF_PASS)
     finally:
         pg.pg_ctl("start", "-w", "-l", str(pg.log_path))
     deadline = time.monotonic() + 15
@@ -296,7 +303,7 @@ def test_pgsql_hanging_times_out_and_worker_stays_fast(make_portier, dovecot, pg
         lat = []
         for _ in range(10):
             t0 = time.monotonic()
-            assert imap_login(px, PF_USER, "wrong").startswith(b"a NO [AUTHENTICATIONFAILED]")
+            assert b"pf-user-ok" in imap_login(px, PF_USER, PF_PASS)
             lat.append(time.monotonic() - t0)
         for t in threads:
             t.join(10)
@@ -321,8 +328,11 @@ def test_reload_changes_query_and_connect_keeping_sessions(make_portier, dovecot
     c = imaplib.IMAP4("127.0.0.1", px.port("imap"), timeout=10)
     c.login(u[0], BACKEND_USERS["user1"])
     # New query: everyone is disabled with a reason; new connect string too.
-    q2 = QUERY.replace("u.reason,", "'reloaded' AS reason, 'Y' AS nologin,").replace(
-        "CASE WHEN u.disabled THEN 'Y' END AS nologin, ", "")
+    q2 = (QUERY.replace("CASE WHEN u.backend_id IS NOT NULL AND NOT u.disabled THEN 'Y' END AS proxy",
+                        "NULL AS proxy")
+          .replace("u.reason,", "'reloaded' AS reason,")
+          .replace("CASE WHEN u.disabled THEN 'Y' END AS nologin", "'Y' AS nologin"))
+    assert q2.count("reloaded") == 1 and "NULL AS proxy" in q2 and "'Y' AS nologin" in q2
     px.extra_toml = passdb_toml("pgsql", pg.conninfo(application_name="portier-reloaded"), q2)
     px.write_config()
     mark = px.log.mark()

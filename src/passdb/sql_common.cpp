@@ -43,10 +43,13 @@ std::string hide_conninfo_password(std::string_view c) {
   std::string res;
   size_t i = 0;
   while (i < c.size()) {
+    if (c[i] == ' ' || c[i] == '\t') {
+      res += c[i++];
+      continue;
+    }
     size_t k = i;
     while (i < c.size() && c[i] != '=' && c[i] != ' ' && c[i] != '\t') ++i;
     std::string_view key = c.substr(k, i - k);
-    size_t ks = i;
     while (i < c.size() && (c[i] == ' ' || c[i] == '\t')) ++i;
     if (i >= c.size() || c[i] != '=') {
       res.append(c.substr(k, i - k));
@@ -66,7 +69,6 @@ std::string hide_conninfo_password(std::string_view c) {
     res.append(c.substr(k, vs - k));
     if (key == "password") res += "***";
     else res.append(c.substr(vs, i - vs));
-    (void)ks;
   }
   return res;
 }
@@ -80,10 +82,9 @@ std::shared_ptr<const config::PassdbSettings> parse_sql_settings(config::PassdbS
       section.error(key, "passdb: missing required key '" + std::string(key) + "' (driver " + s->driver + ")");
       ok = false;
     }
-  if (!ok) return nullptr;
-  auto connect = section.string("connect");
+  auto connect = section.string("connect");  // read both: neither is then an "unknown key"
   auto query = section.string("query");
-  if (!connect || !query) return nullptr;
+  if (!ok || !connect || !query) return nullptr;
   if (connect->empty()) {
     section.error("connect", "passdb.connect: must not be empty");
     return nullptr;

@@ -361,3 +361,60 @@ def test_bad_query_variable_is_a_config_error_with_line(make_portier, pg, tmp_pa
     assert r.returncode != 0
     assert re.search(r"bad\.toml:8:\d+: passdb\.query: unknown variable '%\{usr\}'", r.stderr), r.stderr
     assert pg.password not in r.stderr + r.stdout
+
+
+# A query that sleeps in the database (once, in a one-row subquery) for user
+# names starting with "slow" (`%%` is a literal '%').
+SLEEPY = QUERY.replace(" FROM users u", " FROM (SELECT pg_sleep(CASE WHEN '%u' LIKE 'slow%%' THEN 30 "
+                       "ELSE 0 END)) AS s, users u")
+
+
+def test_pgsql_pg_sleep_times_out_and_broken_query_fails_fast(make_portier, dovecot, pg):
+    px = start(make_portier, passdb_toml("pgsql", pg.conninfo(), SLEEPY), timeout="1s")
+    u = user_row(0)
+    assert imap_login(px, u[0], BACKEND_USERS["user1"]).startswith(b"a OK")
+    t0 = time.monotonic()
+    r = imap_login(px, "slow1@example.org", "x")
+    took = time.monotonic() - t0
+    assert r.startswith(b"a NO [UNAVAILABLE]"), r
+    assert 0.9 < took < 2.0, took
+    px.log.wait_for(r"sql\(slow1@example\.org,.*passdb lookup timed out after 1000 ms")
+    pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE query LIKE '%pg_sleep(CASE%' AND pid <> pg_backend_pid();")
+
+    # A connection killed in the middle of a query: a temporary failure at
+    # once, not at the timeout.
+    px2 = start(make_portier, passdb_toml("pgsql", pg.conninfo(), SLEEPY), timeout="20s")
+    out: list[tuple[bytes, float]] = []
+
+    def slow_login():
+        t = time.monotonic()
+        out.append((imap_login(px2, "slow2@example.org", "x"), time.monotonic() - t))
+
+    th = threading.Thread(target=slow_login)
+    th.start()
+    deadline = time.monotonic() + 10
+    while "1" not in pg.psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%slow2@%' "
+                             "AND pid <> pg_backend_pid();"):
+        assert time.monotonic() < deadline, "the sleeping query never showed up"
+        time.sleep(0.05)
+    killed_at = time.monotonic()
+    pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%slow2@%' "
+            "AND pid <> pg_backend_pid();")
+    th.join(10)
+    assert out and out[0][0].startswith(b"a NO [UNAVAILABLE]"), out
+    assert time.monotonic() - killed_at < 3, "broken connection not noticed"
+    px2.log.wait_for(r"sql\(slow2@example\.org,.*pgsql: ")
+    # The pool recovers: the next login gets a fresh connection.
+    assert imap_login(px2, u[0], BACKEND_USERS["user1"]).startswith(b"a OK")
+
+
+def test_pgsql_multi_host_failover(make_portier, dovecot, pg):
+    """Several hosts in the conninfo: libpq moves to the next one inside
+    PQconnectPoll (a new socket); the first host here refuses."""
+    from tests.support.util import closed_port
+    conn = pg.conninfo(host="127.0.0.1,127.0.0.1", port=f"{closed_port()},{pg.port}")
+    px = start(make_portier, passdb_toml("pgsql", conn))
+    for i in (0, 1, 2):
+        u = user_row(i)
+        assert imap_login(px, u[0], BACKEND_USERS[u[3]]).startswith(b"a OK"), u

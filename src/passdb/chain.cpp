@@ -153,7 +153,9 @@ net::Task<Lookup> lookup_with_timeout(const std::shared_ptr<Passdb>& db, const R
   RequestCopy copy(r);
   net::Task<void> task = race_lookup(db, std::move(copy), race);
   asio::co_spawn(ex, std::move(task), asio::detached);
-  co_await race->timer.async_wait(net::use_nothrow);
+  // co_spawn may run the lookup inline up to its first suspension: an answer
+  // that is already there must not wait for the timer.
+  if (!race->answer) co_await race->timer.async_wait(net::use_nothrow);
   if (race->answer) co_return std::move(*race->answer);
   Lookup l;
   l.result = Result::TempFail;

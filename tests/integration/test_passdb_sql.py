@@ -266,8 +266,11 @@ def test_pgsql_stopped_then_recovers(make_portier, dovecot, pg):
     assert imap_login(px, u[0], BACKEND_USERS["user1"]).startswith(b"a OK")
     pg.pg_ctl("stop", "-m", "fast", "-w")
     try:
-        r = imap_login(px, u[0], BACKEND_USERS["user1"])
-        assert r.startswith(b"a NO [UNAVAILABLE]"), r
+        for _ in range(3):   # dead pooled connection, refused connect, then backoff: all fast
+            t0 = time.monotonic()
+            r = imap_login(px, u[0], BACKEND_USERS["user1"])
+            assert r.startswith(b"a NO [UNAVAILABLE]"), r
+            assert time.monotonic() - t0 < 2, "a stopped database must fail fast"
         px.log.wait_for(r"sql\(u0000@example\.org,.*pgsql: ")
         # passwd-file users are unaffected
         assert b"pf-user-ok" in imap_login(px, PF_USER, PF_PASS)

@@ -269,3 +269,49 @@ TEST(PassdbChainTimeout, HangingPassdbTimesOut) {
   quick.set_timeout(5s);
   EXPECT_EQ(quick.timeout(), 5s);
 }
+
+// pgsql without a server: the failed connect is a TempFail naming the
+// driver, the worker's pool then fails fast during its backoff, and the
+// connect string's password is in no message.
+TEST(PassdbPgsql, ConnectRefusedThenBackoff) {
+  auto r = load("[[passdb]]\ndriver = \"pgsql\"\nconnect = \"host=127.0.0.1 port=1 dbname=x user=y "
+                "password=s3cret-pw connect_timeout=2\"\nquery = \"SELECT password FROM u WHERE e = '%u'\"\n");
+  ASSERT_TRUE(r.config) << r.errors[0].to_string();
+  std::vector<std::string> errors;
+  auto chain = Chain::build(r.config->passdbs, registry(), errors);
+  ASSERT_TRUE(chain) << errors[0];
+  chain->set_timeout(3s);
+  auto first = run(*chain, req("alice", "pw"));
+  EXPECT_EQ(first.result, Result::TempFail);
+  EXPECT_EQ(first.passdb, "sql");
+  EXPECT_NE(first.error.find("pgsql: connect failed"), std::string::npos) << first.error;
+  auto t0 = std::chrono::steady_clock::now();
+  auto second = run(*chain, req("alice", "pw"));  // another io_context: its own pool, own backoff
+  EXPECT_EQ(second.result, Result::TempFail);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  for (const auto& e : {first.error, second.error}) EXPECT_EQ(e.find("s3cret"), std::string::npos) << e;
+}
+
+namespace {
+// Answers through lookup() without ever suspending.
+class Immediate final : public Passdb {
+ public:
+  net::Task<Lookup> lookup(const Request&) override {
+    Lookup l;
+    l.result = Result::UnknownUser;
+    co_return l;
+  }
+};
+}  // namespace
+
+// An answer produced before the chain starts waiting (co_spawn ran the
+// lookup inline) is taken at once, not after the timeout.
+TEST(PassdbChainTimeout, ImmediateAnswerDoesNotWaitForTheTimer) {
+  Chain chain;
+  config::Passdb cfg;
+  chain.add(Chain::entry(std::make_shared<Immediate>(), "now", cfg));
+  chain.set_timeout(2s);
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(run(chain, req("u", "p")).result, Result::UnknownUser);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 500ms);
+}

@@ -328,7 +328,10 @@ net::Task<Lookup> Pgsql::lookup(const Request& req) {
     if (!q.res) co_return sql_tempfail("pgsql: query returned no result");
     const ExecStatusType st = PQresultStatus(q.res.get());
     if (st != PGRES_TUPLES_OK) {
-      std::string msg = "pgsql: query failed: " + pg_message(PQresultErrorMessage(q.res.get()));
+      // The primary message only: the full one quotes the query ("LINE 1:
+      // ..."), which may hold a %{password} value.
+      const char* primary = PQresultErrorField(q.res.get(), PG_DIAG_MESSAGE_PRIMARY);
+      std::string msg = "pgsql: query failed: " + pg_message(primary ? primary : PQresStatus(st));
       co_return sql_tempfail(std::move(msg));
     }
     SqlRow row;

@@ -83,7 +83,7 @@ struct FdWatch {
   asio::posix::stream_descriptor d;
   asio::steady_timer t;
   bool timed_out = false;
-  FdWatch(const asio::any_io_executor& ex, int fd) : d(ex, fd), t(ex) {}
+  explicit FdWatch(const asio::any_io_executor& ex) : d(ex), t(ex) {}
   ~FdWatch() {
     if (d.is_open()) d.release();  // libpq owns the socket: never close it
   }
@@ -94,8 +94,12 @@ struct FdWatch {
 // returning: libpq may close or replace the socket (connect to the next host)
 // as soon as it is called again.
 net::Task<Ready> wait_fd(int fd, bool write, Clock::time_point deadline) {
+  if (fd < 0) co_return Ready::Error;
   auto ex = co_await asio::this_coro::executor;
-  auto w = std::make_shared<FdWatch>(ex, fd);
+  auto w = std::make_shared<FdWatch>(ex);
+  std::error_code assigned;
+  w->d.assign(fd, assigned);
+  if (assigned) co_return Ready::Error;
   w->t.expires_at(deadline);
   w->t.async_wait([w](std::error_code ec) {
     if (ec || !w->d.is_open()) return;
@@ -144,6 +148,7 @@ net::Task<Connected> connect_async(const std::string& conninfo, Clock::time_poin
       out.error = "connect timed out";
       co_return out;
     }
+    // Ready::Error (the socket failed): PQconnectPoll reports why.
     st = PQconnectPoll(c->pg);
   }
   PQsetnonblocking(c->pg, 1);
@@ -181,7 +186,8 @@ net::Task<QueryOut> run_query(Conn& c, const std::string& sql, Clock::time_point
       fail("send failed");
       co_return q;
     }
-    Ready r = co_await wait_fd(PQsocket(c.pg), true, deadline);
+    const int fd = PQsocket(c.pg);
+    Ready r = co_await wait_fd(fd, true, deadline);
     if (r != Ready::Yes) {
       q.timeout = r == Ready::Timeout;
       fail(q.timeout ? "query timed out" : "send failed");
@@ -195,7 +201,8 @@ net::Task<QueryOut> run_query(Conn& c, const std::string& sql, Clock::time_point
       if (!q.res) q.res.reset(r);
       else PQclear(r);
     }
-    Ready r = co_await wait_fd(PQsocket(c.pg), false, deadline);
+    const int fd = PQsocket(c.pg);
+    Ready r = co_await wait_fd(fd, false, deadline);
     if (r != Ready::Yes) {
       q.timeout = r == Ready::Timeout;
       fail(q.timeout ? "query timed out" : "receive failed");

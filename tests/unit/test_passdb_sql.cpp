@@ -315,3 +315,17 @@ TEST(PassdbChainTimeout, ImmediateAnswerDoesNotWaitForTheTimer) {
   EXPECT_EQ(run(chain, req("u", "p")).result, Result::UnknownUser);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 500ms);
 }
+
+// Checklist S4: an empty `host` column is present (not NULL) and fails the
+// login as a configuration error; a NULL proxy column means "not proxied".
+TEST(PassdbSqlResult, EmptyHostAndNullProxy) {
+  auto l = answer(row({{"password", "{PLAIN}secret"}, {"proxy", "Y"}, {"host", ""}}));
+  ASSERT_EQ(l.result, Result::Ok);
+  auto pf = parse_proxy_fields(l.reply, 143, 993);
+  EXPECT_FALSE(pf.fields);
+  EXPECT_NE(pf.error.find("host"), std::string::npos) << pf.error;
+  auto off = answer(row({{"password", "{PLAIN}secret"}, {"proxy", kNull}, {"host", "10.0.0.1"}}));
+  auto pf2 = parse_proxy_fields(off.reply, 143, 993);
+  ASSERT_TRUE(pf2.fields);
+  EXPECT_FALSE(pf2.fields->proxy);
+}

@@ -55,8 +55,7 @@ class Sqlite final : public SyncPassdb {
   bool check(std::string& error) {
     Db db;
     if (!open(db, error)) return false;
-    // Compile-check the query shape with an empty request.
-    put(std::move(db));
+    put(std::move(db));  // the first pool thread reuses it
     return true;
   }
 

@@ -138,6 +138,13 @@ def backend_login_re(service: str, user: str) -> str:
     return rf"{service}-login: Info: Login: user=<{user}>, method=[A-Z-]+, rip=127\.0\.0\.1"
 
 
+def no_secrets(px, pg) -> None:
+    """Neither the connect string's password nor any user's is in the log."""
+    text = px.log.text()
+    for secret in [pg.password, *BACKEND_USERS.values()]:
+        assert secret not in text, f"secret {secret!r} in portier's log"
+
+
 # --------------------------------------------------------------- routing
 def login_all_protocols(px, dovecot, user: str, dest: str, pw: str) -> None:
     mark = dovecot.log_mark()
@@ -188,7 +195,7 @@ def test_pgsql_routes_all_four_protocols(make_portier, dovecot, pg):
     stmts = pg.log_text()
     for proto in ("imap", "pop3", "submission", "sieve"):
         assert QUERY.replace("%{protocol}", proto).replace("%u", "u0000@example.org") in stmts, proto
-    assert pg.password not in px.log.text(), "connect string password in portier's log"
+    no_secrets(px, pg)
 
 
 @pytest.mark.parametrize("driver", ["sqlite", "pgsql"])
@@ -219,7 +226,7 @@ def test_field_combinations(make_portier, dovecot, pg, sqlite_db, driver):
     px.log.wait_for(r"sql\(dup@example\.org,.*Password query returned multiple matches")
     # the passwd-file passdb first in the chain still answers its users
     assert b"pf-user-ok" in imap_login(px, PF_USER, PF_PASS)
-    assert pg.password not in px.log.text()
+    no_secrets(px, pg)
 
 
 # ------------------------------------------------------------- injection

@@ -252,7 +252,8 @@ TEST(PassdbChainTimeout, HangingPassdbTimesOut) {
   asio::io_context io;
   std::optional<Lookup> out;
   std::chrono::steady_clock::duration took{};
-  asio::co_spawn(io, chain.lookup(req("u", "p")), [&](std::exception_ptr, Lookup l) {
+  const Request r = req("u", "p");  // must outlive the lookup
+  asio::co_spawn(io, chain.lookup(r), [&](std::exception_ptr, Lookup l) {
     out = std::move(l);
     took = std::chrono::steady_clock::now() - t0;
   });

@@ -14,6 +14,7 @@ PKGS=(
   clang-14 libclang-rt-14-dev llvm-14
   nginx-core libnginx-mod-mail gnuplot-nox libbenchmark-dev
   haproxy
+  postgresql libpq-dev libsqlite3-dev
 )
 missing=()
 for p in "${PKGS[@]}"; do

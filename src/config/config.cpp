@@ -621,6 +621,8 @@ class Loader {
         get_duration(v, "auth.failure_delay", a.failure_delay);
       } else if (key == "verbose") {
         get_bool(v, "auth.verbose", a.verbose);
+      } else if (key == "passdb_timeout") {
+        get_duration(v, "auth.passdb_timeout", a.passdb_timeout);
       } else {
         unknown_key(k, "[auth]");
       }

@@ -183,6 +183,9 @@ struct Auth {
   std::vector<std::string> mechanisms{"PLAIN", "LOGIN"};  ///< upper-cased, non-empty
   std::chrono::milliseconds failure_delay{2000};
   bool verbose = true;
+  /// Longest wait for one passdb's answer; then that passdb counts as an
+  /// internal failure (TempFail). 0 = no limit.
+  std::chrono::milliseconds passdb_timeout{10000};
 };
 
 /// [login]

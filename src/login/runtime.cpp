@@ -10,6 +10,7 @@ std::shared_ptr<const Snapshot> Snapshot::build(const config::Config& cfg,
   s->cfg = cfg;
   if (auto chain = passdb::Chain::build(cfg.passdbs, passdb::registry(), errors))
     s->passdbs = std::move(*chain);
+  s->passdbs.set_timeout(cfg.auth.passdb_timeout);
   if (!cfg.tls.cert.empty()) {
     std::string err;
     s->server_ctx = tls::make_server_context(cfg.tls.cert, cfg.tls.key, err);

@@ -21,6 +21,7 @@
 
 #include "net/deadline.hpp"
 #include "net/preface.hpp"
+#include "net/readiness.hpp"
 #include "net/proxy_protocol.hpp"
 
 namespace portier::net {
@@ -73,7 +74,7 @@ class HaproxyPreface final : public Preface {
     bool wait = false;
     for (;;) {
       if (wait) {
-        auto [ec] = co_await s.async_wait(tcp::socket::wait_read, use_nothrow);
+        auto [ec] = co_await async_wait_ready(s, tcp::socket::wait_read, use_nothrow);
         if (timed_out)
           co_return refused(Outcome::Refused, fmt::format("haproxy: Client timed out (rip={})", rip));
         if (ec == asio::error::operation_aborted) co_return refused(Outcome::Quiet, {});
@@ -81,7 +82,11 @@ class HaproxyPreface final : public Preface {
       }
       wait = true;
       const ssize_t n = ::recv(fd, buf.data() + have, buf.size() - have, MSG_PEEK | MSG_DONTWAIT);
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        note_drained(s, tcp::socket::wait_read);  // the wait needs no EPOLL_CTL_MOD
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
       if (n < 0) {
         const std::string why = asio::error_code(errno, asio::error::get_system_category()).message();
         co_return refused(Outcome::Refused, disconnected(version, why, rip));

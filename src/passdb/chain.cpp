@@ -1,5 +1,10 @@
 #include "passdb/chain.hpp"
 
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+
 #include <algorithm>
 
 #include "passdb/registry.hpp"
@@ -117,6 +122,47 @@ struct Walk {
   }
 };
 
+// One lookup raced against the chain's timeout. Touched only on the
+// worker's thread (the lookup completes on the executor it started on).
+struct Race {
+  std::optional<Lookup> answer;
+  asio::steady_timer timer;
+  explicit Race(const asio::any_io_executor& ex) : timer(ex) {}
+};
+
+// Runs a lookup that may outlive the login waiting for it: it owns its copy
+// of the request and holds the passdb.
+net::Task<void> race_lookup(std::shared_ptr<Passdb> db, RequestCopy req, std::shared_ptr<Race> race) {
+  Request r = req.view();
+  Lookup l;
+  try {
+    l = co_await db->lookup(r);
+  } catch (const std::exception& e) {
+    l.result = Result::TempFail;
+    l.error = std::string("passdb lookup failed: ") + e.what();
+  }
+  race->answer = std::move(l);
+  race->timer.cancel();
+}
+
+net::Task<Lookup> lookup_with_timeout(const std::shared_ptr<Passdb>& db, const Request& r,
+                                      std::chrono::milliseconds timeout) {
+  auto ex = co_await asio::this_coro::executor;
+  auto race = std::make_shared<Race>(ex);
+  race->timer.expires_after(timeout);
+  RequestCopy copy(r);
+  net::Task<void> task = race_lookup(db, std::move(copy), race);
+  asio::co_spawn(ex, std::move(task), asio::detached);
+  // co_spawn may run the lookup inline up to its first suspension: an answer
+  // that is already there must not wait for the timer.
+  if (!race->answer) co_await race->timer.async_wait(net::use_nothrow);
+  if (race->answer) co_return std::move(*race->answer);
+  Lookup l;
+  l.result = Result::TempFail;
+  l.error = "passdb lookup timed out after " + std::to_string(timeout.count()) + " ms";
+  co_return l;
+}
+
 bool skipped(const Chain::Entry& e, const Walk& w) {
   switch (e.skip) {
     case PassdbSkip::Never: return false;
@@ -135,7 +181,12 @@ net::Task<Lookup> Chain::lookup(const Request& req) const {
     if (!e.serves(r.protocol) || skipped(e, w)) continue;
     r.lookup_only = req.lookup_only || w.password_verified;
     std::optional<Lookup> l = e.db->lookup_inline(r);
-    if (!l) l = co_await e.db->lookup(r);
+    if (!l && timeout_.count() > 0) {
+      r.deadline = std::chrono::steady_clock::now() + timeout_;
+      l = co_await lookup_with_timeout(e.db, r, timeout_);
+    } else if (!l) {
+      l = co_await e.db->lookup(r);
+    }
     l->passdb = e.name;
     if (w.step(e, std::move(*l))) break;
   }

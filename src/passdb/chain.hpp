@@ -16,7 +16,15 @@
 // seen → TempFail; else the last answer (Mismatch, or UnknownUser; a
 // successful lookup overridden to failure → Mismatch); nothing consulted →
 // UnknownUser.
+//
+// Timeout ([auth] passdb_timeout, set_timeout()): a passdb that has not
+// answered within it counts as an internal failure (TempFail "passdb lookup
+// timed out", then result_internalfail applies). The slow lookup is left to
+// finish on its own (with an owning copy of the request, the passdb held) and
+// its answer dropped; Request::deadline tells drivers doing their own I/O
+// when to give up and free what they hold. Inline answers never wait.
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -62,10 +70,14 @@ class Chain {
   std::string_view log_name(std::string_view protocol) const;
 
   const std::vector<Entry>& entries() const { return entries_; }
+  /// Per-passdb lookup limit; zero = none (the default until set).
+  void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
   std::vector<std::string> warnings() const;
 
  private:
   std::vector<Entry> entries_;
+  std::chrono::milliseconds timeout_{0};
 };
 
 }  // namespace portier::passdb

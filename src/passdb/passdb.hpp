@@ -16,6 +16,7 @@
 // on the worker, or a hop to a pool (BlockingPassdb, the hashing pool).
 
 #include <asio/thread_pool.hpp>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -73,6 +74,10 @@ struct Request {
   /// Where password hashing runs (shared by all passdbs, owned by the
   /// server); null = hash on the calling thread (tests, fuzzers).
   asio::thread_pool* hashing = nullptr;
+  /// When the chain stops waiting for this lookup ([auth] passdb_timeout;
+  /// zero = no deadline). Drivers doing their own I/O give up by then and
+  /// free what they hold (a connection, a pool slot).
+  std::chrono::steady_clock::time_point deadline{};
 };
 
 /// An owning copy of a Request, for work that outlives the caller's frame

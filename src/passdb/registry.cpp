@@ -1,6 +1,9 @@
 #include "passdb/registry.hpp"
 
 #include "passdb/drivers/passwd_file/passwd_file.hpp"
+#include "passdb/drivers/pgsql/pgsql.hpp"
+#include "passdb/drivers/sqlite/sqlite.hpp"
+#include "passdb/sql_common.hpp"
 
 namespace portier::passdb {
 
@@ -52,6 +55,8 @@ const Registry& registry() {
   static const Registry r({
       // name           log name       config parser                 factory
       {"passwd-file", "passwd-file", parse_passwd_file_settings, make_passwd_file_passdb},
+      {"sqlite",      kSqlLogName,   parse_sql_settings,           make_sqlite},
+      {"pgsql",       kSqlLogName,   parse_sql_settings,           make_pgsql},
   });
   return r;
 }

@@ -1,0 +1,95 @@
+#pragma once
+// Dovecot's %variables in passdb queries and filters (SQL today, LDAP later).
+// Owns: parsing a template ONCE (at config load) into a compiled Template,
+// rejecting unknown variables and modifiers there (config errors with
+// file:line), and expanding it per request with an escaping function the
+// driver supplies (SQL string literal, RFC 4515 LDAP filter, RFC 4514 DN...).
+// May use: passdb.hpp (Request), core. Not login/.
+//
+// Forms (docs/PASSDB.md has the table):
+//   Dovecot 2.3: %u %n %d %s %r %l %a %b %m %c %p %w, modifiers %L<x> / %U<x>
+//                (lower / upper case), long names %{user} %{username} ...,
+//                %L{user}.
+//   Dovecot 2.4: %{user}, %{user | username}, %{user | domain},
+//                %{user | lower}, %{user | upper}, %{protocol}, %{remote_ip} ...
+//   %% is a literal '%'.
+// Every substituted value goes through the escaper; the literal text between
+// variables is copied as written. A value containing NUL is refused (no
+// escaping can put it in a C-string query): expand() returns false.
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "passdb/passdb.hpp"
+
+namespace portier::passdb {
+
+/// A variable a template can use.
+enum class Var : uint8_t {
+  User,        ///< %u %{user} %{original_user}: the full user name
+  Username,    ///< %n %{username}: part before the first '@' (all of it without '@')
+  Domain,      ///< %d %{domain}: part after the first '@' ("" without '@')
+  Service,     ///< %s %{service} %{protocol}: imap, pop3, submission, sieve
+  RemoteIp,    ///< %r %{remote_ip} %{rip}
+  LocalIp,     ///< %l %{local_ip} %{lip}
+  LocalPort,   ///< %a %{local_port} %{lport}
+  RemotePort,  ///< %b %{remote_port} %{rport}
+  Mechanism,   ///< %m %{mechanism}
+  Secured,     ///< %c %{secured}: "TLS", "secured" or ""
+  Pid,         ///< %p %{pid} %{client_pid}: portier's process id
+  Password,    ///< %w %{password}: the client's password (escaped; the expansion is then a secret)
+  Session,     ///< %{session}
+  LocalName,   ///< %{local_name}: TLS SNI
+};
+
+/// The canonical 2.4 name of `v` ("user", "remote_ip", ...).
+std::string_view var_name(Var v);
+
+/// Appends `value`, escaped for the target language, to `out`.
+using Escaper = std::function<void(std::string& out, std::string_view value)>;
+
+/// A compiled template.
+class Template {
+ public:
+  /// Parses `text`. nullopt with `error` set ("unknown variable '%{foo}'")
+  /// on a syntax error or an unknown variable/modifier/filter.
+  static std::optional<Template> compile(std::string_view text, std::string& error);
+
+  /// Expands for `req` into `out` (replaced). False when a value contains
+  /// NUL (out is then cleared). When uses_password(), the caller must wipe
+  /// `out` after use (core::secure_zero) and never log it.
+  bool expand(const Request& req, const Escaper& escape, std::string& out) const;
+
+  /// The value of one variable for `req` (unescaped, filters not applied).
+  static std::string value(Var v, const Request& req);
+
+  /// The variables the template uses, each once, in first-use order (the
+  /// auth cache keys on their values).
+  const std::vector<Var>& variables() const { return vars_; }
+  bool uses(Var v) const;
+  bool uses_password() const { return uses(Var::Password); }
+  /// The raw values of variables() joined with '\x1f' (a cache key part).
+  /// Without the password even when the template uses it.
+  std::string key(const Request& req) const;
+  const std::string& text() const { return text_; }
+
+ private:
+  enum class Filter : uint8_t { Lower, Upper, Username, Domain };
+  struct Piece {
+    std::string literal;  // copied as is (when !is_var)
+    bool is_var = false;
+    Var var = Var::User;
+    std::vector<Filter> filters;
+  };
+  static bool parse_name(std::string_view name, Var& v, std::vector<Filter>& filters, std::string& error);
+
+  std::string text_;
+  std::vector<Piece> pieces_;
+  std::vector<Var> vars_;
+};
+
+}  // namespace portier::passdb

@@ -124,7 +124,8 @@ class Session final : public Stoppable {
     ++stats_.attempts;
     stats_.last_failure.reset();
     log_.set_user(creds.authcid, core::to_upper(creds.mech));
-    AuthFlow flow(snap_, *listener_.protocol, ci_, pool_, log_, abort_);
+    AuthFlow flow(snap_, *listener_.protocol, ci_, pool_, log_, abort_, stats_.attempts,
+                  client_.ssl());
     AuthVerdict v = co_await flow.run(creds);
     if (v.aborted) co_return false;
     if (!v.proxy) {

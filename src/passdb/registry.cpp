@@ -1,6 +1,8 @@
 #include "passdb/registry.hpp"
 
+#include "passdb/drivers/auth_http/auth_http.hpp"
 #include "passdb/drivers/passwd_file/passwd_file.hpp"
+#include "passdb/drivers/static/static.hpp"
 
 namespace portier::passdb {
 
@@ -52,6 +54,8 @@ const Registry& registry() {
   static const Registry r({
       // name           log name       config parser                 factory
       {"passwd-file", "passwd-file", parse_passwd_file_settings, make_passwd_file_passdb},
+      {"auth_http", "auth_http", auth_http::parse_settings, auth_http::make},
+      {"static", "static", static_db::parse_settings, static_db::make},
   });
   return r;
 }

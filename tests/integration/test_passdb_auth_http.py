@@ -1,0 +1,371 @@
+"""The nginx-compatible auth_http passdb and the static passdb (issue 10).
+
+An auth_http service in Python (tests/support/auth_http.py) records every
+request byte it gets. The SAME service drives a real nginx mail proxy
+(Debian nginx + libnginx-mod-mail, private config) and portier: their
+requests must be identical byte for byte (header set, order, escaping),
+and both must reach the real Dovecot backend with the service's answer.
+Then: every protocol, failure texts, Auth-Wait, WAIT, Auth-User/Auth-Pass
+rewrite, hostile names, and faults (garbage, over-long, closing mid-response,
+refused, slow — with a passwd-file user on the same single worker keeping
+its latency while the service hangs).
+"""
+from __future__ import annotations
+
+import base64
+import socket
+import statistics
+import time
+
+import pytest
+
+from tests.support.accounts import BACKEND_USERS
+from tests.support.auth_http import (CLOSE_MID, HANG, AuthHttpService, NginxMail, fail,
+                                     nginx_available, ok, portier_passdb_toml)
+from tests.support.portier import Listener, User, proxy
+from tests.support.util import closed_port
+
+P1 = BACKEND_USERS["user1"]
+P2 = BACKEND_USERS["user2"]
+API_KEY = "api-key-Zq81-never-logged"
+
+ALL = (Listener("imap", "none"), Listener("pop3", "none"), Listener("submission", "none"),
+       Listener("managesieve", "none"))
+
+
+class Line:
+    """A raw line client for any of the four protocols."""
+
+    def __init__(self, port: int, greeting_lines: int = 1) -> None:
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.f = self.s.makefile("rb")
+
+    def send(self, data: bytes | str) -> None:
+        self.s.sendall(data.encode() if isinstance(data, str) else data)
+
+    def line(self) -> bytes:
+        return self.f.readline()
+
+    def until(self, pred) -> list[bytes]:
+        out = []
+        while True:
+            line = self.f.readline()
+            if not line:
+                return out
+            out.append(line)
+            if pred(line):
+                return out
+
+    def close(self) -> None:
+        self.s.close()
+
+    def __enter__(self) -> "Line":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def b64plain(user: bytes | str, password: bytes | str) -> str:
+    u = user.encode() if isinstance(user, str) else user
+    p = password.encode() if isinstance(password, str) else password
+    return base64.b64encode(b"\0" + u + b"\0" + p).decode()
+
+
+# One login per protocol; returns the final reply line.
+def imap_login(port: int, user: bytes | str, password: bytes | str, c: Line | None = None) -> bytes:
+    own = c is None
+    c = c or Line(port)
+    try:
+        if own:
+            c.line()
+        c.send(f"a AUTHENTICATE PLAIN {b64plain(user, password)}\r\n")
+        return c.until(lambda l: l.startswith(b"a "))[-1]
+    finally:
+        if own:
+            c.close()
+
+
+def pop3_login(port: int, user: str, password: str) -> bytes:
+    with Line(port) as c:
+        c.line()
+        c.send(f"AUTH PLAIN {b64plain(user, password)}\r\n")
+        return c.line()
+
+
+def smtp_login(port: int, user: str, password: str) -> bytes:
+    with Line(port) as c:
+        c.until(lambda l: l[3:4] == b" ")
+        c.send("EHLO client.test\r\n")
+        c.until(lambda l: l[3:4] == b" ")
+        c.send(f"AUTH PLAIN {b64plain(user, password)}\r\n")
+        return c.line()
+
+
+def sieve_login(port: int, user: str, password: str) -> bytes:
+    with Line(port) as c:
+        c.until(lambda l: l.startswith(b"OK"))
+        c.send(f'AUTHENTICATE "PLAIN" "{b64plain(user, password)}"\r\n')
+        return c.until(lambda l: l.startswith((b"OK", b"NO", b"BYE")))[-1]
+
+
+def start_portier(make_portier, svc: AuthHttpService, listeners=ALL, users=(), settings=None,
+                  **keys):
+    keys.setdefault("headers", {"X-Auth-Key": API_KEY})
+    return make_portier(list(users), listeners=listeners, settings=settings,
+                        extra_toml=portier_passdb_toml(svc.url, **keys))
+
+
+@pytest.fixture
+def svc():
+    s = AuthHttpService().start()
+    yield s
+    s.stop()
+
+
+def dovecot_routes(dovecot, password_check: bool = True):
+    """The service routes user1/user2 to Dovecot by protocol, checking the
+    password itself (as a real auth server does)."""
+    ports = {"imap": dovecot.ports["imap"], "pop3": dovecot.ports["pop3"],
+             "smtp": dovecot.ports["submission"], "managesieve": dovecot.ports["sieve"],
+             "sieve": dovecot.ports["sieve"]}
+
+    def route(rec):
+        return ok(ports[rec.header("Auth-Protocol")])
+    return route
+
+
+# ------------------------------------------------------- nginx compatibility
+@pytest.mark.skipif(not nginx_available(), reason="nginx mail module not installed")
+def test_request_is_nginx_byte_for_byte_and_both_reach_dovecot(tmp_path, make_portier, dovecot,
+                                                               svc):
+    """Same service, same logins through nginx and portier: identical request
+    bytes (header set and order, %XX escaping of hostile names, smtp's
+    Client-Host), and both proxies log in to the real Dovecot with its answer."""
+    svc.default = dovecot_routes(dovecot)
+    svc.check_password = {"user1": P1, "user2": P2}
+    ng = NginxMail(tmp_path / "nginx", svc.url, headers={"X-Auth-Key": API_KEY}).start()
+    try:
+        px = start_portier(make_portier, svc,
+                           listeners=(Listener("imap", "none"), Listener("pop3", "none"),
+                                      Listener("submission", "none")))
+        hostile_user = b"we ird%\xc3\xbc\t\x7f"
+        hostile_pass = b"p a%s\x01s\xe2\x82\xac"
+        cases = [
+            ("imap", lambda port: imap_login(port, "user1", P1), b"a OK"),
+            ("imap", lambda port: imap_login(port, hostile_user, hostile_pass), b"a NO"),
+            ("pop3", lambda port: pop3_login(port, "user2", P2), b"+OK"),
+            ("smtp", lambda port: smtp_login(port, "user1", P1), b"235"),
+        ]
+        for proto, login, expect in cases:
+            n = len(svc.requests)
+            nginx_reply = login(ng.ports[proto])
+            portier_reply = login(px.port("submission" if proto == "smtp" else proto, "none"))
+            reqs = svc.wait_requests(n + 2)
+            nginx_req, portier_req = reqs[n].raw, reqs[n + 1].raw
+            assert portier_req == nginx_req, f"{proto}: requests differ"
+            assert nginx_reply.startswith(expect), (proto, nginx_reply)
+            assert portier_reply.startswith(expect), (proto, portier_reply)
+        # The hostile login arrived decoded exactly, through both proxies.
+        hostile = [r for r in svc.requests if r.user.startswith("we ird")]
+        assert len(hostile) == 2
+        assert all(r.user.encode("utf-8", "surrogateescape") == hostile_user for r in hostile)
+        assert all(r.password.encode("utf-8", "surrogateescape") == hostile_pass for r in hostile)
+        assert b"Auth-User: we%20ird%25\xc3\xbc%09\x7f\r\n" in hostile[1].raw
+        dovecot.log.wait_for(r"imap-login: Info: Login: user=<user1>")
+        dovecot.log.wait_for(r"pop3-login: Info: Login: user=<user2>")
+        dovecot.log.wait_for(r"submission-login: Info: Login: user=<user1>")
+    finally:
+        ng.stop()
+
+
+# ------------------------------------------------------------- protocols
+def test_ok_routes_every_protocol_to_dovecot(make_portier, dovecot, svc):
+    svc.default = dovecot_routes(dovecot)
+    svc.check_password = {"user1": P1}
+    px = start_portier(make_portier, svc, protocol_managesieve="sieve")
+    assert imap_login(px.port("imap"), "user1", P1).startswith(b"a OK")
+    assert pop3_login(px.port("pop3"), "user1", P1).startswith(b"+OK")
+    assert smtp_login(px.port("submission"), "user1", P1).startswith(b"235")
+    assert sieve_login(px.port("managesieve"), "user1", P1).startswith(b"OK")
+    protos = [r.header("Auth-Protocol") for r in svc.wait_requests(4)]
+    assert protos == ["imap", "pop3", "smtp", "sieve"]
+    assert all(r.header("X-Auth-Key") == API_KEY for r in svc.requests)
+    for svc_name in ("imap-login", "pop3-login", "submission-login", "managesieve-login"):
+        dovecot.log.wait_for(rf"{svc_name}: Info: Login: user=<user1>")
+    assert API_KEY not in px.log.text()
+
+
+def test_failure_text_is_shown_per_protocol(make_portier, svc):
+    svc.default = lambda rec: fail("Go away, " + rec.header("Auth-Protocol"))
+    px = start_portier(make_portier, svc)
+    assert imap_login(px.port("imap"), "u", "p") == b"a NO [ALERT] Go away, imap\r\n"
+    assert pop3_login(px.port("pop3"), "u", "p") == b"-ERR Go away, pop3\r\n"
+    assert smtp_login(px.port("submission"), "u", "p") == b"535 5.7.8 Go away, smtp\r\n"
+    assert sieve_login(px.port("managesieve"), "u", "p").startswith(b'NO "Go away, managesieve"')
+    px.log.wait_for(r"auth_http\(u,127\.0\.0\.1,.*Password mismatch")
+
+
+def test_auth_wait_delays_and_keeps_connection(make_portier, dovecot, svc):
+    """Failure + Auth-Wait: 1 -> reply after >= 1 s, connection kept; the
+    retry carries Auth-Login-Attempt: 2 and logs in."""
+    def route(rec):
+        if rec.header("Auth-Login-Attempt") == "1":
+            return fail("Wrong, wait", wait=1)
+        return ok(dovecot.ports["imap"])
+    svc.default = route
+    px = start_portier(make_portier, svc, listeners=(Listener("imap", "none"),))
+    with Line(px.port("imap")) as c:
+        c.line()
+        t = time.monotonic()
+        r1 = imap_login(0, "user1", P1, c)
+        elapsed = time.monotonic() - t
+        assert r1.startswith(b"a NO") and b"Wrong, wait" in r1
+        assert elapsed >= 1.0, elapsed
+        assert imap_login(0, "user1", P1, c).startswith(b"a OK")
+    attempts = [r.header("Auth-Login-Attempt") for r in svc.wait_requests(2)]
+    assert attempts == ["1", "2"]
+
+
+def test_wait_status_asks_again(make_portier, dovecot, svc):
+    answers = [[("Auth-Status", "WAIT"), ("Auth-Wait", "0")], ok(dovecot.ports["imap"])]
+    svc.default = lambda rec: answers[min(len(svc.requests), 2) - 1]
+    px = start_portier(make_portier, svc, listeners=(Listener("imap", "none"),))
+    assert imap_login(px.port("imap"), "user1", P1).startswith(b"a OK")
+    reqs = svc.wait_requests(2)
+    assert reqs[0].raw == reqs[1].raw  # the same request again
+
+
+def test_endless_wait_is_bounded(make_portier, svc):
+    svc.default = lambda rec: [("Auth-Status", "WAIT")]
+    px = start_portier(make_portier, svc, listeners=(Listener("imap", "none"),))
+    r = imap_login(px.port("imap"), "user1", P1)
+    assert r.startswith(b"a NO [UNAVAILABLE]"), r
+    assert len(svc.requests) == 6  # 1 + kMaxWaitRetries
+    px.log.wait_for(r"still WAIT after 5 retries")
+
+
+def test_auth_user_and_pass_rewrite_backend_login(make_portier, dovecot, svc):
+    """The client logs in as an alias with a token; the service answers with
+    the real backend account (Auth-User/Auth-Pass), sent verbatim."""
+    svc.routes["alias@example.test"] = ok(dovecot.ports["imap"], Auth_User="user2", Auth_Pass=P2)
+    px = start_portier(make_portier, svc, listeners=(Listener("imap", "none"),))
+    mark = dovecot.log.mark()
+    assert imap_login(px.port("imap"), "alias@example.test", "one-time-token").startswith(b"a OK")
+    dovecot.log.wait_for(r"imap-login: Info: Login: user=<user2>", since=mark)
+    assert P2 not in px.log.text()
+
+
+# ----------------------------------------------------------------- faults
+@pytest.mark.parametrize("answer,log", [
+    (b"this is not http\r\n\r\n", "invalid header in response"),
+    (b"HTTP/1.0 200 OK\r\nAuth_Status: OK\r\n\r\n", "invalid header in response"),
+    (b"HTTP/1.0 200 OK\r\nX-Pad: " + b"a" * 2000 + b"\r\n\r\n", "longer than 1024 bytes"),
+    (CLOSE_MID, "closed the connection before the end"),
+    ([("Auth-Status", "OK"), ("Auth-Server", "127.0.0.1")], "did not send server or port"),
+    ([("Auth-Status", "OK"), ("Auth-Server", "backend.example"), ("Auth-Port", "143")],
+     "invalid server address"),
+    ([("Auth-Status", "OK"), ("Auth-Server", "127.0.0.1"), ("Auth-Port", "70000")],
+     "invalid server port"),
+])
+def test_bad_responses_are_temporary_failures(make_portier, svc, answer, log):
+    svc.default = lambda rec: answer
+    px = start_portier(make_portier, svc, listeners=(Listener("imap", "none"),))
+    r = imap_login(px.port("imap"), "user1", P1)
+    assert r.startswith(b"a NO [UNAVAILABLE]"), r
+    px.log.wait_for(log)
+
+
+def test_status_line_and_body_are_ignored(make_portier, dovecot, svc):
+    svc.default = lambda rec: (b"HTTP/1.1 500 Internal Server Error\r\nServer: x\r\n"
+                               b"Auth-Status: OK\r\nAuth-Server: 127.0.0.1\r\n"
+                               b"Auth-Port: " + str(dovecot.ports["imap"]).encode() +
+                               b"\r\n\r\n" + b"body " * 500)
+    px = start_portier(make_portier, svc, listeners=(Listener("imap", "none"),))
+    assert imap_login(px.port("imap"), "user1", P1).startswith(b"a OK")
+
+
+def test_connection_refused_is_temporary_failure(make_portier):
+    url = f"http://127.0.0.1:{closed_port()}/auth"
+
+    class Dead:
+        pass
+    dead = Dead()
+    dead.url = url
+    px = start_portier(make_portier, dead, listeners=(Listener("imap", "none"),))
+    r = imap_login(px.port("imap"), "user1", P1)
+    assert r.startswith(b"a NO [UNAVAILABLE]"), r
+    px.log.wait_for(r"connect\(\) failed")
+
+
+def test_unix_socket_url(make_portier, dovecot, tmp_path):
+    """unix:/path:/uri — Host: localhost, same request otherwise."""
+    import socketserver
+    import threading
+    sock = tmp_path / "auth.sock"
+    got = []
+
+    class H(socketserver.StreamRequestHandler):
+        def handle(self):
+            data = b""
+            while not data.endswith(b"\r\n\r\n"):
+                data += self.rfile.readline()
+            got.append(data)
+            self.wfile.write(b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\n"
+                             b"Auth-Port: " + str(dovecot.ports["imap"]).encode() + b"\r\n\r\n")
+
+    srv = socketserver.ThreadingUnixStreamServer(str(sock), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        px = make_portier([], listeners=(Listener("imap", "none"),),
+                          extra_toml=portier_passdb_toml(f"unix:{sock}:/mail-auth"))
+        assert imap_login(px.port("imap"), "user1", P1).startswith(b"a OK")
+        assert got[0].startswith(b"GET /mail-auth HTTP/1.0\r\nHost: localhost\r\n")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_slow_service_times_out_without_stalling_the_worker(make_portier, dovecot, svc):
+    """The service hangs: the login gets a temporary failure after the
+    passdb's timeout, and a passwd-file user on the SAME (only) worker keeps
+    its latency meanwhile."""
+    svc.default = lambda rec: HANG
+    px = start_portier(make_portier, svc, listeners=(Listener("imap", "none"),),
+                       users=[User("local", "local-pw-x1", proxy(dovecot.ports["imap"]))],
+                       settings={"server": {"workers": 1}}, timeout="2s")
+    port = px.port("imap")
+
+    def local_mismatch() -> float:
+        # passwd-file answers inline; a wrong password ends at portier.
+        t = time.monotonic()
+        assert imap_login(port, "local", "wrong").startswith(b"a NO")
+        return time.monotonic() - t
+
+    base = statistics.median(local_mismatch() for _ in range(5))
+    with Line(port) as slow:
+        slow.line()
+        t0 = time.monotonic()
+        slow.send(f"a AUTHENTICATE PLAIN {b64plain('user1', P1)}\r\n")
+        svc.wait_requests(1)
+        during = [local_mismatch() for _ in range(10)]
+        r = slow.until(lambda l: l.startswith(b"a "))[-1]
+        waited = time.monotonic() - t0
+    assert r.startswith(b"a NO [UNAVAILABLE]"), r
+    assert 1.9 <= waited < 5, waited
+    assert max(during) < base + 0.25, (base, during)
+    px.log.wait_for(r"auth_http .*: timed out")
+
+
+# ----------------------------------------------------------------- static
+def test_static_passdb_proxies_everyone(make_portier, dovecot):
+    """`fields = "proxy host=... port=... nopassword"`: any user goes to the
+    backend, which checks the password."""
+    px = make_portier([], listeners=(Listener("imap", "none"),),
+                      extra_toml=("[[passdb]]\ndriver = \"static\"\n"
+                                  f"fields = \"proxy host=127.0.0.1 port={dovecot.ports['imap']} "
+                                  "nopassword\"\n"))
+    mark = dovecot.log.mark()
+    assert imap_login(px.port("imap"), "user3", BACKEND_USERS["user3"]).startswith(b"a OK")
+    dovecot.log.wait_for(r"imap-login: Info: Login: user=<user3>", since=mark)
+    assert imap_login(px.port("imap"), "user3", "wrong").startswith(b"a NO")

@@ -136,12 +136,12 @@ def dovecot_routes(dovecot, password_check: bool = True):
 
 
 # ------------------------------------------------------- nginx compatibility
-@pytest.mark.skipif(not nginx_available(), reason="nginx mail module not installed")
 def test_request_is_nginx_byte_for_byte_and_both_reach_dovecot(tmp_path, make_portier, dovecot,
                                                                svc):
     """Same service, same logins through nginx and portier: identical request
     bytes (header set and order, %XX escaping of hostile names, smtp's
     Client-Host), and both proxies log in to the real Dovecot with its answer."""
+    assert nginx_available(), "nginx-core + libnginx-mod-mail missing: run scripts/install-deps.sh"
     svc.default = dovecot_routes(dovecot)
     svc.check_password = {"user1": P1, "user2": P2}
     ng = NginxMail(tmp_path / "nginx", svc.url, headers={"X-Auth-Key": API_KEY}).start()

@@ -421,7 +421,8 @@ net::Task<Exchange> exchange(typename Socket::endpoint_type ep, const std::strin
 net::Task<Exchange> ask(const Settings& s, const std::string& request) {
   if (s.url.unix_socket) {
     using Local = asio::local::stream_protocol;
-    co_return co_await exchange<Local::socket>(Local::endpoint(s.url.path), request, s.timeout);
+    const Local::endpoint ep(s.url.path);  // named: GCC 12 and temporaries in co_await
+    co_return co_await exchange<Local::socket>(ep, request, s.timeout);
   }
   using Tcp = asio::ip::tcp;
   asio::error_code ec;
@@ -442,7 +443,8 @@ net::Task<Exchange> ask(const Settings& s, const std::string& request) {
     }
     addr = results.begin()->endpoint().address();
   }
-  co_return co_await exchange<Tcp::socket>(Tcp::endpoint(addr, s.url.port), request, s.timeout);
+  const Tcp::endpoint ep(addr, s.url.port);
+  co_return co_await exchange<Tcp::socket>(ep, request, s.timeout);
 }
 
 Lookup temp_fail(const Settings& s, std::string why) {

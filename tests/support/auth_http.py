@@ -50,7 +50,9 @@ class Recorded:
 
 
 def decode(v: str) -> str:
-    return urllib.parse.unquote_to_bytes(v).decode("utf-8", "surrogateescape")
+    # http.server hands header values over as latin-1 text of the raw bytes.
+    raw = v.encode("latin-1", "surrogateescape")
+    return urllib.parse.unquote_to_bytes(raw).decode("utf-8", "surrogateescape")
 
 
 def ok(port: int, host: str = "127.0.0.1", **extra: str) -> list[tuple[str, str]]:

@@ -364,7 +364,7 @@ struct Exchange {
 
 template <class Socket>
 net::Task<void> talk(std::shared_ptr<Conn<Socket>> c, typename Socket::endpoint_type ep,
-                     const std::string& request, Exchange& out) {
+                     std::string_view request, Exchange& out) {
   auto [cec] = co_await c->sock.async_connect(ep, net::use_nothrow);
   if (cec) {
     out.error = "connect() failed: " + cec.message();
@@ -398,7 +398,7 @@ net::Task<void> talk(std::shared_ptr<Conn<Socket>> c, typename Socket::endpoint_
 }
 
 template <class Socket>
-net::Task<Exchange> exchange(typename Socket::endpoint_type ep, const std::string& request,
+net::Task<Exchange> exchange(typename Socket::endpoint_type ep, std::string_view request,
                              std::chrono::milliseconds timeout) {
   auto ex = co_await asio::this_coro::executor;
   auto c = std::make_shared<Conn<Socket>>(ex);
@@ -418,7 +418,7 @@ net::Task<Exchange> exchange(typename Socket::endpoint_type ep, const std::strin
   co_return out;
 }
 
-net::Task<Exchange> ask(const Settings& s, const std::string& request) {
+net::Task<Exchange> ask(const Settings& s, std::string_view request) {
   if (s.url.unix_socket) {
     using Local = asio::local::stream_protocol;
     const Local::endpoint ep(s.url.path);  // named: GCC 12 and temporaries in co_await
@@ -471,64 +471,60 @@ AuthHttp::AuthHttp(config::Passdb cfg)
       default_fields_(parse_extra_fields(cfg_.default_fields)),
       override_fields_(parse_extra_fields(cfg_.override_fields)) {}
 
-net::Task<Lookup> AuthHttp::lookup(const Request& req) {
-  // The settings outlive this lookup even when a reload replaces the passdb.
-  std::shared_ptr<const Settings> s = settings_;
-  const auto defaults = default_fields_;
-  const auto overrides = override_fields_;
-  if (req.lookup_only) {
-    Lookup l = temp_fail(*s, "cannot look a user up without a password (nginx protocol)");
-    co_return l;
-  }
-  core::Secret request(build_request(req, *s));
-  std::string request_text(request.view());
+namespace {
+
+// Asks until the answer is not WAIT (bounded). Transport and response errors
+// come back as Kind::Error. Both references outlive the call (the caller
+// awaits it); the request holds the password, so it stays in a Secret.
+net::Task<Decision> consult(const Settings& s, const core::Secret& request) {
   Decision d;
+  const std::string_view text = request.view();
   for (int attempt = 0;; ++attempt) {
-    Exchange x = co_await ask(*s, request_text);
+    Exchange x = co_await ask(s, text);
     if (!x.error.empty()) {
       core::secure_zero(x.response);
-      core::secure_zero(request_text);
-      Lookup l = temp_fail(*s, x.error);
-      co_return l;
+      d.kind = Decision::Kind::Error;
+      d.error = std::move(x.error);
+      co_return d;
     }
     Response r = parse_response(x.response);
     core::secure_zero(x.response);
     if (r.state != Response::State::Complete) {
-      core::secure_zero(request_text);
-      Lookup l = temp_fail(*s, "sent invalid response: " + r.error);
-      co_return l;
+      d.kind = Decision::Kind::Error;
+      d.error = "sent invalid response: " + r.error;
+      co_return d;
     }
     d = decide(r);
     for (auto& [k, v] : r.headers) core::secure_zero(v);
-    if (d.kind != Decision::Kind::Wait) break;
+    if (d.kind != Decision::Kind::Wait) co_return d;
     if (attempt >= kMaxWaitRetries) {
-      core::secure_zero(request_text);
-      Lookup l = temp_fail(*s, "still WAIT after " + std::to_string(kMaxWaitRetries) + " retries");
-      co_return l;
+      d.kind = Decision::Kind::Error;
+      d.error = "still WAIT after " + std::to_string(kMaxWaitRetries) + " retries";
+      co_return d;
     }
     co_await sleep_for(d.wait);
   }
-  core::secure_zero(request_text);
+}
 
+}  // namespace
+
+Lookup AuthHttp::answer(const Request& req, Decision& d) const {
   Lookup l;
   l.passdb = kName;
   l.reply.user = std::string(req.user);
   switch (d.kind) {
     case Decision::Kind::Error:
     case Decision::Kind::Wait:
-      l = temp_fail(*s, d.error);
-      co_return l;
+      return temp_fail(*settings_, d.error);
     case Decision::Kind::Fail:
-      // nginx: wait Auth-Wait seconds, then show the text; the client may retry.
-      co_await sleep_for(d.wait);
       l.result = Result::Mismatch;
       l.reply.set("reason", d.text);
       l.error = "auth_http: Auth-Status: " + d.text;
-      co_return l;
+      return l;
     case Decision::Kind::Ok:
       break;
   }
-  for (const auto& [k, v] : defaults) l.reply.set(k, v);
+  for (const auto& [k, v] : default_fields_) l.reply.set(k, v);
   l.reply.set("proxy", "");
   l.reply.set("host", d.server);
   l.reply.set("port", std::to_string(d.port));
@@ -537,9 +533,23 @@ net::Task<Lookup> AuthHttp::lookup(const Request& req) {
     l.reply.set("pass", *d.pass);
     core::secure_zero(*d.pass);
   }
-  for (const auto& [k, v] : overrides) l.reply.set(k, v);
+  for (const auto& [k, v] : override_fields_) l.reply.set(k, v);
   l.result = Result::Ok;
-  co_return l;
+  return l;
+}
+
+net::Task<Lookup> AuthHttp::lookup(const Request& req) {
+  if (req.lookup_only) {
+    Lookup l = temp_fail(*settings_, "cannot look a user up without a password (nginx protocol)");
+    co_return l;
+  }
+  std::string text = build_request(req, *settings_);
+  core::Secret request(text);
+  core::secure_zero(text);
+  Decision d = co_await consult(*settings_, request);
+  // nginx: a failure waits Auth-Wait seconds, then shows the text.
+  if (d.kind == Decision::Kind::Fail) co_await sleep_for(d.wait);
+  co_return answer(req, d);
 }
 
 std::shared_ptr<Passdb> make(const config::Passdb& cfg, std::string& error) {

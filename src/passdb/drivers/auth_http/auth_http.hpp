@@ -135,6 +135,8 @@ class AuthHttp final : public Passdb {
   const Settings& settings() const { return *settings_; }
 
  private:
+  /// The passdb answer for a final decision (not Wait).
+  Lookup answer(const Request& req, Decision& d) const;
   config::Passdb cfg_;
   std::shared_ptr<const Settings> settings_;
   std::vector<std::pair<std::string, std::string>> default_fields_;

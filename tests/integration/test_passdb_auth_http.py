@@ -20,6 +20,7 @@ import time
 import pytest
 
 from tests.support.accounts import BACKEND_USERS
+from tests.support.imap_client import client_ssl_context
 from tests.support.auth_http import (CLOSE_MID, HANG, AuthHttpService, NginxMail, fail,
                                      nginx_available, ok, portier_passdb_toml)
 from tests.support.portier import Listener, User, proxy
@@ -181,6 +182,46 @@ def test_request_is_nginx_byte_for_byte_and_both_reach_dovecot(tmp_path, make_po
         ng.stop()
 
 
+def test_tls_and_crlf_requests_match_nginx(tmp_path, make_portier, certs, svc):
+    """Implicit-TLS IMAP (Auth-SSL, -Protocol, -Cipher) and a user name with
+    CR/LF that tries to inject a header: same bytes from nginx and portier,
+    the injection stays inside Auth-User (%0D%0A)."""
+    assert nginx_available(), "nginx-core + libnginx-mod-mail missing: run scripts/install-deps.sh"
+    svc.default = lambda rec: fail("Invalid login or password")
+    ng = NginxMail(tmp_path / "nginx", svc.url, headers={"X-Auth-Key": API_KEY},
+                   certs=certs).start()
+    try:
+        px = start_portier(make_portier, svc, listeners=(Listener("imap", "none"),
+                                                         Listener("imap", "implicit")))
+        ctx = client_ssl_context(certs.ca)
+
+        def tls_login(port: int) -> bytes:
+            raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as t:
+                f = t.makefile("rb")
+                f.readline()
+                t.sendall(f"a AUTHENTICATE PLAIN {b64plain('tlsuser', 'pw')}\r\n".encode())
+                return f.readline()
+
+        evil = b"evil\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1"
+        for login in (tls_login, lambda port: imap_login(port, evil, "pw")):
+            n = len(svc.requests)
+            assert login(ng.ports["imaps" if login is tls_login else "imap"]).startswith(b"a NO")
+            assert login(px.port("imap", "implicit" if login is tls_login else "none")
+                         ).startswith(b"a NO")
+            reqs = svc.wait_requests(n + 2)
+            assert reqs[n + 1].raw == reqs[n].raw, "requests differ"
+        tls_req = svc.requests[1]
+        assert tls_req.header("Auth-SSL") == "on"
+        assert tls_req.header("Auth-SSL-Protocol") == "TLSv1.3"
+        assert tls_req.header("Auth-SSL-Cipher")
+        crlf = svc.requests[3]
+        assert b"Auth-User: evil%0D%0AAuth-Status:%20OK%0D%0AAuth-Server:%20127.0.0.1\r\n" in crlf.raw
+        assert crlf.user.encode() == evil
+    finally:
+        ng.stop()
+
+
 # ------------------------------------------------------------- protocols
 def test_ok_routes_every_protocol_to_dovecot(make_portier, dovecot, svc):
     svc.default = dovecot_routes(dovecot)
@@ -195,7 +236,8 @@ def test_ok_routes_every_protocol_to_dovecot(make_portier, dovecot, svc):
     assert all(r.header("X-Auth-Key") == API_KEY for r in svc.requests)
     for svc_name in ("imap-login", "pop3-login", "submission-login", "managesieve-login"):
         dovecot.log.wait_for(rf"{svc_name}: Info: Login: user=<user1>")
-    assert API_KEY not in px.log.text()
+    text = px.log.text()
+    assert API_KEY not in text and P1 not in text  # neither the API key nor the password is logged
 
 
 def test_failure_text_is_shown_per_protocol(make_portier, svc):

@@ -196,6 +196,7 @@ class NginxMail:
     workdir: Path
     auth_url: str
     headers: dict[str, str] = field(default_factory=dict)
+    certs: object | None = None  # tests.support.certs.Certs: adds an implicit-TLS IMAP listener
     ports: dict[str, int] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
 
@@ -204,6 +205,12 @@ class NginxMail:
         for proto in ("imap", "pop3", "smtp"):
             self.ports[proto] = free_port()
         extra = "".join(f"  auth_http_header {k} {v};\n" for k, v in self.headers.items())
+        tls = ""
+        if self.certs is not None:
+            self.ports["imaps"] = free_port()
+            tls = (f"  server {{ listen 127.0.0.1:{self.ports['imaps']} ssl; protocol imap;\n"
+                   f"    ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate {self.certs.cert};\n"
+                   f"    ssl_certificate_key {self.certs.key}; }}\n")
         url = self.auth_url.removeprefix("http://")
         conf = self.workdir / "nginx.conf"
         conf.write_text(f"""\
@@ -226,7 +233,7 @@ mail {{
   server {{ listen 127.0.0.1:{self.ports['imap']}; protocol imap; }}
   server {{ listen 127.0.0.1:{self.ports['pop3']}; protocol pop3; }}
   server {{ listen 127.0.0.1:{self.ports['smtp']}; protocol smtp; }}
-}}
+{tls}}}
 """)
         self.proc = subprocess.Popen([NGINX, "-p", str(self.workdir), "-c", str(conf),
                                       "-e", str(self.workdir / "error.log")],

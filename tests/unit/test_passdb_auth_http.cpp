@@ -6,6 +6,7 @@
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
 
+#include "login/auth_flow.hpp"
 #include "passdb/drivers/auth_http/auth_http.hpp"
 #include "passdb/drivers/static/static.hpp"
 #include "passdb/registry.hpp"
@@ -273,4 +274,44 @@ TEST(StaticPassdb, Answers) {
   r = load("driver = \"static\"\nfields = \"proxy host=10.0.0.5\"\n");
   db = static_db::make(r.config->passdbs[0], err);
   EXPECT_EQ(db->lookup_inline(request("u", "x"))->result, Result::Mismatch);
+}
+
+// The engine shows a failed lookup's `reason` (auth_http's Auth-Status text)
+// to the client and still counts it as a failed login.
+TEST(AuthHttpVerdict, FailureTextReachesTheClientReply) {
+  const login::Protocol imap{"imap", "imap-login", 143, 993, nullptr};
+  Lookup l;
+  l.result = Result::Mismatch;
+  l.reply.set("reason", "Invalid login or password");
+  auto v = login::judge(l, imap);
+  EXPECT_FALSE(v.proxy);
+  EXPECT_TRUE(v.failed_login);
+  EXPECT_EQ(v.reply, login::AuthFailure::Failed);
+  EXPECT_EQ(v.reason, "Invalid login or password");
+  l.reply.fields.clear();
+  EXPECT_EQ(login::judge(l, imap).reason, "");
+}
+
+// OK answers become proxy fields the engine proxies with, and a non-empty
+// Auth-Pass replaces the client's password towards the backend.
+TEST(AuthHttpVerdict, OkBecomesProxyFields) {
+  auto r = load("driver = \"auth_http\"\nurl = \"http://127.0.0.1:9/auth\"\n"
+                "override_fields = \"starttls=yes\"\n");
+  ASSERT_TRUE(r.errors.empty());
+  std::string err;
+  auto db = ah::make(r.config->passdbs[0], err);
+  auto* http = dynamic_cast<ah::AuthHttp*>(db.get());
+  ASSERT_TRUE(http);
+  ah::Decision d = ah::decide(ah::parse_response(
+      "Auth-Status: OK\r\nAuth-Server: 10.1.2.3\r\nAuth-Port: 1143\r\nAuth-User: real\r\nAuth-Pass: tok\r\n\r\n"));
+  Lookup l = http->answer_for_test(request("alias", "pw"), d);
+  EXPECT_EQ(l.result, Result::Ok);
+  const login::Protocol imap{"imap", "imap-login", 143, 993, nullptr};
+  auto v = login::judge(l, imap);
+  ASSERT_TRUE(v.proxy);
+  EXPECT_EQ(v.fields.host, "10.1.2.3");
+  EXPECT_EQ(v.fields.port, 1143);
+  EXPECT_EQ(v.fields.destuser, "real");
+  EXPECT_EQ(*v.fields.pass, "tok");
+  EXPECT_EQ(v.fields.tls, BackendTls::StartTls);
 }

@@ -133,6 +133,8 @@ class AuthHttp final : public Passdb {
   net::Task<Lookup> lookup(const Request& req) override;
 
   const Settings& settings() const { return *settings_; }
+  /// The Lookup for a final decision (unit tests).
+  Lookup answer_for_test(const Request& req, Decision& d) const { return answer(req, d); }
 
  private:
   /// The passdb answer for a final decision (not Wait).

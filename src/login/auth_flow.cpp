@@ -34,6 +34,7 @@ AuthVerdict judge(const passdb::Lookup& lookup, const Protocol& protocol) {
       v.refused = lookup.result == passdb::Result::Mismatch ? Why::Mismatch : Why::UnknownUser;
       // A passdb's own failure text (auth_http's Auth-Status) for the client.
       if (auto r = lookup.reply.get("reason")) v.reason = *r;
+      v.disconnect = lookup.disconnect;
       return v;
   }
   auto pf = passdb::parse_proxy_fields(lookup.reply, protocol.default_port,

@@ -37,6 +37,7 @@ struct AuthVerdict {
   std::string log_error;                // TempFail reason / proxy config error for the log
   bool config_error = false;            // log_error is a `proxy(user): …` error
   bool aborted = false;                 // shutdown / login timeout during the lookup
+  bool disconnect = false;              // failed: end the connection after the reply (Lookup::disconnect)
   passdb::ProxyFields fields;
 };
 

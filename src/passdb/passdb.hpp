@@ -48,6 +48,9 @@ struct Lookup {
   /// "ldap" ...): the engine's `auth:` lines read `<passdb>(user,ip,<session>)`.
   /// Static storage (the registry's driver table).
   std::string_view passdb;
+  /// A failed login after which the connection ends (auth_http's failure
+  /// without Auth-Wait, as nginx does); otherwise the client may retry.
+  bool disconnect = false;
 };
 
 /// One authentication request: everything a driver may use (for queries,

@@ -248,6 +248,12 @@ def test_failure_text_is_shown_per_protocol(make_portier, svc):
     assert smtp_login(px.port("submission"), "u", "p") == b"535 5.7.8 Go away, smtp\r\n"
     assert sieve_login(px.port("managesieve"), "u", "p").startswith(b'NO "Go away, managesieve"')
     px.log.wait_for(r"auth_http\(u,127\.0\.0\.1,.*Password mismatch")
+    # Without Auth-Wait nginx closes the connection after the reply; so does portier.
+    with Line(px.port("imap")) as c:
+        c.line()
+        assert imap_login(0, "u", "p", c) == b"a NO [ALERT] Go away, imap\r\n"
+        assert c.line() == b"", "connection still open after a failure without Auth-Wait"
+    px.log.wait_for(r"Disconnected: Authentication failed \(auth failed, 1 attempts")
 
 
 def test_auth_wait_delays_and_keeps_connection(make_portier, dovecot, svc):

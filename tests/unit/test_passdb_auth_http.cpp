@@ -288,6 +288,9 @@ TEST(AuthHttpVerdict, FailureTextReachesTheClientReply) {
   EXPECT_TRUE(v.failed_login);
   EXPECT_EQ(v.reply, login::AuthFailure::Failed);
   EXPECT_EQ(v.reason, "Invalid login or password");
+  EXPECT_FALSE(v.disconnect);
+  l.disconnect = true;  // auth_http failure without Auth-Wait
+  EXPECT_TRUE(login::judge(l, imap).disconnect);
   l.reply.fields.clear();
   EXPECT_EQ(login::judge(l, imap).reason, "");
 }
@@ -304,6 +307,10 @@ TEST(AuthHttpVerdict, OkBecomesProxyFields) {
   ASSERT_TRUE(http);
   ah::Decision d = ah::decide(ah::parse_response(
       "Auth-Status: OK\r\nAuth-Server: 10.1.2.3\r\nAuth-Port: 1143\r\nAuth-User: real\r\nAuth-Pass: tok\r\n\r\n"));
+  ah::Decision fail_now = ah::decide(ah::parse_response("Auth-Status: No\r\n\r\n"));
+  EXPECT_TRUE(http->answer_for_test(request("u", "p"), fail_now).disconnect);
+  ah::Decision fail_wait = ah::decide(ah::parse_response("Auth-Status: No\r\nAuth-Wait: 1\r\n\r\n"));
+  EXPECT_FALSE(http->answer_for_test(request("u", "p"), fail_wait).disconnect);
   Lookup l = http->answer_for_test(request("alias", "pw"), d);
   EXPECT_EQ(l.result, Result::Ok);
   const login::Protocol imap{"imap", "imap-login", 143, 993, nullptr};

@@ -520,6 +520,7 @@ Lookup AuthHttp::answer(const Request& req, Decision& d) const {
       l.result = Result::Mismatch;
       l.reply.set("reason", d.text);
       l.error = "auth_http: Auth-Status: " + d.text;
+      l.disconnect = d.wait.count() == 0;  // nginx keeps the connection only with Auth-Wait
       return l;
     case Decision::Kind::Ok:
       break;

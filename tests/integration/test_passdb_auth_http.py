@@ -222,6 +222,69 @@ def test_tls_and_crlf_requests_match_nginx(tmp_path, make_portier, certs, svc):
         ng.stop()
 
 
+def test_every_cleartext_login_form_is_auth_method_plain_like_nginx(tmp_path, make_portier, svc):
+    """IMAP LOGIN and AUTHENTICATE LOGIN, POP3 USER/PASS, SMTP AUTH LOGIN:
+    nginx sends Auth-Method: plain for all of them; portier's requests are
+    the same bytes."""
+    assert nginx_available(), "nginx-core + libnginx-mod-mail missing: run scripts/install-deps.sh"
+    svc.default = lambda rec: fail("Invalid login or password")
+    ng = NginxMail(tmp_path / "nginx", svc.url, headers={"X-Auth-Key": API_KEY}).start()
+    b64 = lambda t: base64.b64encode(t.encode()).decode()
+
+    def imap_login_cmd(port):
+        with Line(port) as c:
+            c.line()
+            c.send('a LOGIN "form user" "form pass"\r\n')
+            return c.line()
+
+    def imap_auth_login(port):
+        with Line(port) as c:
+            c.line()
+            c.send("a AUTHENTICATE LOGIN\r\n")
+            c.line()
+            c.send(b64("form user") + "\r\n")
+            c.line()
+            c.send(b64("form pass") + "\r\n")
+            return c.line()
+
+    def pop3_user_pass(port):
+        with Line(port) as c:
+            c.line()
+            c.send("USER form user\r\n")
+            c.line()
+            c.send("PASS form pass\r\n")
+            return c.line()
+
+    def smtp_auth_login(port):
+        with Line(port) as c:
+            c.until(lambda l: l[3:4] == b" ")
+            c.send("EHLO client.test\r\n")
+            c.until(lambda l: l[3:4] == b" ")
+            c.send("AUTH LOGIN\r\n")
+            c.line()
+            c.send(b64("form user") + "\r\n")
+            c.line()
+            c.send(b64("form pass") + "\r\n")
+            return c.line()
+
+    try:
+        px = start_portier(make_portier, svc,
+                           listeners=(Listener("imap", "none"), Listener("pop3", "none"),
+                                      Listener("submission", "none")))
+        for proto, login in (("imap", imap_login_cmd), ("imap", imap_auth_login),
+                             ("pop3", pop3_user_pass), ("smtp", smtp_auth_login)):
+            n = len(svc.requests)
+            nginx_reply = login(ng.ports[proto])
+            portier_reply = login(px.port("submission" if proto == "smtp" else proto))
+            reqs = svc.wait_requests(n + 2)
+            assert reqs[n].header("Auth-Method") == "plain", (proto, login.__name__)
+            assert reqs[n + 1].raw == reqs[n].raw, f"{login.__name__}: requests differ"
+            assert reqs[n + 1].user == "form user" and reqs[n + 1].password == "form pass"
+            assert nginx_reply[:1] in (b"a", b"-", b"5") and portier_reply[:1] == nginx_reply[:1]
+    finally:
+        ng.stop()
+
+
 # ------------------------------------------------------------- protocols
 def test_ok_routes_every_protocol_to_dovecot(make_portier, dovecot, svc):
     svc.default = dovecot_routes(dovecot)
@@ -276,6 +339,20 @@ def test_auth_wait_delays_and_keeps_connection(make_portier, dovecot, svc):
         assert r2.startswith(b"a OK"), r2
     attempts = [r.header("Auth-Login-Attempt") for r in svc.wait_requests(2)]
     assert attempts == ["1", "2"]
+
+
+def test_client_ip_is_the_trusted_upstreams_forwarded_address(make_portier, svc):
+    """A trusted upstream (loopback is in trusted_networks) forwards the end
+    client's address with IMAP ID: Client-IP carries it, as nginx's Client-IP
+    carries a trusted PROXY header's source."""
+    svc.default = lambda rec: fail("no")
+    px = start_portier(make_portier, svc, listeners=(Listener("imap", "none"),))
+    with Line(px.port("imap")) as c:
+        c.line()
+        c.send('i ID ("x-originating-ip" "192.0.2.9" "x-originating-port" "4711")\r\n')
+        c.until(lambda l: l.startswith(b"i "))
+        assert imap_login(0, "u", "p", c).startswith(b"a NO")
+    assert svc.wait_requests(1)[0].header("Client-IP") == "192.0.2.9"
 
 
 def test_wait_status_asks_again(make_portier, dovecot, svc):

@@ -319,6 +319,23 @@ def test_failure_text_is_shown_per_protocol(make_portier, svc):
     px.log.wait_for(r"Disconnected: Authentication failed \(auth failed, 1 attempts")
 
 
+def test_smtp_auth_error_code_like_nginx(tmp_path, make_portier, svc):
+    """Auth-Error-Code sets the SMTP reply code of a failure, as nginx: the
+    same reply from both; a 2xx/3xx code is never used (no fake success)."""
+    assert nginx_available(), "nginx-core + libnginx-mod-mail missing: run scripts/install-deps.sh"
+    codes = {"tmp": "451 4.3.0", "fake": "235 2.7.0"}
+    svc.default = lambda rec: fail("Try again later", Auth_Error_Code=codes[rec.user])
+    ng = NginxMail(tmp_path / "nginx", svc.url).start()
+    try:
+        px = start_portier(make_portier, svc, listeners=(Listener("submission", "none"),))
+        nginx_reply = smtp_login(ng.ports["smtp"], "tmp", "p")
+        assert nginx_reply == b"451 4.3.0 Try again later\r\n"
+        assert smtp_login(px.port("submission"), "tmp", "p") == nginx_reply
+        assert smtp_login(px.port("submission"), "fake", "p") == b"535 5.7.8 Try again later\r\n"
+    finally:
+        ng.stop()
+
+
 def test_auth_wait_delays_and_keeps_connection(make_portier, dovecot, svc):
     """Failure + Auth-Wait: 1 -> reply after >= 1 s, connection kept; the
     retry carries Auth-Login-Attempt: 2 and logs in."""

@@ -178,6 +178,13 @@ TEST(AuthHttpResponse, Decisions) {
   EXPECT_EQ(d.kind, K::Fail);
   EXPECT_EQ(d.text, "Invalid login or password");
   EXPECT_EQ(d.wait.count(), 3);
+  EXPECT_EQ(d.error_code, "");
+  d = ah::decide(ah::parse_response("Auth-Status: Later\r\nAuth-Error-Code: 451 4.3.0\r\n\r\n"));
+  EXPECT_EQ(d.error_code, "451 4.3.0");
+  d = ah::decide(ah::parse_response("Auth-Status: Later\r\nAuth-Error-Code: 235 2.7.0\r\n\r\n"));
+  EXPECT_EQ(d.error_code, "");  // never a success code
+  d = ah::decide(ah::parse_response("Auth-Status: Later\r\nAuth-Error-Code: 451 5.3.0\r\n\r\n"));
+  EXPECT_EQ(d.error_code, "");
   d = ah::decide(ah::parse_response("Auth-Status: ok\r\n\r\n"));  // case-sensitive OK
   EXPECT_EQ(d.kind, K::Fail);
   d = ah::decide(ah::parse_response("Auth-Status: No\r\nAuth-Wait: 100000\r\n\r\n"));

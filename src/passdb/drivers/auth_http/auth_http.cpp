@@ -316,6 +316,13 @@ Decision decide(const Response& r) {
     d.kind = Decision::Kind::Fail;
     d.text = std::string(*status);
     d.wait = wait_of();
+    // nginx's SMTP reply code for the failure, e.g. "451 4.3.0" (4xx/5xx only).
+    if (auto code = r.get("auth-error-code"); code && code->size() >= 9) {
+      const std::string_view c = *code;
+      const bool ok = (c[0] == '4' || c[0] == '5') && c.find_first_not_of("0123456789. ") == std::string_view::npos &&
+                      c[3] == ' ' && c[4] == c[0] && c[5] == '.';
+      if (ok) d.error_code = std::string(c);
+    }
     return d;
   }
   auto server = r.get("auth-server");
@@ -518,7 +525,12 @@ Lookup AuthHttp::answer(const Request& req, Decision& d) const {
       return temp_fail(*settings_, d.error);
     case Decision::Kind::Fail:
       l.result = Result::Mismatch;
-      l.reply.set("reason", d.text);
+      // Submission: Auth-Error-Code leads the text, and the frontend sends it
+      // instead of its own 535 5.7.8.
+      if (!d.error_code.empty() && auth_protocol(req.protocol, *settings_) == "smtp")
+        l.reply.set("reason", d.error_code + " " + d.text);
+      else
+        l.reply.set("reason", d.text);
       l.error = "auth_http: Auth-Status: " + d.text;
       l.disconnect = d.wait.count() == 0;  // nginx keeps the connection only with Auth-Wait
       return l;

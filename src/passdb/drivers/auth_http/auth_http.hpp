@@ -117,6 +117,7 @@ struct Decision {
   std::optional<std::string> user;     ///< Ok: Auth-User (backend login name)
   std::optional<std::string> pass;     ///< Ok: Auth-Pass (backend password)
   std::string text;                    ///< Fail: the Auth-Status text
+  std::string error_code;              ///< Fail: a valid Auth-Error-Code ("451 4.3.0"), else ""
   std::chrono::seconds wait{0};        ///< Fail / Wait: Auth-Wait (clamped)
   std::string error;                   ///< Error: reason for the log
 };

@@ -111,9 +111,9 @@ def sieve_login(port: int, user: str, password: str) -> bytes:
 
 
 def start_portier(make_portier, svc: AuthHttpService, listeners=ALL, users=(), settings=None,
-                  **keys):
+                  env=None, **keys):
     keys.setdefault("headers", {"X-Auth-Key": API_KEY})
-    return make_portier(list(users), listeners=listeners, settings=settings,
+    return make_portier(list(users), listeners=listeners, settings=settings, env=env,
                         extra_toml=portier_passdb_toml(svc.url, **keys))
 
 
@@ -514,3 +514,34 @@ def test_static_passdb_proxies_everyone(make_portier, dovecot):
     assert imap_login(px.port("imap"), "user3", BACKEND_USERS["user3"]).startswith(b"a OK")
     dovecot.log.wait_for(r"imap-login: Info: Login: user=<user3>", since=mark)
     assert imap_login(px.port("imap"), "user3", "wrong").startswith(b"a NO")
+
+
+# ----------------------------------------------------------------- secrets
+@pytest.mark.parametrize("wipe", [True, False], ids=["wiped", "no-wipe-control"])
+def test_no_copy_of_the_password_in_memory(make_portier, make_fake, svc, wipe):
+    """After an auth_http login the password (and the escaped request that
+    carried it) is gone from portier's memory while the session relays. The
+    control run with wiping disabled (PORTIER_TEST_NO_WIPE) must find it."""
+    import secrets as pysecrets
+
+    from test_secret_memory import memory_hits  # same scan as issue 9's test
+    from tests.support import backend_scripts as bs
+    pw = "Ht7p-" + pysecrets.token_hex(12) + " x"   # the space is escaped on the wire
+    fake = make_fake(bs.imap_login_ok())
+    svc.default = lambda rec: ok(fake.port)
+    px = start_portier(make_portier, svc, listeners=(Listener("imap", "none"),),
+                       settings={"server": {"workers": 1}},
+                       env={} if wipe else {"PORTIER_TEST_NO_WIPE": "1"})
+    with Line(px.port("imap")) as c:
+        c.line()
+        assert imap_login(0, "memscan", pw, c).startswith(b"a OK")
+        px.log.wait_for(r"proxy\(memscan,.*Started proxying")
+        c.send("n NOOP\r\n")
+        assert c.until(lambda l: l.startswith(b"n "))[-1].startswith(b"n OK")
+        fake.wait_for_received(pw.encode())
+        escaped = pw.replace(" ", "%20").encode()
+        hits = memory_hits(px.proc.pid, [pw.encode(), escaped, b"Auth-Pass: " + escaped])
+    if wipe:
+        assert not any(hits.values()), hits
+    else:
+        assert any(hits.values()), "the scan found nothing even without wiping: it proves nothing"

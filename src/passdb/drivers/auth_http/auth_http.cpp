@@ -171,7 +171,7 @@ std::shared_ptr<const config::PassdbSettings> parse_settings(config::PassdbSecti
 std::string escape(std::string_view s) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
-  out.reserve(s.size());
+  out.reserve(s.size() * 3);  // never reallocates: no stray copies of a password
   for (unsigned char c : s) {
     if (c <= 0x20 || c == '%') {
       out += '%';
@@ -212,7 +212,12 @@ void header(std::string& out, std::string_view name, std::string_view value) {
 
 std::string build_request(const Request& req, const Settings& s) {
   std::string out;
-  out.reserve(256 + req.user.size() * 3 + req.password.size() * 3);
+  // Reserved up front so the buffer holding the password never reallocates
+  // (a reallocation would leave an unwiped copy behind).
+  size_t extra = s.url.uri.size() + s.url.host.size() + req.remote_ip.size() + req.tls_protocol.size() +
+                 req.tls_cipher.size() + req.mechanism.size() + s.protocol_managesieve.size();
+  for (const auto& [k, v] : s.headers) extra += k.size() + v.size() + 4;
+  out.reserve(512 + extra + req.user.size() * 3 + req.password.size() * 3);
   out += "GET ";
   out += s.url.uri;
   out += " HTTP/1.0\r\n";

@@ -401,6 +401,26 @@ def test_auth_user_and_pass_rewrite_backend_login(make_portier, dovecot, svc):
     assert P2 not in px.log.text()
 
 
+def test_sighup_switches_to_a_new_service_url(make_portier, dovecot, svc):
+    """A reload with a changed url (and header) applies to new logins."""
+    import signal
+    svc.default = lambda rec: fail("old service")
+    second = AuthHttpService(default=lambda rec: ok(dovecot.ports["imap"])).start()
+    try:
+        px = start_portier(make_portier, svc, listeners=(Listener("imap", "none"),))
+        assert b"old service" in imap_login(px.port("imap"), "user1", P1)
+        px.extra_toml = portier_passdb_toml(second.url, headers={"X-Auth-Key": "second-key-Qp2"})
+        px.write_config()
+        mark = px.log.mark()
+        px.signal(signal.SIGHUP)
+        px.log.wait_for(r"Config reloaded", since=mark)
+        assert imap_login(px.port("imap"), "user1", P1).startswith(b"a OK")
+        assert second.wait_requests(1)[0].header("X-Auth-Key") == "second-key-Qp2"
+        assert len(svc.requests) == 1
+    finally:
+        second.stop()
+
+
 # ----------------------------------------------------------------- faults
 @pytest.mark.parametrize("answer,log", [
     (b"this is not http\r\n\r\n", "invalid header in response"),

@@ -329,3 +329,14 @@ TEST(AuthHttpVerdict, OkBecomesProxyFields) {
   EXPECT_EQ(*v.fields.pass, "tok");
   EXPECT_EQ(v.fields.tls, BackendTls::StartTls);
 }
+
+TEST(AuthHttpLookup, HostNameIsResolvedOffTheLoop) {
+  auto r = load("driver = \"auth_http\"\nurl = \"http://localhost:1/auth\"\ntimeout = \"2s\"\n");
+  ASSERT_TRUE(r.errors.empty());
+  std::string err;
+  auto db = ah::make(r.config->passdbs[0], err);
+  auto l = run(*db, request("u", "p"));
+  EXPECT_EQ(l.result, Result::TempFail);
+  // Resolved (to a loopback address), then refused: the connect step failed.
+  EXPECT_NE(l.error.find("connect() failed"), std::string::npos) << l.error;
+}

@@ -444,10 +444,16 @@ net::Task<Exchange> ask(const Settings& s, std::string_view request) {
                                      ec);
   if (ec) {
     // A host name: resolved per request (Asio's resolver thread, not this loop).
+    // Bounded by `timeout` too: the timer's handler shares the resolver.
     auto ex = co_await asio::this_coro::executor;
-    Tcp::resolver res(ex);
+    auto rs = std::make_shared<std::pair<Tcp::resolver, asio::steady_timer>>(ex, ex);
+    rs->second.expires_after(s.timeout);
+    rs->second.async_wait([rs](const asio::error_code& e) {
+      if (!e) rs->first.cancel();
+    });
     const std::string port = std::to_string(s.url.port);
-    auto [rec, results] = co_await res.async_resolve(s.url.host, port, net::use_nothrow);
+    auto [rec, results] = co_await rs->first.async_resolve(s.url.host, port, net::use_nothrow);
+    rs->second.cancel();
     if (rec || results.empty()) {
       Exchange out;
       out.error = "cannot resolve " + s.url.host + ": " + (rec ? rec.message() : "no address");

@@ -32,6 +32,16 @@ namespace {
 void append_clean(std::string& out, std::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
+    // Clean printable ASCII (nearly every message) is copied a run at a time.
+    size_t run = i;
+    while (run < s.size() && static_cast<unsigned char>(s[run]) >= 0x20 &&
+           static_cast<unsigned char>(s[run]) < 0x7f)
+      ++run;
+    if (run > i) {
+      out.append(s.data() + i, run - i);
+      i = run;
+      continue;
+    }
     unsigned char c = static_cast<unsigned char>(s[i]);
     if (c < 0x80) {
       out += (c < 0x20 || c == 0x7f) ? '?' : static_cast<char>(c);
@@ -62,11 +72,18 @@ void append_clean(std::string& out, std::string_view s) {
 
 void write(Level level, std::string_view service, std::string_view message) {
   if (!enabled(level)) return;
+  // The date is formatted once a second per thread (localtime_r and
+  // strftime cost more than the rest of the line).
+  thread_local std::time_t last = -1;
+  thread_local char date[32];
+  thread_local size_t dl = 0;
   std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&now, &tm);
-  char date[32];
-  size_t dl = std::strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S", &tm);
+  if (now != last) {
+    std::tm tm{};
+    localtime_r(&now, &tm);
+    dl = std::strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S", &tm);
+    last = now;
+  }
   std::string line;
   line.reserve(dl + service.size() + message.size() + 16);
   line.append(date, dl);

@@ -4,16 +4,13 @@
 #include <cstring>
 
 #include "login/counters.hpp"
+#include "net/address.hpp"
 
 namespace portier::login {
 
 using log::Level;
 
-std::string addr_text(const asio::ip::address& a) {
-  if (a.is_v6() && a.to_v6().is_v4_mapped())
-    return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string();
-  return a.to_string();
-}
+std::string addr_text(const asio::ip::address& a) { return net::plain_text(a); }
 
 std::string log_session_id(std::string_view id) {
   std::string out;
@@ -131,7 +128,7 @@ std::string started_text(const SessionLog& l, const events::ProxyStarted& e) {
 }  // namespace
 
 void SessionLog::emit(const events::Event& ev, std::string_view state) {
-  Counters::local().count(service_, ev, state);
+  Counters::local().count(counters(), ev, state);
   std::visit(
       [&](const auto& e) {
         using T = std::decay_t<decltype(e)>;
@@ -200,7 +197,8 @@ void SessionLog::emit(const events::Event& ev, std::string_view state) {
 }
 
 void SessionLog::emit_relay_end(const LogContext& ctx, const relay::Result& r) {
-  Counters::local().count(ctx.service, events::RelayEnded{&r});
+  if (ctx.counters) Counters::local().count(*ctx.counters, events::RelayEnded{&r});
+  else Counters::local().count(ctx.service, events::RelayEnded{&r});
   render_relay_end(ctx, r);
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "login/counters.hpp"
 #include "login/events.hpp"
 #include "login/protocol.hpp"
 #include "log/log.hpp"
@@ -34,6 +35,7 @@ struct LogContext {
   std::string service;
   std::string prefix;    // "proxy(user,dest): "
   std::string elements;  // "user=<…>, method=…, rip=…, …"
+  Counters::Live* counters = nullptr;  // the worker's slot for `service` (the relay ends there too)
 };
 
 class SessionLog {
@@ -55,7 +57,9 @@ class SessionLog {
   /// The relay's end, after the session is gone.
   static void emit_relay_end(const LogContext& ctx, const relay::Result& r);
 
-  LogContext context() const { return {std::string(service_), proxy_prefix(), elements()}; }
+  LogContext context() const {
+    return {std::string(service_), proxy_prefix(), elements(), &counters()};
+  }
   const std::string& rip() const;
   const std::string& lip() const;
   std::string elements() const;
@@ -65,6 +69,11 @@ class SessionLog {
   void client_line(log::Level lvl, std::string_view msg) const;
   void proxy_line(log::Level lvl, std::string_view msg) const;
   void auth_line(log::Level lvl, std::string_view driver, std::string_view msg) const;
+  /// This worker's counter slot for the service, found once per session.
+  Counters::Live& counters() const {
+    if (!counters_) counters_ = &Counters::local().slot(service_);
+    return *counters_;
+  }
 
   std::string_view service_;
   const ClientInfo& ci_;
@@ -73,6 +82,7 @@ class SessionLog {
   std::string dest_;
   mutable asio::ip::address rip_for_, lip_for_;
   mutable std::string rip_text_, lip_text_;
+  mutable Counters::Live* counters_ = nullptr;
 };
 
 }  // namespace portier::login

@@ -6,6 +6,7 @@
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
 
+#include "app/registries.hpp"
 #include "login/auth_flow.hpp"
 #include "passdb/drivers/auth_http/auth_http.hpp"
 #include "passdb/drivers/static/static.hpp"
@@ -19,7 +20,7 @@ namespace {
 
 config::LoadResult load(const std::string& passdb) {
   return config::load_string("[[listener]]\nprotocol = \"imap\"\nport = 0\n[[passdb]]\n" + passdb,
-                             "/t/portier.toml", registry());
+                             "/t/portier.toml", app::registries());
 }
 
 ah::Settings settings(std::string url = "http://127.0.0.1:9000/auth") {

@@ -1,5 +1,7 @@
 #include "login/auth_flow.hpp"
 
+#include <openssl/ssl.h>
+
 #include "core/secure.hpp"
 #include "core/strings.hpp"
 
@@ -30,6 +32,9 @@ AuthVerdict judge(const passdb::Lookup& lookup, const Protocol& protocol) {
     case passdb::Result::UnknownUser:
       v.failed_login = true;
       v.refused = lookup.result == passdb::Result::Mismatch ? Why::Mismatch : Why::UnknownUser;
+      // A passdb's own failure text (auth_http's Auth-Status) for the client.
+      if (auto r = lookup.reply.get("reason")) v.reason = *r;
+      v.disconnect = lookup.disconnect;
       return v;
   }
   auto pf = passdb::parse_proxy_fields(lookup.reply, protocol.default_port,
@@ -103,6 +108,11 @@ Task<passdb::Lookup> AuthFlow::verify(const sasl::Credentials& c) {
   req.tls = ci_.tls;
   req.local_name = ci_.local_name;
   req.secured = ci_.secured();
+  req.login_attempt = attempt_;
+  if (ssl_ && ci_.tls) {
+    req.tls_protocol = SSL_get_version(ssl_);
+    if (const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl_)) req.tls_cipher = SSL_CIPHER_get_name(cipher);
+  }
   req.hashing = &pool_;
   co_return co_await snap_->passdbs.lookup(req);
 }

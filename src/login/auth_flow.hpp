@@ -23,6 +23,8 @@
 #include "passdb/passdb.hpp"
 #include "passdb/proxy_fields.hpp"
 
+struct ssl_st;
+
 namespace portier::login {
 
 /// What to do with a login attempt after local authentication.
@@ -35,6 +37,7 @@ struct AuthVerdict {
   std::string log_error;                // TempFail reason / proxy config error for the log
   bool config_error = false;            // log_error is a `proxy(user): …` error
   bool aborted = false;                 // shutdown / login timeout during the lookup
+  bool disconnect = false;              // failed: end the connection after the reply (Lookup::disconnect)
   passdb::ProxyFields fields;
 };
 
@@ -63,10 +66,14 @@ class FailureDelay {
 
 class AuthFlow {
  public:
+  /// `attempt`: this connection's login attempt number (1, 2, ...); `ssl`:
+  /// the client's TLS session or null (both for passdb requests, e.g.
+  /// auth_http's Auth-Login-Attempt and Auth-SSL-Protocol/Cipher).
   AuthFlow(std::shared_ptr<const Snapshot> snap, const Protocol& protocol, const ClientInfo& ci,
-           asio::thread_pool& pool, SessionLog& log, const Abort& abort)
+           asio::thread_pool& pool, SessionLog& log, const Abort& abort, unsigned attempt = 1,
+           const ssl_st* ssl = nullptr)
       : snap_(std::move(snap)), protocol_(protocol), ci_(ci), pool_(pool), log_(log),
-        abort_(abort) {}
+        abort_(abort), attempt_(attempt), ssl_(ssl) {}
 
   /// Authenticate `creds` locally and return the verdict; the `auth:` and
   /// `proxy(user): …` log lines of a refusal are emitted here.
@@ -81,6 +88,8 @@ class AuthFlow {
   asio::thread_pool& pool_;
   SessionLog& log_;
   const Abort& abort_;
+  unsigned attempt_;
+  const ssl_st* ssl_;
 };
 
 }  // namespace portier::login

@@ -93,6 +93,11 @@ Task<void> FrontendDriver::too_many_failures() {
   end("Too many authentication failures");
 }
 
+Task<void> FrontendDriver::close_after_failure() {
+  co_await goodbye();
+  end("Authentication failed");
+}
+
 Task<void> FrontendDriver::cut_short(bool client_gone, std::string_view other_reason) {
   if (abort_.stopped) {
     if (!client_gone) {

@@ -55,6 +55,9 @@ class FrontendDriver {
   net::Task<void> refuse(const Protocol& p, bool implicit_tls, std::string_view text);
   /// max_auth_attempts reached: write what is queued, then the goodbye.
   net::Task<void> too_many_failures();
+  /// The passdb ended the connection with a failed login (auth_http without
+  /// Auth-Wait, as nginx): write the queued reply (bounded), then close.
+  net::Task<void> close_after_failure();
   /// Shutdown, login timeout or a vanished client: the protocol's last words
   /// where someone listens, then the `Disconnected:` line.
   net::Task<void> cut_short(bool client_gone, std::string_view other_reason);

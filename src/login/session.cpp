@@ -144,6 +144,10 @@ class Session final : public Stoppable {
     for (;;) {
       if (!co_await front_.next_login()) co_return false;
       if (co_await login()) co_return true;
+      if (disconnect_ && !abort_.any()) {
+        co_await front_.close_after_failure();
+        co_return false;
+      }
       const bool gone = driver_ && driver_->client_gone();
       if (stats_.failures >= snap_->cfg.login.max_auth_attempts && !abort_.any()) {
         co_await front_.too_many_failures();
@@ -162,13 +166,15 @@ class Session final : public Stoppable {
     ++stats_.attempts;
     stats_.last_failure.reset();
     log_.set_user(creds.authcid, core::to_upper(creds.mech));
-    AuthFlow flow(snap_, *listener_.protocol, ci_, pool_, log_, abort_);
+    AuthFlow flow(snap_, *listener_.protocol, ci_, pool_, log_, abort_, stats_.attempts,
+                  client_.ssl());
     AuthVerdict v = co_await flow.run(creds);
     if (v.aborted) co_return false;
     if (!v.proxy) {
       if (v.failed_login) co_await delay_failure();
       front_.fe().auth_failed(v.reply, v.reason);
       if (v.failed_login) ++stats_.failures;
+      disconnect_ = v.disconnect;
       co_return false;
     }
     BackendLoginParams params = backend_params(v.fields, creds, snap_->cfg.server.hostname, ci_);
@@ -254,6 +260,7 @@ class Session final : public Stoppable {
   std::string destuser_;
   std::string master_;
   Phase phase_ = Phase::PreLogin;
+  bool disconnect_ = false;  // the last failed login ends the connection (AuthVerdict::disconnect)
 };
 
 void start_session(asio::ip::tcp::socket socket, const net::Endpoints& endpoints,

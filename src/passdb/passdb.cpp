@@ -14,10 +14,13 @@ RequestCopy::RequestCopy(const Request& r)
       local_ip_(r.local_ip),
       session_id_(r.session_id),
       local_name_(r.local_name),
+      tls_protocol_(r.tls_protocol),
+      tls_cipher_(r.tls_cipher),
       password_(r.password),
       flags_(r) {
   flags_.user = flags_.password = flags_.protocol = flags_.service = flags_.mechanism = {};
   flags_.remote_ip = flags_.local_ip = flags_.session_id = flags_.local_name = {};
+  flags_.tls_protocol = flags_.tls_cipher = {};
 }
 
 Request RequestCopy::view() const {
@@ -31,6 +34,8 @@ Request RequestCopy::view() const {
   r.local_ip = local_ip_;
   r.session_id = session_id_;
   r.local_name = local_name_;
+  r.tls_protocol = tls_protocol_;
+  r.tls_cipher = tls_cipher_;
   return r;
 }
 

@@ -49,6 +49,9 @@ struct Lookup {
   /// "ldap" ...): the engine's `auth:` lines read `<passdb>(user,ip,<session>)`.
   /// Static storage (the registry's driver table).
   std::string_view passdb;
+  /// A failed login after which the connection ends (auth_http's failure
+  /// without Auth-Wait, as nginx does); otherwise the client may retry.
+  bool disconnect = false;
 };
 
 /// One authentication request: everything a driver may use (for queries,
@@ -68,6 +71,9 @@ struct Request {
   std::string_view local_name;  ///< TLS SNI name the client asked for ("" = none)
   bool tls = false;             ///< TLS active on the client connection
   bool secured = false;         ///< Dovecot's "secured": TLS, local, or a trusted network
+  std::string_view tls_protocol;  ///< client TLS version, e.g. "TLSv1.3" ("" = none/unknown)
+  std::string_view tls_cipher;    ///< client TLS cipher, e.g. "TLS_AES_256_GCM_SHA384"
+  unsigned login_attempt = 1;   ///< 1 for the first login attempt on this connection, +1 per retry
   /// Look the user up without checking the password (LMTP/doveadm routing,
   /// and a chain after a `continue`/`continue-ok` success): a found user is Ok.
   bool lookup_only = false;
@@ -92,6 +98,7 @@ class RequestCopy {
 
  private:
   std::string user_, protocol_, service_, mechanism_, remote_ip_, local_ip_, session_id_, local_name_;
+  std::string tls_protocol_, tls_cipher_;
   core::Secret password_;
   Request flags_;  // ports, flags and executor; its views are unused
 };

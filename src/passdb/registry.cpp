@@ -1,9 +1,11 @@
 #include "passdb/registry.hpp"
 
+#include "passdb/drivers/auth_http/auth_http.hpp"
 #include "passdb/drivers/passwd_file/passwd_file.hpp"
 #include "passdb/drivers/pgsql/pgsql.hpp"
 #include "passdb/drivers/sqlite/sqlite.hpp"
 #include "passdb/sql_common.hpp"
+#include "passdb/drivers/static/static.hpp"
 
 namespace portier::passdb {
 
@@ -57,6 +59,8 @@ const Registry& registry() {
       {"passwd-file", "passwd-file", parse_passwd_file_settings, make_passwd_file_passdb},
       {"sqlite",      kSqlLogName,   parse_sql_settings,           make_sqlite},
       {"pgsql",       kSqlLogName,   parse_sql_settings,           make_pgsql},
+      {"auth_http", "auth_http", auth_http::parse_settings, auth_http::make},
+      {"static", "static", static_db::parse_settings, static_db::make},
   });
   return r;
 }

@@ -44,6 +44,19 @@ constexpr common::SaslTexts kSaslTexts{
     .aborted = "501 5.5.2 Authentication aborted by client.",
 };
 constexpr common::FailureTexts kFailureTexts{kUnavailable, kAuthFailed};
+// A passdb failure reason that carries its own SMTP failure code and enhanced
+// status code ("451 4.3.0 text", auth_http's Auth-Error-Code): sent as is.
+// Only 4xx/5xx: a reason can never read as a success.
+bool has_failure_code(std::string_view r) {
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (r.size() < 10 || (r[0] != '4' && r[0] != '5') || !digit(r[1]) || !digit(r[2]) || r[3] != ' ' ||
+      r[4] != r[0] || r[5] != '.')
+    return false;
+  size_t i = 6, dots = 0;
+  while (i < r.size() && (digit(r[i]) || r[i] == '.')) dots += r[i++] == '.';
+  return dots == 1 && i < r.size() && r[i] == ' ' && digit(r[i - 1]);
+}
+
 bool unavailable(std::string_view v) {
   return core::iequals(v, "[UNAVAILABLE]") || core::iequals(v, "[TEMPUNAVAIL]");
 }
@@ -241,7 +254,10 @@ Frontend::Event Frontend::cmd_xclient(std::string_view args) {
 void Frontend::refuse_login(AuthFailure kind, std::string_view reason) {
   switch (kind) {
     case AuthFailure::Failed:
-      reply_line(reason.empty() ? std::string(kAuthFailed) : "535 5.7.8 " + core::one_line(reason));
+      if (has_failure_code(reason))
+        reply_line(core::one_line(reason));
+      else
+        reply_line(reason.empty() ? std::string(kAuthFailed) : "535 5.7.8 " + core::one_line(reason));
       break;
     case AuthFailure::TempFail:
       reply_line("454 4.7.0 " + (reason.empty() ? std::string("Temporary authentication failure.")

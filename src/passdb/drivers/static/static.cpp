@@ -1,0 +1,122 @@
+#include "passdb/drivers/static/static.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include "core/secure.hpp"
+
+namespace portier::passdb::static_db {
+
+namespace {
+constexpr std::string_view kName = "static";
+}
+
+std::shared_ptr<const config::PassdbSettings> parse_settings(config::PassdbSection& section) {
+  auto s = std::make_shared<Settings>();
+  if (section.has("fields")) {
+    auto f = section.string("fields");
+    if (!f) return nullptr;
+    s->fields = *f;
+  }
+  if (section.has("password")) {
+    auto p = section.string("password");
+    if (!p) return nullptr;
+    s->password = *p;
+  }
+  return s;
+}
+
+Static::Static(const config::Passdb& cfg) : default_scheme_(cfg.default_pass_scheme) {
+  const auto& s = dynamic_cast<const Settings&>(*cfg.settings);
+  password_ = s.password;
+  for (const auto& [k, v] : parse_extra_fields(cfg.default_fields)) reply_.set(k, v);
+  for (auto& [k, v] : parse_extra_fields(s.fields)) {
+    if (k == "password") {  // Dovecot's static args: password=<pw>
+      password_ = v;
+      core::secure_zero(v);
+      continue;
+    }
+    reply_.set(k, v);
+  }
+  for (const auto& [k, v] : parse_extra_fields(cfg.override_fields)) reply_.set(k, v);
+}
+
+Static::~Static() { core::secure_zero(password_); }
+
+Lookup Static::answer(const Request& req, bool may_hash, bool& needs_hash) const {
+  Lookup l;
+  l.passdb = kName;
+  l.reply = reply_;
+  l.reply.user = std::string(req.user);
+  if (req.lookup_only) {
+    l.result = Result::Ok;
+    return l;
+  }
+  std::string_view stored = password_;
+  if (!stored.empty() && stored.front() == '{') {
+    auto close = stored.find('}');
+    if (close != std::string_view::npos) stored.remove_prefix(close + 1);
+  }
+  if (stored.empty()) {
+    l.result = l.reply.has("nopassword") ? Result::Ok : Result::Mismatch;
+    if (l.result == Result::Mismatch) l.error = "static: no password and no nopassword field";
+    return l;
+  }
+  if (!may_hash && !cleartext_scheme(password_, default_scheme_)) {
+    needs_hash = true;
+    return l;
+  }
+  switch (verify_password(password_, req.password, default_scheme_)) {
+    case VerifyResult::Match: l.result = Result::Ok; break;
+    case VerifyResult::Mismatch: l.result = Result::Mismatch; break;
+    case VerifyResult::UnknownScheme:
+      l.result = Result::TempFail;
+      l.error = "static: unknown password scheme";
+      break;
+    case VerifyResult::Malformed:
+      l.result = Result::TempFail;
+      l.error = "static: malformed password";
+      break;
+  }
+  return l;
+}
+
+std::optional<Lookup> Static::lookup_inline(const Request& req) {
+  bool needs_hash = false;
+  Lookup l = answer(req, false, needs_hash);
+  if (needs_hash) return std::nullopt;
+  return l;
+}
+
+Lookup Static::verify(const Request& req) const {
+  bool needs_hash = false;
+  return answer(req, true, needs_hash);
+}
+
+namespace {
+// By-value parameters (GCC 12 coroutine captures); holds the passdb alive.
+net::Task<Lookup> verify_on_pool(std::shared_ptr<const Static> db, RequestCopy req) {
+  co_return db->verify(req.view());
+}
+}  // namespace
+
+net::Task<Lookup> Static::lookup(const Request& req) {
+  if (!req.hashing) co_return verify(req);
+  co_return co_await asio::co_spawn(req.hashing->get_executor(),
+                                    verify_on_pool(shared_from_this(), RequestCopy(req)),
+                                    asio::use_awaitable);
+}
+
+std::shared_ptr<Passdb> make(const config::Passdb& cfg, std::string& error) {
+  if (!dynamic_cast<const Settings*>(cfg.settings.get())) {
+    error = "static: settings missing";
+    return nullptr;
+  }
+  if (!known_scheme(cfg.default_pass_scheme)) {
+    error = "static: unknown default_pass_scheme '" + cfg.default_pass_scheme + "'";
+    return nullptr;
+  }
+  return std::make_shared<Static>(cfg);
+}
+
+}  // namespace portier::passdb::static_db

@@ -103,7 +103,7 @@ def start_syslog_portier(tmp_path, certs, dovecot, sock: NotifySocket, **log):
 def stop(proc) -> tuple[int, str]:
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=15)
-    return proc.returncode, err.decode()
+    return proc.returncode, (err or b"").decode()
 
 
 def test_syslog_target(tmp_path, certs, dovecot, portier_available):

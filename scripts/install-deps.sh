@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package portier needs to build, test and run its demo.
-# Safe to run repeatedly. Never starts the system Dovecot service.
+# Safe to run repeatedly. Never starts the system Dovecot (or fail2ban) service.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
@@ -13,6 +13,7 @@ PKGS=(
   sieve-connect
   clang-14 libclang-rt-14-dev llvm-14
   nginx-core libnginx-mod-mail gnuplot-nox libbenchmark-dev
+  libsystemd-dev fail2ban scdoc debhelper lintian fakeroot dpkg-dev man-db
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -34,7 +34,9 @@ constexpr const char* kUsage =
     "      --check        validate the configuration and exit\n"
     "  -V, --version      print the version\n"
     "  -h, --help         this help\n"
-    "Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads the configuration.\n";
+    "Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads the configuration.\n"
+    "Under systemd (NOTIFY_SOCKET) it reports readiness, reloads, status and watchdog pings.\n"
+    "See portier(8) and portier.toml(5).\n";
 
 using portier::log::Level;
 

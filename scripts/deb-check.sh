@@ -17,7 +17,13 @@ say() { echo "== deb-check: $1 ($(( $(date +%s) - start )) s)"; }
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 
-tmp=$(mktemp -d /tmp/portier-deb.XXXXXX)
+# A fixed path: the build's compiler arguments (-ffile-prefix-map=<dir>=.)
+# stay the same from run to run, so ccache can hit. One run at a time.
+tmp=${TMPDIR:-/tmp}/portier-deb-check
+exec 9>"$tmp.lock"
+flock -n 9 || { echo "deb-check: another run holds $tmp.lock"; exit 1; }
+rm -rf "$tmp"
+mkdir -p "$tmp"
 installed=""
 cleanup() {
   if [ -n "$installed" ]; then $SUDO dpkg --purge portier >/dev/null || true; fi
@@ -45,7 +51,7 @@ say "built $(basename "$deb") ($(du -k "$deb" | cut -f1) KiB)"
 if [ -n "${KEEP_DEB:-}" ]; then cp "$deb" "$KEEP_DEB"/; fi
 
 # lintian: errors fail; warnings are printed (justified ones in debian/portier.lintian-overrides).
-lintian --fail-on error --no-tag-display-limit "$deb" | tee "$tmp/lintian.log"
+lintian --fail-on error --tag-display-limit 0 "$deb" | tee "$tmp/lintian.log"
 say "lintian: $(grep -c '^E:' "$tmp/lintian.log" || true) errors, $(grep -c '^W:' "$tmp/lintian.log" || true) warnings"
 
 if dpkg-query -W -f='${Status}' portier 2>/dev/null | grep -q "install ok installed"; then

@@ -70,7 +70,9 @@ man -w portier >/dev/null || fail "man -w portier"
 man -w portier.toml >/dev/null || fail "man -w portier.toml"
 man -w 8 portier | grep -q 'man8/portier.8' || fail "portier(8) not in section 8"
 getent passwd portier >/dev/null || fail "no portier system user"
-[ "$(stat -c '%U:%G %a' /etc/portier/portier.toml)" = "root:portier 640" ] || fail "config permissions"
+for f in /etc/portier/portier.toml /etc/portier/users.passwd; do
+  [ "$(stat -c '%U:%G %a' "$f")" = "root:portier 640" ] || fail "permissions of $f: $(stat -c '%U:%G %a' "$f")"
+done
 [ -f /etc/fail2ban/filter.d/portier.conf ] && [ -f /etc/fail2ban/jail.d/portier.conf ] ||
   fail "fail2ban files"
 unit=/lib/systemd/system/portier.service

@@ -14,6 +14,7 @@ successful login may match. Log shapes covered:
 from __future__ import annotations
 
 import base64
+import os
 import re
 import shutil
 import socket
@@ -202,3 +203,71 @@ def test_stock_filter_and_the_syslog_tag(logs):
     # use filter.d/portier.conf or syslog_ident = "dovecot").
     assert fail2ban(logs["syslog_portier"], logs["stock"]) == []
     check(fail2ban(logs["syslog_dovecot"], logs["stock"]), logs, STOCK_FAIL_RE)
+
+
+# ------------------------------------------------------- a real fail2ban ban
+def test_fail2ban_bans_after_repeated_failures(make_portier, dovecot, tmp_path):
+    """fail2ban-server itself (private config, socket, in-memory database, the
+    `dummy` action writing to a file instead of a firewall) follows portier's
+    log with the stock dovecot jail settings (maxretry 5 in 10 min) and the
+    portier filter: the address with repeated failures is banned, the one with
+    fewer is not, the one that logged in successfully never."""
+    if os.geteuid() != 0:
+        pytest.skip("fail2ban-server needs root for its own files")
+    p = make_portier([User("imap-u", P1, proxy(dovecot.ports["imap"], destuser="user1"))],
+                     listeners=[Listener("imap")])
+    port = p.port("imap", "none")
+    bad, few = "127.0.3.1", "127.0.3.2"
+    for i in range(3):
+        assert not login("imap", port, bad, "imap-u", f"wrong-Pw-{i}")
+    assert not login("imap", port, few, "imap-u", "wrong-Pw-x")  # 2 matching lines < 5
+    assert login("imap", port, OK_IP, "imap-u", P1)
+    p.log.wait_for(rf"\(auth failed, 1 attempts in \d+ secs\): .*rip={re.escape(few)},")
+    p.log.wait_for(r"proxy\(imap-u,.*Disconnected by")
+    log = tmp_path / "portier.log"
+    log.write_text("\n".join(line for line in p.log.lines()
+                             if not line.startswith("[stdout]")) + "\n")
+
+    conf = tmp_path / "fail2ban"
+    shutil.copytree(STOCK.parent.parent, conf)
+    shutil.rmtree(conf / "jail.d")            # Debian's enables [sshd]
+    (conf / "jail.d").mkdir()
+    shutil.copy(CONTRIB, conf / "filter.d" / "portier.conf")
+    (conf / "fail2ban.local").write_text("[DEFAULT]\ndbfile = :memory:\n")
+    jails = {"dovecot": "stock", "portier": "portier"}
+    (conf / "jail.local").write_text("[DEFAULT]\nignoreself = false\nbackend = polling\n" + "".join(
+        f"[{name}-test]\nenabled = true\nfilter = {name}\nlogpath = {log}\n"
+        f"action = dummy[target={tmp_path}/banned-{name}]\nmaxretry = 5\nfindtime = 10m\n"
+        f"bantime = 10m\n" for name in jails))
+    sock = tmp_path / "f2b.sock"
+    server = subprocess.Popen(["fail2ban-server", "-c", str(conf), "-s", str(sock), "-p",
+                               str(tmp_path / "f2b.pid"), "-f", "-x", "--logtarget",
+                               str(tmp_path / "f2b.log")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for name in jails:
+            banned = tmp_path / f"banned-{name}"
+            deadline = time.monotonic() + 30
+            # Await the ban, then the jail having read all 8 failure lines.
+            while True:
+                status = subprocess.run(["fail2ban-client", "-s", str(sock), "status",
+                                         f"{name}-test"], capture_output=True, text=True)
+                total = re.search(r"Total failed:\s+(\d+)", status.stdout)
+                if (banned.exists() and f"+{bad}" in banned.read_text()
+                        and total and int(total[1]) == 8):
+                    break
+                assert server.poll() is None, (tmp_path / "f2b.log").read_text()
+                assert time.monotonic() < deadline, (
+                    f"{name}: no ban of {bad}; status:\n{status.stdout}{status.stderr}\n"
+                    f"log:\n{(tmp_path / 'f2b.log').read_text()}")
+                time.sleep(0.2)   # fail2ban offers no event to await
+            text = banned.read_text()
+            assert few not in text and OK_IP not in text, text
+    finally:
+        subprocess.run(["fail2ban-client", "-s", str(sock), "stop"], capture_output=True,
+                       timeout=20)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(5)

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "app/registries.hpp"
 #include "app/service_notify.hpp"
 #include "config/config.hpp"
 #include "core/secure.hpp"
@@ -45,7 +46,7 @@ using portier::log::Level;
 std::shared_ptr<const portier::login::Snapshot> load(const std::string& path,
                                                      std::vector<std::string>& errors,
                                                      std::vector<const portier::login::Protocol*>& protos) {
-  auto res = portier::config::load_file(path, portier::passdb::registry());
+  auto res = portier::config::load_file(path, portier::app::registries());
   if (!res.config) {
     for (const auto& e : res.errors) errors.push_back(e.to_string());
     return nullptr;

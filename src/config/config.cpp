@@ -50,24 +50,10 @@ std::string default_hostname() {
   return buf;
 }
 
-constexpr std::string_view kProtocols[] = {"imap", "pop3", "submission", "managesieve"};
-
-bool valid_protocol(std::string_view p) {
-  return std::find(std::begin(kProtocols), std::end(kProtocols), p) != std::end(kProtocols);
-}
-
-uint16_t default_port(std::string_view proto, TlsMode tls) {
-  bool implicit = tls == TlsMode::Implicit;
-  if (proto == "imap") return implicit ? 993 : 143;
-  if (proto == "pop3") return implicit ? 995 : 110;
-  if (proto == "submission") return implicit ? 465 : 587;
-  if (proto == "managesieve") return 4190;
-  return 0;
-}
 
 class Loader {
  public:
-  Loader(std::string path, const PassdbDrivers& drivers) : path_(std::move(path)), drivers_(drivers) {
+  Loader(std::string path, const Registries& drivers) : path_(std::move(path)), drivers_(drivers) {
     std::filesystem::path p(path_);
     dir_ = p.parent_path();
   }
@@ -336,9 +322,9 @@ class Loader {
         if (key == "protocol") {
           proto_node = &v;
           if (get_string(v, "listener.protocol", l.protocol)) {
-            if (!valid_protocol(l.protocol)) {
-              error(v, "listener.protocol: unknown protocol '" + l.protocol +
-                           "' (expected imap, pop3, submission or managesieve)");
+            if (!drivers_.protocol_port(l.protocol, false)) {
+              error(v, "listener.protocol: unknown protocol '" + l.protocol + "' (expected " +
+                           drivers_.protocol_names() + ")");
               ok = false;
             }
           } else {
@@ -391,7 +377,7 @@ class Loader {
         ok = false;
       }
       if (!ok) continue;
-      if (!have_port) l.port = default_port(l.protocol, l.tls);
+      if (!have_port) l.port = drivers_.protocol_port(l.protocol, l.tls == TlsMode::Implicit).value_or(0);
       if (l.port != 0) {
         auto it = std::find_if(seen.begin(), seen.end(),
                                [&](const Seen& s) { return s.addr == l.address && s.port == l.port; });
@@ -539,7 +525,7 @@ class Loader {
         std::vector<const toml::node*> nodes;
         if (get_string_array(v, "passdb.protocols", p.protocols, &nodes)) {
           for (size_t i = 0; i < p.protocols.size(); ++i) {
-            if (!valid_protocol(p.protocols[i])) {
+            if (!drivers_.protocol_port(p.protocols[i], false)) {
               error(*nodes[i], "passdb.protocols: unknown protocol '" + p.protocols[i] + "'");
               ok = false;
             }
@@ -603,8 +589,9 @@ class Loader {
           bool ok = true;
           for (size_t i = 0; i < mechs.size(); ++i) {
             mechs[i] = core::to_upper(mechs[i]);
-            if (mechs[i] != "PLAIN" && mechs[i] != "LOGIN") {
-              error(*nodes[i], "auth.mechanisms: unknown mechanism '" + mechs[i] + "' (supported: PLAIN, LOGIN)");
+            if (!drivers_.mechanism_known(mechs[i])) {
+              error(*nodes[i], "auth.mechanisms: unknown mechanism '" + mechs[i] +
+                                   "' (supported: " + drivers_.mechanism_names() + ")");
               ok = false;
             }
           }
@@ -729,7 +716,7 @@ class Loader {
   }
 
   std::string path_;
-  const PassdbDrivers& drivers_;
+  const Registries& drivers_;  // passdb drivers, protocols, mechanisms
   std::filesystem::path dir_;
   std::vector<Error> errors_;
 };
@@ -755,7 +742,7 @@ std::optional<PassdbAction> parse_passdb_action(std::string_view text) {
   return std::nullopt;
 }
 
-LoadResult load_string(std::string_view toml_text, const std::string& path, const PassdbDrivers& drivers) {
+LoadResult load_string(std::string_view toml_text, const std::string& path, const Registries& drivers) {
   try {
     return Loader(path, drivers).run(toml_text);
   } catch (const std::exception& e) {
@@ -765,7 +752,7 @@ LoadResult load_string(std::string_view toml_text, const std::string& path, cons
   }
 }
 
-LoadResult load_file(const std::string& path, const PassdbDrivers& drivers) {
+LoadResult load_file(const std::string& path, const Registries& drivers) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     int err = errno;

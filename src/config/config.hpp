@@ -153,6 +153,24 @@ class PassdbDrivers {
   virtual std::string names() const = 0;
 };
 
+/// Everything the config loader asks the registries: passdb drivers (the
+/// base class), protocols and SASL mechanisms. Implemented in app/
+/// (app/registries.hpp) from the protocol, SASL and passdb registries:
+/// config keeps no list of names of its own.
+class Registries : public PassdbDrivers {
+ public:
+  /// The default port of `protocol` (implicit TLS or not); nullopt when no
+  /// such protocol exists.
+  virtual std::optional<uint16_t> protocol_port(std::string_view protocol,
+                                                bool implicit_tls) const = 0;
+  /// "imap, pop3 or submission" (messages).
+  virtual std::string protocol_names() const = 0;
+  /// `mech` (upper-case) is a SASL mechanism portier implements.
+  virtual bool mechanism_known(std::string_view mech) const = 0;
+  /// "PLAIN, LOGIN" (messages).
+  virtual std::string mechanism_names() const = 0;
+};
+
 /// [auth]
 struct Auth {
   bool allow_cleartext = false;  ///< allow plaintext auth without TLS
@@ -230,14 +248,15 @@ struct LoadResult {
   std::vector<Error> errors;
 };
 
-/// Reads and validates the TOML file at `path`. [[passdb]] drivers are
-/// looked up in `drivers` (the app passes passdb::registry()).
-LoadResult load_file(const std::string& path, const PassdbDrivers& drivers);
+/// Reads and validates the TOML file at `path`. Protocol, mechanism and
+/// [[passdb]] driver names are looked up in `registries` (the app passes
+/// app::registries()).
+LoadResult load_file(const std::string& path, const Registries& registries);
 
 /// Validates TOML text. `path_for_errors_and_relative_paths` is used as the
 /// file name in errors and its directory to resolve relative paths.
 LoadResult load_string(std::string_view toml_text, const std::string& path_for_errors_and_relative_paths,
-                       const PassdbDrivers& drivers);
+                       const Registries& registries);
 
 /// Dovecot's names: "never" | "authenticated" | "unauthenticated".
 std::optional<PassdbSkip> parse_passdb_skip(std::string_view text);

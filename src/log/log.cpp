@@ -62,6 +62,16 @@ namespace {
 void append_clean(std::string& out, std::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
+    // Clean printable ASCII (nearly every message) is copied a run at a time.
+    size_t run = i;
+    while (run < s.size() && static_cast<unsigned char>(s[run]) >= 0x20 &&
+           static_cast<unsigned char>(s[run]) < 0x7f)
+      ++run;
+    if (run > i) {
+      out.append(s.data() + i, run - i);
+      i = run;
+      continue;
+    }
     unsigned char c = static_cast<unsigned char>(s[i]);
     if (c < 0x80) {
       out += (c < 0x20 || c == 0x7f) ? '?' : static_cast<char>(c);
@@ -112,10 +122,26 @@ void append_local_time(std::string& out, const char* fmt) {
   out.append(date, std::strftime(date, sizeof date, fmt, &tm));
 }
 
+/// The text line's date, formatted once a second per thread (localtime_r
+/// and strftime cost more than the rest of the line).
+std::string_view cached_date() {
+  thread_local std::time_t last = -1;
+  thread_local char date[32];
+  thread_local size_t dl = 0;
+  std::time_t now = std::time(nullptr);
+  if (now != last) {
+    std::tm tm{};
+    localtime_r(&now, &tm);
+    dl = std::strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S", &tm);
+    last = now;
+  }
+  return {date, dl};
+}
+
 void render_text(std::string& line, bool with_date, Level level, std::string_view service,
                  std::string_view message) {
   if (with_date) {
-    append_local_time(line, "%Y-%m-%d %H:%M:%S");
+    line += cached_date();
     line += ' ';
   }
   line += service;
@@ -264,7 +290,8 @@ void write(Level level, std::string_view service, std::string_view message,
   std::string line;
   line.reserve(service.size() + message.size() + 48);
   const bool journal = !syslog && g_journal.load(std::memory_order_relaxed);
-  if (journal) line += fmt::format("<{}>", kSyslogSeverity[static_cast<int>(level)]);
+  static constexpr std::string_view kPrefix[] = {"<7>", "<6>", "<4>", "<3>", "<2>"};  // = kSyslogSeverity
+  if (journal) line += kPrefix[static_cast<int>(level)];
   if (json()) render_json(line, level, service, message, fields);
   else render_text(line, !syslog && !journal, level, service, message);
   if (syslog) {

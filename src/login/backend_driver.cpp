@@ -6,6 +6,8 @@
 #include <cerrno>
 
 #include "log/log.hpp"
+#include "net/address.hpp"
+#include "net/readiness.hpp"
 #include "net/socket.hpp"
 #include "login/prelogin_io.hpp"
 #include "core/secure.hpp"
@@ -27,8 +29,8 @@ long long secs_since(Clock::time_point t) {
 
 std::string dest_text(const passdb::ProxyFields& f, const asio::ip::address& ip) {
   if (!f.hostip.empty() && f.host != f.hostip)
-    return f.host + "[" + ip.to_string() + "]:" + std::to_string(f.port);
-  return (ip.is_v6() ? "[" + ip.to_string() + "]" : ip.to_string()) + ":" +
+    return f.host + "[" + net::to_text(ip) + "]:" + std::to_string(f.port);
+  return (ip.is_v6() ? "[" + net::to_text(ip) + "]" : net::to_text(ip)) + ":" +
          std::to_string(f.port);
 }
 
@@ -158,8 +160,8 @@ long long BackendDriver::secs_since_session() const { return secs_since(session_
 // not read: pipelined commands stay queued for the relay). Only an orderly
 // EOF counts; readable data ends the watch.
 void BackendDriver::watch_client() {
-  client_.socket().async_wait(
-      asio::ip::tcp::socket::wait_read,
+  net::async_wait_ready(
+      client_.socket(), asio::ip::tcp::socket::wait_read,
       [this, alive = std::weak_ptr<int>(alive_), gen = ++watch_gen_](const asio::error_code& ec) {
         if (ec || alive.expired() || gen != watch_gen_) return;
         char c;
@@ -214,8 +216,10 @@ Task<std::optional<ProxyFailure>> BackendDriver::attempt(Frontend& fe,
   } guard{deadline_};
   if (auto failure = co_await connect(f, ep)) co_return failure;
   bl_ = fe.make_backend_login(params);
-  if (std::string note = fe.take_log_note(); !note.empty())
-    log_.emit(events::Note{note});
+  // A note about the login (Submission's ignored XCLIENT LOGIN) is logged once
+  // the connection is up, as when connect() was awaited.
+  pending_note_ = fe.take_log_note();
+  if (!connecting_) emit_pending_note();
   last_state_ = bl_->state();
   if (f.tls == passdb::BackendTls::Implicit) {
     if (auto r = co_await backend_tls(f)) co_return r;
@@ -233,16 +237,44 @@ Task<std::optional<ProxyFailure>> BackendDriver::connect(const passdb::ProxyFiel
   }
   if (ec) co_return ProxyFailure{FailureType::Internal, "socket: " + ec.message(), {}};
   backend_.emplace(std::move(sock));
-  auto cec = co_await net::connect(backend_->socket(), ep);
+  connect_ep_ = ep;
+  connecting_ = false;
+  asio::error_code cec;
+  if (f.tls == passdb::BackendTls::Implicit) {
+    // The TLS client speaks first: wait until the connection is up.
+    cec = co_await net::connect(backend_->socket(), ep);
+  } else {
+    // The backend speaks first: the banner read waits for the connection too.
+    cec = net::connect_start(backend_->socket(), ep, connecting_);
+  }
   if (!cec) co_return std::nullopt;
-  std::string what = timed_out_ ? "Connection timed out" : cec.message();
-  if (abort_.any()) what = "Aborted";
-  ProxyFailure failure{FailureType::Connect,
-                       fmt::format("connect({}, {}) failed: {} ({})", addr_text(ep.address()),
-                                   ep.port(), what, after_text()),
-                       {}};
+  ProxyFailure failure = connect_failure(cec);
   backend_.reset();
   co_return failure;
+}
+
+// Whether a read error before the first byte of a deferred connect is the
+// connect's own failure: what connect(2) reports (a refusal, an unreachable
+// or silent host), or our deadline/abort while the handshake still ran. A
+// reset or end of stream needs an established connection.
+bool BackendDriver::connect_error(const asio::error_code& ec) {
+  namespace e = asio::error;
+  if (ec == e::operation_aborted) return !net::connected(backend_->socket());
+  return ec == e::connection_refused || ec == e::timed_out || ec == e::host_unreachable ||
+         ec == e::network_unreachable || ec == asio::error_code(EHOSTDOWN, asio::system_category()) || ec == e::network_down;
+}
+
+void BackendDriver::emit_pending_note() {
+  if (!pending_note_.empty()) log_.emit(events::Note{std::exchange(pending_note_, {})});
+}
+
+ProxyFailure BackendDriver::connect_failure(const asio::error_code& ec) const {
+  std::string what = timed_out_ ? "Connection timed out" : ec.message();
+  if (abort_.any()) what = "Aborted";
+  return {FailureType::Connect,
+          fmt::format("connect({}, {}) failed: {} ({})", addr_text(connect_ep_.address()),
+                      connect_ep_.port(), what, after_text()),
+          {}};
 }
 
 // The protocol machine, line by line, until it says Success or Failure.
@@ -316,7 +348,22 @@ Task<std::optional<ProxyFailure>> BackendDriver::read_line(std::string& line) {
         break;
     }
     asio::error_code ec;
-    size_t n = co_await backend_->read_some(read_buffer(), kReadChunk, ec);
+    // While the connect runs nothing can be there yet: wait first (the fresh
+    // socket needs no EPOLL_CTL_MOD for it, net/readiness.hpp) instead of
+    // probing with a recv that would only say EAGAIN.
+    const bool wait_first = connecting_;
+    size_t n = co_await backend_->read_some(read_buffer(), kReadChunk, ec, wait_first);
+    if (ec && connecting_ && connect_error(ec)) {
+      // The connect itself failed (refused, unreachable, timed out, aborted):
+      // the same failure, text and state as a connect that was awaited.
+      connecting_ = false;
+      last_state_.clear();
+      co_return connect_failure(ec);
+    }
+    if (connecting_) {
+      connecting_ = false;
+      emit_pending_note();
+    }
     if (ec) co_return io_failure(ec);
     be_buf_.append(read_buffer(), n);
     wipe_read_buffer(n);

@@ -103,6 +103,9 @@ class BackendDriver {
   net::Task<std::optional<ProxyFailure>> backend_tls(const passdb::ProxyFields& f);
   net::Task<std::optional<ProxyFailure>> read_line(std::string& line);
   ProxyFailure io_failure(const asio::error_code& ec) const;
+  ProxyFailure connect_failure(const asio::error_code& ec) const;
+  void emit_pending_note();
+  bool connect_error(const asio::error_code& ec);
   std::string after_text() const;
   void arm_deadline(Clock::time_point deadline);
   void watch_client();
@@ -127,6 +130,12 @@ class BackendDriver {
   unsigned watch_gen_ = 0;
   bool timed_out_ = false;
   bool client_gone_ = false;
+  /// A plaintext backend's connect() is still in progress: the first read
+  /// waits for it (net::connect_start), and a failure before the first byte
+  /// is told apart as a connect failure.
+  bool connecting_ = false;
+  asio::ip::tcp::endpoint connect_ep_;
+  std::string pending_note_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // handlers hold weak refs
 };
 

@@ -3,10 +3,14 @@
 // same call that renders the log line. A metrics endpoint reads sum().
 //
 // Owns: the counters of its worker. Threading: each worker updates its own
-// instance (an uncontended mutex); sum() may run on any thread.
+// instance — relaxed atomic adds on the hot path, no lock (a mutex guards
+// only the rare paths: a new service, a failure by type and state); sum()
+// may run on any thread and never stops a worker.
 
 #include <cstdint>
+#include <atomic>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -33,6 +37,9 @@ struct ServiceCounters {
 
 class Counters {
  public:
+  /// One service's live counters (single writer: the worker).
+  struct Live;
+
   /// This thread's (worker's) counters; registered for sum() on first use.
   static Counters& local();
   /// All workers' counters added up, per service ("imap-login", …).
@@ -40,10 +47,14 @@ class Counters {
 
   /// Count one event of `service`; `state` is the proxy state for failures.
   void count(std::string_view service, const events::Event& ev, std::string_view state = {});
+  /// The same, for a service slot found once (SessionLog keeps it).
+  void count(Live& live, const events::Event& ev, std::string_view state = {});
+  /// The slot of `service` (created on first use; stable for the process).
+  Live& slot(std::string_view service);
 
  private:
-  std::mutex mu_;
-  std::map<std::string, ServiceCounters, std::less<>> by_service_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::unique_ptr<Live>, std::less<>> by_service_;
 };
 
 }  // namespace portier::login

@@ -2,12 +2,14 @@
 
 #include <algorithm>
 
+#include "net/address.hpp"
+
 namespace portier::login {
 
 std::string Governor::ip_key(const asio::ip::address& ip, unsigned ipv6_prefix) {
-  if (ip.is_v4()) return ip.to_v4().to_string();
+  if (ip.is_v4()) return net::to_text(ip);
   auto v6 = ip.to_v6();
-  if (v6.is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, v6).to_string();
+  if (v6.is_v4_mapped()) return net::plain_text(ip);
   if (ipv6_prefix == 0 || ipv6_prefix > 128) ipv6_prefix = 128;
   auto b = v6.to_bytes();
   for (unsigned i = 0; i < 16; ++i) {

@@ -4,16 +4,13 @@
 #include <cstring>
 
 #include "login/counters.hpp"
+#include "net/address.hpp"
 
 namespace portier::login {
 
 using log::Level;
 
-std::string addr_text(const asio::ip::address& a) {
-  if (a.is_v6() && a.to_v6().is_v4_mapped())
-    return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string();
-  return a.to_string();
-}
+std::string addr_text(const asio::ip::address& a) { return net::plain_text(a); }
 
 std::string log_session_id(std::string_view id) {
   std::string out;
@@ -72,7 +69,7 @@ log::Fields SessionLog::fields(std::string_view event) const {
 }
 
 LogContext SessionLog::context() const {
-  LogContext c{std::string(service_), proxy_prefix(), elements(), {}};
+  LogContext c{std::string(service_), proxy_prefix(), elements(), &counters(), {}};
   if (log::json()) c.fields = fields("relay_ended");
   return c;
 }
@@ -206,7 +203,7 @@ void add_event_fields(const events::Event& ev, log::Fields& f) {
 }  // namespace
 
 void SessionLog::emit(const events::Event& ev, std::string_view state) {
-  Counters::local().count(service_, ev, state);
+  Counters::local().count(counters(), ev, state);
   log::Fields f;
   const log::Fields* fp = nullptr;
   if (log::json() && !std::holds_alternative<events::RelayEnded>(ev)) {
@@ -283,7 +280,8 @@ void SessionLog::emit(const events::Event& ev, std::string_view state) {
 }
 
 void SessionLog::emit_relay_end(const LogContext& ctx, const relay::Result& r) {
-  Counters::local().count(ctx.service, events::RelayEnded{&r});
+  if (ctx.counters) Counters::local().count(*ctx.counters, events::RelayEnded{&r});
+  else Counters::local().count(ctx.service, events::RelayEnded{&r});
   render_relay_end(ctx, r);
 }
 

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "login/counters.hpp"
 #include "login/events.hpp"
 #include "login/protocol.hpp"
 #include "log/log.hpp"
@@ -36,6 +37,7 @@ struct LogContext {
   std::string service;
   std::string prefix;    // "proxy(user,dest): "
   std::string elements;  // "user=<…>, method=…, rip=…, …"
+  Counters::Live* counters = nullptr;  // the worker's slot for `service` (the relay ends there too)
   log::Fields fields;    // the same as JSON fields (only with format = "json")
 };
 
@@ -71,6 +73,11 @@ class SessionLog {
   void proxy_line(const log::Fields* f, log::Level lvl, std::string_view msg) const;
   void auth_line(const log::Fields* f, log::Level lvl, std::string_view driver,
                  std::string_view msg) const;
+  /// This worker's counter slot for the service, found once per session.
+  Counters::Live& counters() const {
+    if (!counters_) counters_ = &Counters::local().slot(service_);
+    return *counters_;
+  }
 
   std::string_view service_;
   const ClientInfo& ci_;
@@ -79,6 +86,7 @@ class SessionLog {
   std::string dest_;
   mutable asio::ip::address rip_for_, lip_for_;
   mutable std::string rip_text_, lip_text_;
+  mutable Counters::Live* counters_ = nullptr;
 };
 
 }  // namespace portier::login

@@ -41,7 +41,10 @@ class Server {
 
  private:
   struct Worker {
-    asio::io_context io{1};
+    // Every socket and timer of a worker is used only on its thread (other
+    // threads post to it), so the reactor's per-descriptor locks are off;
+    // the scheduler keeps its lock for those posts.
+    asio::io_context io{ASIO_CONCURRENCY_HINT_UNSAFE_IO};
     std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;
     SessionRegistry registry;
     std::thread thread;

@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "net/readiness.hpp"
+
 namespace portier::net {
 
 namespace {
@@ -49,7 +51,9 @@ tcp::socket adopt(const asio::any_io_executor& ex, const tcp& proto, int fd, asi
     return tcp::socket(ex);
   }
   s.mark_ours();
-  return tcp::socket(std::move(s));
+  tcp::socket out(std::move(s));
+  note_registered(out);  // EPOLL_CTL_ADD reports readiness it finds: no wait needs a MOD
+  return out;
 }
 
 tcp::socket open_socket(const asio::any_io_executor& ex, const tcp& proto, asio::error_code& ec) {
@@ -72,8 +76,9 @@ Listener::Listener(tcp::acceptor& acc) : acc_(acc) {
 Task<std::tuple<asio::error_code, tcp::socket, Endpoints>> Listener::accept() {
   auto ex = acc_.get_executor();
   for (;;) {
-    auto [wec] = co_await acc_.async_wait(tcp::acceptor::wait_read, use_nothrow);
-    if (wec) co_return std::tuple{wec, tcp::socket(ex), Endpoints{}};
+    if (!acc_.is_open())
+      co_return std::tuple{asio::error_code(asio::error::operation_aborted), tcp::socket(ex),
+                           Endpoints{}};
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     int fd = ::accept4(acc_.native_handle(), reinterpret_cast<sockaddr*>(&ss), &len,
@@ -82,7 +87,15 @@ Task<std::tuple<asio::error_code, tcp::socket, Endpoints>> Listener::accept() {
       int e = errno;
       // Nothing there after all, or a connection that died in the backlog
       // (accept(2): "treat as EAGAIN"): wait again.
-      if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED || e == EPROTO ||
+      if (e == EAGAIN || e == EWOULDBLOCK) {
+        // Backlog empty: every new connection raises a new event, so the
+        // wait needs no EPOLL_CTL_MOD (net/readiness.hpp).
+        note_drained(acc_, tcp::acceptor::wait_read);
+        auto [wec] = co_await async_wait_ready(acc_, tcp::acceptor::wait_read, use_nothrow);
+        if (wec) co_return std::tuple{wec, tcp::socket(ex), Endpoints{}};
+        continue;
+      }
+      if (e == EINTR || e == ECONNABORTED || e == EPROTO ||
           e == ENETDOWN || e == ENOPROTOOPT || e == EHOSTDOWN || e == ENONET ||
           e == EHOSTUNREACH || e == EOPNOTSUPP || e == ENETUNREACH || e == EPERM)
         continue;
@@ -102,11 +115,24 @@ tcp::endpoint local_endpoint(tcp::socket& s, const Endpoints& eps, asio::error_c
   return s.local_endpoint(ec);
 }
 
-Task<asio::error_code> connect(tcp::socket& s, const tcp::endpoint& ep) {
-  if (::connect(s.native_handle(), ep.data(), static_cast<socklen_t>(ep.size())) == 0)
-    co_return asio::error_code{};
+asio::error_code connect_start(tcp::socket& s, const tcp::endpoint& ep, bool& in_progress) {
+  in_progress = false;
+  if (::connect(s.native_handle(), ep.data(), static_cast<socklen_t>(ep.size())) == 0) return {};
   int e = errno;
-  if (e != EINPROGRESS && e != EAGAIN && e != EINTR) co_return errno_ec(e);
+  if (e != EINPROGRESS && e != EAGAIN && e != EINTR) return errno_ec(e);
+  in_progress = true;
+  return {};
+}
+
+bool connected(tcp::socket& s) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  return ::getpeername(s.native_handle(), reinterpret_cast<sockaddr*>(&ss), &len) == 0;
+}
+
+Task<asio::error_code> connect(tcp::socket& s, const tcp::endpoint& ep) {
+  bool in_progress = false;
+  if (auto ec = connect_start(s, ep, in_progress); ec || !in_progress) co_return ec;
   auto [wec] = co_await s.async_wait(tcp::socket::wait_write, use_nothrow);
   if (wec) co_return wec;
   int err = 0;

@@ -5,7 +5,8 @@
 // are known to Asio as not shared (closing them needs no EPOLL_CTL_DEL), the
 // peer address comes with accept4, the local address is the listener's
 // unless it is bound to a wildcard, and connect completes with one
-// getsockopt(SO_ERROR) (no poll()).
+// getsockopt(SO_ERROR) (no poll()). Waits on them skip Asio's EPOLL_CTL_MOD
+// where the socket is known drained (net/readiness.hpp).
 //
 // Owns: nothing beyond the sockets it returns. May use: asio, core.
 // Threading: call on the thread that runs the socket's executor.
@@ -43,9 +44,10 @@ struct Endpoints {
 class Listener {
  public:
   explicit Listener(asio::ip::tcp::acceptor& acc);
-  /// Wait until a connection is there, then accept4() it: per connection one
-  /// EPOLL_CTL_MOD (the wait) and one accept4 — no EAGAIN probe (the wait's
-  /// MOD re-checks readiness, so a backlog completes it at once). Transient
+  /// accept4() a connection; when the backlog is empty (EAGAIN), wait for the
+  /// next one without an EPOLL_CTL_MOD (net/readiness.hpp). Per connection:
+  /// one accept4, plus one EAGAIN accept4 when connections come one by one
+  /// (under load the backlog is rarely empty). Transient
   /// errors of a connection that went away before it was accepted are
   /// skipped; others (EMFILE, ENFILE, ENOBUFS, the listener closed) return.
   Task<std::tuple<asio::error_code, asio::ip::tcp::socket, Endpoints>> accept();
@@ -60,6 +62,19 @@ class Listener {
 /// The local endpoint of an accepted connection: `eps.local` or getsockname().
 asio::ip::tcp::endpoint local_endpoint(asio::ip::tcp::socket& s, const Endpoints& eps,
                                        asio::error_code& ec);
+
+/// connect(2) without waiting: an immediate error, or success with
+/// `in_progress` telling whether the handshake still runs. A caller that
+/// expects the peer to speak first (every mail backend greets) can go on to
+/// read: a failed connect makes the socket readable with the error (recv
+/// returns ECONNREFUSED, ETIMEDOUT ...), and connected() tells the two apart
+/// on the failure path. This saves connect()'s wait for writability (an
+/// EPOLL_CTL_MOD adding EPOLLOUT, and EPOLLOUT wake-ups for the rest of the
+/// connection) and its getsockopt(SO_ERROR).
+asio::error_code connect_start(asio::ip::tcp::socket& s, const asio::ip::tcp::endpoint& ep,
+                               bool& in_progress);
+/// The TCP handshake completed (getpeername(2) succeeds).
+bool connected(asio::ip::tcp::socket& s);
 
 /// Connect `s` (open, non-blocking) to `ep`: connect(2), then — when it is in
 /// progress — a wait for writability and one getsockopt(SO_ERROR). Cancelling

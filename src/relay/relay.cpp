@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "net/readiness.hpp"
+
 namespace portier::relay {
 
 using Clock = std::chrono::steady_clock;
@@ -51,13 +53,14 @@ void Relay::arm_read(int d) {
     return;
   }
   WaitType w = x.src->read_wants_write() ? WaitType::wait_write : WaitType::wait_read;
-  x.src->socket().async_wait(w, [this, d](const asio::error_code& ec) { on_event(d, ec, true); });
+  net::async_wait_ready(x.src->socket(), w,
+                        [this, d](const asio::error_code& ec) { on_event(d, ec, true); });
 }
 
 void Relay::arm_write(int d, WaitType want) {
   ++pending_;
-  dirs_[d].dst->socket().async_wait(
-      want, [this, d](const asio::error_code& ec) { on_event(d, ec, false); });
+  net::async_wait_ready(dirs_[d].dst->socket(), want,
+                        [this, d](const asio::error_code& ec) { on_event(d, ec, false); });
 }
 
 void Relay::on_event(int d, const asio::error_code& ec, bool read_side) {
@@ -146,6 +149,7 @@ bool Relay::transfer_splice(Direction& x, int d) {
       if (n < 0) {
         if (errno == EAGAIN || errno == EINTR) {
           x.pipe.reset();  // idle: the pipe goes back to the pool
+          if (errno == EAGAIN) net::note_drained(x.src->socket(), WaitType::wait_read);
           arm_read(d);
           return false;
         }
@@ -164,8 +168,8 @@ bool Relay::transfer_splice(Direction& x, int d) {
     if (m > 0) {
       x.pipe->pending -= static_cast<size_t>(m);
       if (x.pipe->pending == 0 && x.drained) {
-        // No EAGAIN probe: the wait's EPOLL_CTL_MOD re-checks readiness, so
-        // bytes that arrived meanwhile still wake us (see arm_read()).
+        // No EAGAIN probe: the wait re-checks readiness (a FIN that came
+        // with the last bytes raised no event of its own, see net/readiness.hpp).
         x.pipe.reset();
         arm_read(d);
         return false;
@@ -173,6 +177,7 @@ bool Relay::transfer_splice(Direction& x, int d) {
       continue;
     }
     if (m < 0 && (errno == EAGAIN || errno == EINTR)) {
+      if (errno == EAGAIN) net::note_drained(x.dst->socket(), WaitType::wait_write);
       arm_write(d, WaitType::wait_write);  // keep the pipe: it holds bytes
       return false;
     }
@@ -241,7 +246,8 @@ bool Relay::transfer_copy(Direction& x, int d) {
     if (x.len == 0 && x.drained) {
       // Short read: the socket (or TLS record) was drained; no EAGAIN probe.
       // arm_read() posts at once when TLS still holds bytes, and otherwise
-      // the reactor's EPOLL_CTL_MOD re-checks readiness.
+      // the wait's EPOLL_CTL_MOD re-checks readiness (net/readiness.hpp:
+      // only an EAGAIN proves a socket drained).
       x.buf.reset();
       arm_read(d);
       return false;

@@ -173,21 +173,49 @@ class LoginClient final : public ClientMech {
 
 }  // namespace
 
-std::unique_ptr<ServerMech> make_server_mech(std::string_view name) {
-  if (core::iequals(name, "PLAIN")) return std::make_unique<PlainServer>();
-  if (core::iequals(name, "LOGIN")) return std::make_unique<LoginServer>();
+namespace {
+// The mechanism registry: a new mechanism is its classes above plus one line.
+struct Mechanism {
+  std::string_view name;
+  std::unique_ptr<ServerMech> (*server)();
+  std::unique_ptr<ClientMech> (*client)(std::string_view authzid, std::string_view authcid,
+                                         std::string_view password);
+};
+constexpr Mechanism kMechanisms[] = {
+    {"PLAIN", [] { return std::unique_ptr<ServerMech>(std::make_unique<PlainServer>()); },
+     [](std::string_view z, std::string_view c, std::string_view p) {
+       return std::unique_ptr<ClientMech>(std::make_unique<PlainClient>(z, c, p));
+     }},
+    {"LOGIN", [] { return std::unique_ptr<ServerMech>(std::make_unique<LoginServer>()); },
+     [](std::string_view, std::string_view c, std::string_view p) {
+       return std::unique_ptr<ClientMech>(std::make_unique<LoginClient>(c, p));
+     }},
+};
+
+const Mechanism* find_mech(std::string_view name) {
+  for (const auto& m : kMechanisms)
+    if (core::iequals(name, m.name)) return &m;
   return nullptr;
+}
+}  // namespace
+
+std::unique_ptr<ServerMech> make_server_mech(std::string_view name) {
+  const Mechanism* m = find_mech(name);
+  return m ? m->server() : nullptr;
 }
 
 std::unique_ptr<ClientMech> make_client_mech(std::string_view name, std::string_view authzid,
                                              std::string_view authcid, std::string_view password) {
-  if (core::iequals(name, "PLAIN")) return std::make_unique<PlainClient>(authzid, authcid, password);
-  if (core::iequals(name, "LOGIN")) return std::make_unique<LoginClient>(authcid, password);
-  return nullptr;
+  const Mechanism* m = find_mech(name);
+  return m ? m->client(authzid, authcid, password) : nullptr;
 }
 
-bool is_known_mech(std::string_view name) {
-  return core::iequals(name, "PLAIN") || core::iequals(name, "LOGIN");
+bool is_known_mech(std::string_view name) { return find_mech(name) != nullptr; }
+
+std::vector<std::string_view> known_mech_names() {
+  std::vector<std::string_view> out;
+  for (const auto& m : kMechanisms) out.push_back(m.name);
+  return out;
 }
 
 }  // namespace portier::sasl

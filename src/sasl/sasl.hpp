@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/secret.hpp"
 
@@ -80,5 +81,7 @@ std::unique_ptr<ClientMech> make_client_mech(std::string_view name, std::string_
 /// True for mechanisms this module implements ("PLAIN", "LOGIN";
 /// case-insensitive).
 bool is_known_mech(std::string_view name);
+/// The implemented mechanisms' names, in registry order (config messages).
+std::vector<std::string_view> known_mech_names();
 
 }  // namespace portier::sasl

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "net/readiness.hpp"
 #include "tls/context.hpp"
 
 namespace portier::tls {
@@ -130,7 +131,9 @@ net::Task<asio::error_code> Stream::wait_readable() {
   if (has_pending()) co_return asio::error_code{};
   auto what = (ssl_ && tls_want_write_) ? asio::ip::tcp::socket::wait_write
                                          : asio::ip::tcp::socket::wait_read;
-  auto [ec] = co_await socket_.async_wait(what, use_nothrow);
+  // Plaintext: try_read() noted a drained socket, so no EPOLL_CTL_MOD.
+  auto [ec] = ssl_ ? co_await socket_.async_wait(what, use_nothrow)
+                   : co_await net::async_wait_ready(socket_, what, use_nothrow);
   if (!ec) note_socket_wait();
   co_return ec;
 }
@@ -156,6 +159,10 @@ size_t Stream::try_read(char* buf, size_t len, asio::error_code& ec) {
     if (ec == asio::error::try_again) ec = asio::error::would_block;
     if (ec == asio::error::would_block) note_would_block();
     else idle_polls_ = 0;
+    // EAGAIN: the receive queue is empty, so the next byte (or FIN) raises a
+    // new edge-triggered event (net/readiness.hpp). A short read is not
+    // enough: a FIN that came with the data raised no event of its own.
+    if (ec == asio::error::would_block) net::note_drained(socket_, asio::ip::tcp::socket::wait_read);
     return n;
   }
   tls_want_write_ = false;
@@ -217,6 +224,8 @@ size_t Stream::try_write(const char* data, size_t len, asio::error_code& ec,
   if (!ssl_) {
     size_t n = socket_.write_some(asio::buffer(data, len), ec);
     if (ec == asio::error::try_again) ec = asio::error::would_block;
+    if (ec == asio::error::would_block || (!ec && n < len))
+      net::note_drained(socket_, asio::ip::tcp::socket::wait_write);
     return n;
   }
   ERR_clear_error();
@@ -249,6 +258,7 @@ net::Task<asio::error_code> Stream::write_all(std::string_view data) {
       } else if (ec) {
         co_return ec;
       }
+      if (n < data.size()) net::note_drained(socket_, asio::ip::tcp::socket::wait_write);
     } else {
       ERR_clear_error();
       int r = SSL_write_ex(ssl_, data.data(), data.size(), &n);
@@ -266,7 +276,8 @@ net::Task<asio::error_code> Stream::write_all(std::string_view data) {
     data.remove_prefix(n);
     if (data.empty()) break;
     if (n == 0) {
-      auto [wec] = co_await socket_.async_wait(wait, use_nothrow);
+      auto [wec] = ssl_ ? co_await socket_.async_wait(wait, use_nothrow)
+                        : co_await net::async_wait_ready(socket_, wait, use_nothrow);
       if (wec) co_return wec;
     }
   }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "app/registries.hpp"
 #include "config/config.hpp"
 #include "passdb/drivers/passwd_file/passwd_file.hpp"
 #include "passdb/registry.hpp"
@@ -24,7 +25,7 @@ std::string dump(const LoadResult& r) {
 }
 
 Config load_ok(const std::string& text) {
-  auto r = load_string(text, kPath, portier::passdb::registry());
+  auto r = load_string(text, kPath, portier::app::registries());
   EXPECT_TRUE(r.config.has_value()) << dump(r);
   EXPECT_TRUE(r.errors.empty()) << dump(r);
   return r.config.value_or(Config{});
@@ -32,7 +33,7 @@ Config load_ok(const std::string& text) {
 
 // Asserts exactly one error, at `line`, whose message contains `needle`.
 void expect_error(const std::string& text, int line, const std::string& needle) {
-  auto r = load_string(text, kPath, portier::passdb::registry());
+  auto r = load_string(text, kPath, portier::app::registries());
   EXPECT_FALSE(r.config.has_value());
   ASSERT_EQ(r.errors.size(), 1u) << text << "\n" << dump(r);
   EXPECT_EQ(r.errors[0].line, line) << dump(r);
@@ -42,7 +43,7 @@ void expect_error(const std::string& text, int line, const std::string& needle) 
 
 TEST(Config, ExampleFile) {
   std::string path = std::string(PORTIER_TEST_DATA) + "/portier.toml";
-  auto r = load_file(path, portier::passdb::registry());
+  auto r = load_file(path, portier::app::registries());
   ASSERT_TRUE(r.config) << dump(r);
   const Config& c = *r.config;
   EXPECT_EQ(c.path, path);
@@ -195,7 +196,7 @@ level = "debug"
 }
 
 TEST(Config, RelativePathWithoutDirectory) {
-  auto r = load_string(kListener + kPassdb, "portier.toml", portier::passdb::registry());
+  auto r = load_string(kListener + kPassdb, "portier.toml", portier::app::registries());
   ASSERT_TRUE(r.config) << dump(r);
   EXPECT_EQ(portier::passdb::passwd_file_settings(r.config->passdbs[0]).path, "users");
 }
@@ -313,7 +314,7 @@ TEST(Config, LogFormatAndTarget) {
 }
 
 TEST(Config, ErrorColumnsAndFormat) {
-  auto r = load_string(kListener + kPassdb + "[server]\n  workers = 1000\n", "/x/p.toml", portier::passdb::registry());
+  auto r = load_string(kListener + kPassdb + "[server]\n  workers = 1000\n", "/x/p.toml", portier::app::registries());
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_EQ(r.errors[0].line, 8);
   EXPECT_EQ(r.errors[0].column, 13);
@@ -339,7 +340,7 @@ failure_delay = "forever"
 [login]
 trusted_networks = ["1.2.3.4/99"]
 )",
-                       kPath, portier::passdb::registry());
+                       kPath, portier::app::registries());
   EXPECT_FALSE(r.config);
   std::vector<int> lines;
   for (const auto& e : r.errors) lines.push_back(e.line);
@@ -350,7 +351,7 @@ trusted_networks = ["1.2.3.4/99"]
 }
 
 TEST(Config, LoadFileErrors) {
-  auto r = load_file("/nonexistent/portier.toml", portier::passdb::registry());
+  auto r = load_file("/nonexistent/portier.toml", portier::app::registries());
   EXPECT_FALSE(r.config);
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_EQ(r.errors[0].line, 0);
@@ -421,3 +422,17 @@ TEST(ConfigCidr, Parse) {
 }
 
 }  // namespace
+
+// Protocol and mechanism names come from the registries (issue 9): config
+// keeps no list of its own, and its messages list what the registries hold.
+TEST(ConfigRegistries, NamesComeFromTheRegistries) {
+  const auto& r = portier::app::registries();
+  EXPECT_EQ(r.protocol_port("imap", false), 143);
+  EXPECT_EQ(r.protocol_port("imap", true), 993);
+  EXPECT_EQ(r.protocol_port("managesieve", true), 4190);  // no implicit-TLS port of its own
+  EXPECT_FALSE(r.protocol_port("nntp", false));
+  EXPECT_TRUE(r.mechanism_known("PLAIN"));
+  EXPECT_FALSE(r.mechanism_known("CRAM-MD5"));
+  EXPECT_EQ(r.mechanism_names(), "PLAIN, LOGIN");
+  EXPECT_EQ(r.protocol_names(), "imap, submission, pop3 or managesieve");
+}

@@ -5,6 +5,7 @@
 
 #include <asio/ip/address.hpp>
 
+#include "app/registries.hpp"
 #include "config/config.hpp"
 #include "login/governor.hpp"
 #include "passdb/registry.hpp"
@@ -48,13 +49,13 @@ TEST(Governor, Ipv6PrefixConfig) {
       "[[listener]]\nprotocol = \"imap\"\nport = 0\n"
       "[[passdb]]\ndriver = \"passwd-file\"\npath = \"x\"\n"
       "[login]\nipv6_prefix = 56\n",
-      "/tmp/t.toml", portier::passdb::registry());
+      "/tmp/t.toml", portier::app::registries());
   ASSERT_TRUE(r.config) << (r.errors.empty() ? "" : r.errors[0].to_string());
   EXPECT_EQ(r.config->login.ipv6_prefix, 56u);
   auto d = portier::config::load_string(
       "[[listener]]\nprotocol = \"imap\"\nport = 0\n"
       "[[passdb]]\ndriver = \"passwd-file\"\npath = \"x\"\n",
-      "/tmp/t.toml", portier::passdb::registry());
+      "/tmp/t.toml", portier::app::registries());
   ASSERT_TRUE(d.config);
   EXPECT_EQ(d.config->login.ipv6_prefix, 64u);
   for (const char* bad : {"0", "129"}) {
@@ -62,7 +63,7 @@ TEST(Governor, Ipv6PrefixConfig) {
         std::string("[[listener]]\nprotocol = \"imap\"\nport = 0\n"
                     "[[passdb]]\ndriver = \"passwd-file\"\npath = \"x\"\n"
                     "[login]\nipv6_prefix = ") + bad + "\n",
-        "/tmp/t.toml", portier::passdb::registry());
+        "/tmp/t.toml", portier::app::registries());
     EXPECT_FALSE(e.config) << bad;
   }
 }

@@ -13,6 +13,7 @@
 #include <numeric>
 #include <thread>
 
+#include "app/registries.hpp"
 #include "passdb/blocking.hpp"
 #include "passdb/chain.hpp"
 #include "passdb/registry.hpp"
@@ -297,8 +298,9 @@ const Registry& test_registry() {
 std::string users_file() { return std::string(PORTIER_TEST_DATA) + "/users.passwd"; }
 
 config::LoadResult load(const std::string& passdbs) {
+  static const app::Registries names(test_registry());
   return config::load_string("[[listener]]\nprotocol = \"imap\"\nport = 0\n" + passdbs, "/t/portier.toml",
-                             test_registry());
+                             names);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include "core/base64.hpp"
 #include "core/secure.hpp"
 #include "core/text.hpp"
+#include "net/address.hpp"
 
 namespace portier::protocols::common {
 
@@ -62,11 +63,7 @@ BackendBase::Answer BackendBase::answer_challenge(std::string_view challenge,
   return Answer::Sent;
 }
 
-std::string plain_ip(const asio::ip::address& a) {
-  if (a.is_v6() && a.to_v6().is_v4_mapped())
-    return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string();
-  return a.to_string();
-}
+std::string plain_ip(const asio::ip::address& a) { return net::plain_text(a); }
 
 unsigned next_ttl(const login::ClientInfo& c) { return c.proxy_ttl > 0 ? c.proxy_ttl - 1 : 0; }
 

@@ -1,0 +1,52 @@
+#include "app/registries.hpp"
+
+#include "protocols/registry.hpp"
+#include "sasl/sasl.hpp"
+
+namespace portier::app {
+
+namespace {
+// "a, b or c"
+template <typename Range, typename Name>
+std::string name_list(const Range& items, Name name, std::string_view last_sep) {
+  std::string out;
+  size_t n = std::size(items), i = 0;
+  for (const auto& it : items) {
+    if (i > 0) out += (i + 1 == n) ? last_sep : std::string_view(", ");
+    out += name(it);
+    ++i;
+  }
+  return out;
+}
+}  // namespace
+
+config::PassdbParser Registries::parser(std::string_view driver) const {
+  return passdb_.parser(driver);
+}
+
+std::string Registries::names() const { return passdb_.names(); }
+
+std::optional<uint16_t> Registries::protocol_port(std::string_view protocol,
+                                                  bool implicit_tls) const {
+  const login::Protocol* p = protocols::find(protocol);
+  if (!p) return std::nullopt;
+  // A protocol without an implicit-TLS port (ManageSieve) keeps its own.
+  return implicit_tls && p->default_tls_port ? p->default_tls_port : p->default_port;
+}
+
+std::string Registries::protocol_names() const {
+  return name_list(protocols::all(), [](const login::Protocol* p) { return p->name; }, " or ");
+}
+
+bool Registries::mechanism_known(std::string_view mech) const { return sasl::is_known_mech(mech); }
+
+std::string Registries::mechanism_names() const {
+  return name_list(sasl::known_mech_names(), [](std::string_view n) { return n; }, ", ");
+}
+
+const Registries& registries() {
+  static const Registries r(passdb::registry());
+  return r;
+}
+
+}  // namespace portier::app

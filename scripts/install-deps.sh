@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package portier needs to build, test and run its demo.
-# Safe to run repeatedly. Never starts the system Dovecot service.
+# Safe to run repeatedly. Never starts the system Dovecot (or fail2ban) service.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
@@ -15,6 +15,7 @@ PKGS=(
   nginx-core libnginx-mod-mail gnuplot-nox libbenchmark-dev
   haproxy
   postgresql libpq-dev libsqlite3-dev
+  libsystemd-dev fail2ban scdoc debhelper lintian fakeroot dpkg-dev man-db
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -4,7 +4,8 @@
 #     (pytest, Debian's /usr/bin/python3) against a private Dovecot backend;
 #  2. the same unit + integration tests against an ASan+UBSan build
 #     (CMake preset `asan`, build-asan/): any sanitizer report fails;
-#  (between 1 and 2: a smoke run of the benchmark script, bench/run.sh --smoke)
+#  (between 1 and 2: the Debian package is built, installed, checked and purged,
+#   scripts/deb-check.sh; and a smoke run of the benchmark script, bench/run.sh --smoke)
 #  3. the libFuzzer targets (preset `fuzz`, clang-14): every committed corpus
 #     replayed, every target fuzzed for FUZZ_SECONDS (scripts/fuzz.sh).
 # The sanitizer pytest run goes last, so pytest's summary line stays the
@@ -29,6 +30,10 @@ fi
 # shellcheck disable=SC2086
 PORTIER_BIN="${PORTIER_BIN:-$PWD/${BUILD_DIR:-build}/portier}" "${PYTEST[@]}" ${PYTEST_ARGS:-} tests/integration
 stamp "unit + integration tests passed"
+
+# ---- Debian package: build, lintian, install, check, purge (scripts/deb-check.sh)
+scripts/deb-check.sh
+stamp "Debian package check passed"
 
 # ---- benchmarks: not tests; CI only builds them (above) and runs a tiny smoke
 bench/run.sh --smoke --build "${BUILD_DIR:-build}"

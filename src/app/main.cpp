@@ -2,18 +2,22 @@
 //   portier -c FILE            run in the foreground, log to stderr
 //   portier --check -c FILE    validate the config, print file:line errors
 //   SIGTERM/SIGINT: graceful stop; SIGHUP: reload config for new sessions.
+// Tells a service manager (systemd Type=notify) about readiness, reloads,
+// stopping, a status line and watchdog pings: app/service_notify.
 
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "app/registries.hpp"
+#include "app/service_notify.hpp"
 #include "config/config.hpp"
 #include "core/secure.hpp"
 #include "log/log.hpp"
@@ -31,7 +35,9 @@ constexpr const char* kUsage =
     "      --check        validate the configuration and exit\n"
     "  -V, --version      print the version\n"
     "  -h, --help         this help\n"
-    "Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads the configuration.\n";
+    "Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads the configuration.\n"
+    "Under systemd (NOTIFY_SOCKET) it reports readiness, reloads, status and watchdog pings.\n"
+    "See portier(8) and portier.toml(5).\n";
 
 using portier::log::Level;
 
@@ -119,6 +125,19 @@ int main(int argc, char** argv) {
   }
   Level lvl = Level::Info;
   if (portier::log::parse_level(snap->cfg.log.level, lvl)) portier::log::set_level(lvl);
+  {
+    const auto& lc = snap->cfg.log;
+    portier::log::SinkOptions so;
+    so.format = lc.format == "json" ? portier::log::Format::Json : portier::log::Format::Text;
+    so.target = lc.target == "syslog" ? portier::log::Target::Syslog : portier::log::Target::Stderr;
+    so.syslog_socket = lc.syslog_socket;
+    so.syslog_ident = lc.syslog_ident;
+    std::string lerr;
+    if (!portier::log::configure(so, lerr)) {
+      portier::log::write(Level::Fatal, "portier", lerr);
+      return 1;
+    }
+  }
 
   // Signals are taken synchronously by this thread; workers never see them.
   sigset_t sigs;
@@ -153,11 +172,32 @@ int main(int argc, char** argv) {
                         "(a test switch; never set it in production)");
   server.start();
   portier::log::write(Level::Info, "portier", "Ready");
+  portier::app::ServiceNotifier notifier;
+  notifier.ready(server.connections());
+  if (notifier.watchdog_enabled())
+    portier::log::logf(Level::Info, "portier", "Service watchdog enabled: pinging every {} ms",
+                       notifier.tick_interval().count());
 
+  bool stalled = false;
   for (;;) {
-    int sig = 0;
-    if (sigwait(&sigs, &sig) != 0) continue;
+    // Wait for a signal, waking up for the status line and watchdog pings.
+    const auto wait = notifier.tick_interval();
+    timespec ts{static_cast<time_t>(wait.count() / 1000), static_cast<long>(wait.count() % 1000) * 1000000L};
+    int sig = sigtimedwait(&sigs, nullptr, &ts);
+    if (sig < 0) {
+      if (errno == EAGAIN) {
+        bool alive = server.heartbeat();
+        if (alive == stalled)
+          portier::log::write(alive ? Level::Info : Level::Error, "portier",
+                              alive ? "Worker event loops turning again: watchdog pings resumed"
+                                    : "A worker's event loop is stalled: watchdog pings withheld");
+        stalled = !alive;
+        notifier.tick(server.connections(), alive);
+      }
+      continue;
+    }
     if (sig == SIGHUP) {
+      notifier.reloading();
       std::vector<std::string> rerrors;
       std::vector<const portier::login::Protocol*> rprotos;
       auto fresh = load(config_path, rerrors, rprotos);
@@ -165,13 +205,16 @@ int main(int argc, char** argv) {
         portier::log::write(Level::Error, "portier",
                             "Config reload failed, keeping the old config:");
         for (const auto& e : rerrors) portier::log::write(Level::Error, "portier", e);
+        notifier.reloaded(server.connections(), false);
         continue;
       }
       // Listeners are bound once at start; a reload changes everything else.
       server.reload(fresh);
       portier::log::write(Level::Info, "portier", "Config reloaded");
+      notifier.reloaded(server.connections(), true);
       continue;
     }
+    notifier.stopping();
     portier::log::write(Level::Info, "portier", "Shutting down");
     server.shutdown();
     portier::log::write(Level::Info, "portier", "Stopped");

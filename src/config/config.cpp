@@ -710,6 +710,25 @@ class Loader {
           else
             lg.level = lv;
         }
+      } else if (key == "format" || key == "target") {
+        std::string val;
+        const bool fmt = key == "format";
+        if (get_string(v, fmt ? "log.format" : "log.target", val)) {
+          if (fmt ? (val != "text" && val != "json") : (val != "stderr" && val != "syslog"))
+            error(v, fmt ? "log.format: expected \"text\" or \"json\", got '" + val + "'"
+                         : "log.target: expected \"stderr\" or \"syslog\", got '" + val + "'");
+          else
+            (fmt ? lg.format : lg.target) = val;
+        }
+      } else if (key == "syslog_socket") {
+        if (get_string(v, "log.syslog_socket", lg.syslog_socket) &&
+            (lg.syslog_socket.empty() || lg.syslog_socket.size() >= 108))
+          error(v, "log.syslog_socket: a socket path of 1..107 bytes");
+      } else if (key == "syslog_ident") {
+        if (get_string(v, "log.syslog_ident", lg.syslog_ident) &&
+            (lg.syslog_ident.empty() || lg.syslog_ident.size() > 32 ||
+             lg.syslog_ident.find_first_of(" :[]\t\r\n") != std::string::npos))
+          error(v, "log.syslog_ident: 1..32 characters, no spaces, ':' or brackets");
       } else {
         unknown_key(k, "[log]");
       }

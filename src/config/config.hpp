@@ -225,6 +225,10 @@ struct Login {
 /// [log]
 struct Log {
   std::string level = "info";  ///< trace | debug | info | warn | error | off
+  std::string format = "text";  ///< text (Dovecot-shaped lines) | json (one object per line)
+  std::string target = "stderr";  ///< stderr | syslog
+  std::string syslog_socket = "/dev/log";  ///< target = "syslog": the datagram socket
+  std::string syslog_ident = "portier";    ///< target = "syslog": the tag (ident)
 };
 
 /// The whole configuration.

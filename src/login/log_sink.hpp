@@ -2,7 +2,9 @@
 // The text sink of session events: renders each events::Event into one
 // Dovecot-shaped log line (so fail2ban's dovecot filter and log parsers keep
 // working) and feeds the worker's counters from the same call. This is the
-// only place in the engine that formats session log lines.
+// only place in the engine that formats session log lines. With [log]
+// format = "json" the same call also hands the writer the event's typed
+// fields (event name, user, rip, …, and the event's own values).
 //
 // Owns: a session's log context (service, user, method, destination; the
 // client's addresses formatted once). Uses: log (the line writer), counters.
@@ -36,6 +38,7 @@ struct LogContext {
   std::string prefix;    // "proxy(user,dest): "
   std::string elements;  // "user=<…>, method=…, rip=…, …"
   Counters::Live* counters = nullptr;  // the worker's slot for `service` (the relay ends there too)
+  log::Fields fields;    // the same as JSON fields (only with format = "json")
 };
 
 class SessionLog {
@@ -57,18 +60,19 @@ class SessionLog {
   /// The relay's end, after the session is gone.
   static void emit_relay_end(const LogContext& ctx, const relay::Result& r);
 
-  LogContext context() const {
-    return {std::string(service_), proxy_prefix(), elements(), &counters()};
-  }
+  LogContext context() const;
   const std::string& rip() const;
   const std::string& lip() const;
   std::string elements() const;
 
  private:
   std::string proxy_prefix() const;
-  void client_line(log::Level lvl, std::string_view msg) const;
-  void proxy_line(log::Level lvl, std::string_view msg) const;
-  void auth_line(log::Level lvl, std::string_view driver, std::string_view msg) const;
+  /// The session's fields of a JSON line, `event` first.
+  log::Fields fields(std::string_view event) const;
+  void client_line(const log::Fields* f, log::Level lvl, std::string_view msg) const;
+  void proxy_line(const log::Fields* f, log::Level lvl, std::string_view msg) const;
+  void auth_line(const log::Fields* f, log::Level lvl, std::string_view driver,
+                 std::string_view msg) const;
   /// This worker's counter slot for the service, found once per session.
   Counters::Live& counters() const {
     if (!counters_) counters_ = &Counters::local().slot(service_);

@@ -127,6 +127,17 @@ void Server::start() {
   }
 }
 
+bool Server::heartbeat() {
+  bool all = true;
+  for (auto& w : workers_) {
+    Worker* wp = w.get();
+    all &= wp->beats.load() == wp->posted;
+    ++wp->posted;
+    asio::post(wp->io, [wp] { ++wp->beats; });
+  }
+  return all;
+}
+
 void Server::shutdown() {
   bool any = false;
   for (auto& w : workers_) any |= w->thread.joinable();

@@ -7,6 +7,7 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/thread_pool.hpp>
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -32,6 +33,11 @@ class Server {
   void reload(std::shared_ptr<const Snapshot> snapshot);
   /// Stop accepting, end all sessions, join the workers.
   void shutdown();
+  /// Client connections now (pre-login and relayed): the service status line.
+  size_t connections() const { return governor_.connections(); }
+  /// Service watchdog: true when every worker has run the previous heartbeat
+  /// (its event loop is turning); then posts the next one to each worker.
+  bool heartbeat();
 
  private:
   struct Worker {
@@ -42,6 +48,8 @@ class Server {
     std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;
     SessionRegistry registry;
     std::thread thread;
+    std::atomic<uint64_t> beats{0};  // heartbeats run by this worker
+    uint64_t posted = 0;              // heartbeats posted (main thread only)
   };
 
   std::shared_ptr<const Snapshot> snapshot() const;

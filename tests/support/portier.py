@@ -25,10 +25,11 @@ from .certs import Certs
 from .util import LineLog, die_with_parent
 
 REPO = Path(__file__).resolve().parents[2]
+# Text lines, or [log] format = "json" lines ({…,"service":"portier","message":"…"}).
 LISTEN_RE = re.compile(
-    r"portier: Info: Listening on (?P<addr>\[[^\]]+\]|[^ ]+):(?P<port>\d+) "
+    r"(?:portier: Info: |\"service\":\"portier\",\"message\":\")Listening on (?P<addr>\[[^\]]+\]|[^ ]+):(?P<port>\d+) "
     r"\((?P<proto>[a-z0-9-]+), tls=(?P<tls>none|starttls|implicit)(?P<haproxy>, haproxy)?\)")
-READY_RE = re.compile(r"portier: Info: Ready\b")
+READY_RE = re.compile(r"portier: Info: Ready\b|\"service\":\"portier\",\"message\":\"Ready\"")
 # A sanitizer report on portier's stderr (ASan/LSan/UBSan build, scripts/test.sh):
 # always a test failure, whatever the exit status.
 SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:|"

@@ -285,6 +285,34 @@ TEST(Config, SingleErrors) {
   }
 }
 
+TEST(Config, LogFormatAndTarget) {
+  const std::string base = kListener + kPassdb;  // 6 lines
+  auto d = load_ok(base);
+  EXPECT_EQ(d.log.format, "text");
+  EXPECT_EQ(d.log.target, "stderr");
+  EXPECT_EQ(d.log.syslog_socket, "/dev/log");
+  EXPECT_EQ(d.log.syslog_ident, "portier");
+  auto c = load_ok(base + "[log]\nformat = \"json\"\ntarget = \"syslog\"\n"
+                          "syslog_socket = \"/run/x.sock\"\nsyslog_ident = \"dovecot\"\n");
+  EXPECT_EQ(c.log.format, "json");
+  EXPECT_EQ(c.log.target, "syslog");
+  EXPECT_EQ(c.log.syslog_socket, "/run/x.sock");
+  EXPECT_EQ(c.log.syslog_ident, "dovecot");
+  const ErrCase cases[] = {
+      {base + "[log]\nformat = \"xml\"\n", 8, "log.format: expected \"text\" or \"json\""},
+      {base + "[log]\ntarget = \"file\"\n", 8, "log.target: expected \"stderr\" or \"syslog\""},
+      {base + "[log]\ntarget = 1\n", 8, "expected a string"},
+      {base + "[log]\nsyslog_socket = \"\"\n", 8, "log.syslog_socket"},
+      {base + "[log]\nsyslog_socket = \"/" + std::string(120, 'x') + "\"\n", 8, "1..107 bytes"},
+      {base + "[log]\nsyslog_ident = \"my tag\"\n", 8, "log.syslog_ident"},
+      {base + "[log]\nsyslog_ident = \"a:b\"\n", 8, "log.syslog_ident"},
+  };
+  for (const auto& e : cases) {
+    SCOPED_TRACE(e.text);
+    expect_error(e.text, e.line, e.needle);
+  }
+}
+
 TEST(Config, ErrorColumnsAndFormat) {
   auto r = load_string(kListener + kPassdb + "[server]\n  workers = 1000\n", "/x/p.toml", portier::app::registries());
   ASSERT_EQ(r.errors.size(), 1u);

@@ -183,10 +183,12 @@ void BackendDriver::watch_client() {
       });
 }
 
-void BackendDriver::unwatch_client() {
-  ++watch_gen_;
-  client_.cancel();
-}
+// The watch is retired, not cancelled: its wait stays queued on the client
+// socket until the next byte or the close, so the relay's first read wait
+// queues behind it without an EPOLL_CTL_MOD (one system call per login, for
+// ~0.2 KiB per idle session: docs/BENCHMARKS.md). Its handler sees the
+// generation change (or the driver gone) and does nothing.
+void BackendDriver::unwatch_client() { ++watch_gen_; }
 
 std::string BackendDriver::after_text() const {
   std::string s = fmt::format("after {} secs", secs_since(start_));

@@ -149,7 +149,7 @@ std::string started_text(const SessionLog& l, const events::ProxyStarted& e) {
 
 // JSON: the event's name (by variant index) and its own typed values.
 constexpr std::string_view kEventNames[] = {
-    "connection_refused", "prelogin_ended", "auth_refused", "proxy_config_error",
+    "connection_refused", "preface_refused", "prelogin_ended", "auth_refused", "proxy_config_error",
     "user_limit",         "note",           "proxy_retry",  "proxy_failed",
     "proxy_timed_out",    "client_gone",    "proxy_started", "relay_ended"};
 static_assert(std::size(kEventNames) == std::variant_size_v<events::Event>);
@@ -168,9 +168,12 @@ void add_event_fields(const events::Event& ev, log::Fields& f) {
         if constexpr (std::is_same_v<T, events::ConnectionRefused>) {
           f.push_back(log::flag("per_ip", e.per_ip));
           f.push_back(log::num("limit", e.limit));
+        } else if constexpr (std::is_same_v<T, events::PrefaceRefused>) {
+          f.push_back(log::flag("quiet", e.quiet));
         } else if constexpr (std::is_same_v<T, events::PreloginEnded>) {
           f.push_back({"reason", std::string(e.reason)});
           f.push_back({"summary", e.summary});
+          if (e.health_check) f.push_back(log::flag("health_check", true));
         } else if constexpr (std::is_same_v<T, events::AuthRefused>) {
           static constexpr std::string_view whys[] = {"authz_denied", "password_mismatch",
                                                       "unknown_user", "tempfail"};

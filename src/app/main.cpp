@@ -132,9 +132,8 @@ int main(int argc, char** argv) {
     so.target = lc.target == "syslog" ? portier::log::Target::Syslog : portier::log::Target::Stderr;
     so.syslog_socket = lc.syslog_socket;
     so.syslog_ident = lc.syslog_ident;
-    std::string lerr;
-    if (!portier::log::configure(so, lerr)) {
-      portier::log::write(Level::Fatal, "portier", lerr);
+    if (auto r = portier::log::configure(so); !r) {
+      portier::log::write(Level::Fatal, "portier", r.error().message);
       return 1;
     }
   }
@@ -155,9 +154,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   portier::login::Server server(snap, protos);
-  std::string err;
-  if (!server.bind(err)) {
-    portier::log::write(Level::Fatal, "portier", err);
+  if (auto r = server.bind(); !r) {
+    portier::log::write(Level::Fatal, "portier", r.error().message);
     return 1;
   }
   if (!drop_privileges(snap->cfg.server.user)) return 1;

@@ -1,5 +1,7 @@
 #include "log/log.hpp"
 
+#include "core/result.hpp"
+
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -190,24 +192,23 @@ void write_stderr(const std::string& line) {
   }
 }
 
-bool syslog_connect_locked(std::string& error) {
+core::Result<void> syslog_connect_locked() {
   if (g_syslog.fd >= 0) ::close(g_syslog.fd);
   g_syslog.fd = -1;
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
-  if (g_syslog.path.empty() || g_syslog.path.size() >= sizeof sa.sun_path) {
-    error = "log.syslog_socket: path empty or too long";
-    return false;
-  }
+  if (g_syslog.path.empty() || g_syslog.path.size() >= sizeof sa.sun_path)
+    return core::fail("log.syslog_socket: path empty or too long");
   std::memcpy(sa.sun_path, g_syslog.path.data(), g_syslog.path.size());
   int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-    error = "cannot connect to syslog socket " + g_syslog.path + ": " + std::strerror(errno);
+    auto err = core::fail("cannot connect to syslog socket " + g_syslog.path + ": " +
+                          std::strerror(errno));
     if (fd >= 0) ::close(fd);
-    return false;
+    return err;
   }
   g_syslog.fd = fd;
-  return true;
+  return {};
 }
 
 /// One datagram, never blocking. False: not sent (and not counted as dropped).
@@ -225,8 +226,7 @@ bool syslog_send_locked(int severity, std::string_view body, bool& dropped) {
       return false;
     }
     // The receiver went away (journald/rsyslog restarted): reconnect once.
-    std::string ignored;
-    if (!syslog_connect_locked(ignored)) break;
+    if (!syslog_connect_locked()) break;
   }
   return false;
 }
@@ -264,19 +264,19 @@ static bool stderr_is_journal() {
          static_cast<unsigned long long>(st.st_ino) == ino;
 }
 
-bool configure(const SinkOptions& opts, std::string& error) {
+core::Result<void> configure(const SinkOptions& opts) {
   g_format.store(opts.format);
   g_journal.store(stderr_is_journal());
   if (opts.target != Target::Syslog) {
     g_target.store(Target::Stderr);
-    return true;
+    return {};
   }
   std::lock_guard lock(g_syslog.mu);
   g_syslog.path = opts.syslog_socket;
   g_syslog.ident = opts.syslog_ident;
-  if (!syslog_connect_locked(error)) return false;
+  if (auto r = syslog_connect_locked(); !r) return r;
   g_target.store(Target::Syslog);
-  return true;
+  return {};
 }
 
 bool json() { return g_format.load(std::memory_order_relaxed) == Format::Json; }

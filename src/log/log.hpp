@@ -15,6 +15,8 @@
 
 #include <fmt/format.h>
 
+#include "core/result.hpp"
+
 #include <atomic>
 #include <string>
 #include <string_view>
@@ -53,7 +55,7 @@ struct SinkOptions {
 /// Switch format and target (at start, before the workers run). For syslog
 /// the socket is connected now (reconnected later when needed); on failure
 /// `error` is set and stderr stays the target.
-bool configure(const SinkOptions& opts, std::string& error);
+core::Result<void> configure(const SinkOptions& opts);
 /// True when lines are JSON: callers then build the typed fields.
 bool json();
 

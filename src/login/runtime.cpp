@@ -11,21 +11,18 @@ std::shared_ptr<const Snapshot> Snapshot::build(const config::Config& cfg,
   if (auto chain = passdb::Chain::build(cfg.passdbs, passdb::registry(), errors))
     s->passdbs = std::move(*chain);
   s->passdbs.set_timeout(cfg.auth.passdb_timeout);
-  if (!cfg.tls.cert.empty()) {
-    std::string err;
-    s->server_ctx = tls::make_server_context(cfg.tls.cert, cfg.tls.key, err);
-    if (!s->server_ctx) errors.push_back("tls: " + err);
-  }
-  {
-    std::string err;
-    s->backend_verify_ctx = tls::make_client_context(true, cfg.backend.ca_file, cfg.backend.cert,
-                                                     cfg.backend.key, err);
-    if (!s->backend_verify_ctx) errors.push_back("backend: " + err);
-    err.clear();
-    s->backend_anycert_ctx =
-        tls::make_client_context(false, "", cfg.backend.cert, cfg.backend.key, err);
-    if (!s->backend_anycert_ctx) errors.push_back("backend: " + err);
-  }
+  auto take = [&errors](core::Result<tls::CtxPtr> r, const char* what) {
+    if (r) return std::move(*r);
+    errors.push_back(what + r.error().message);
+    return tls::CtxPtr();
+  };
+  if (!cfg.tls.cert.empty())
+    s->server_ctx = take(tls::make_server_context(cfg.tls.cert, cfg.tls.key), "tls: ");
+  s->backend_verify_ctx = take(tls::make_client_context(true, cfg.backend.ca_file, cfg.backend.cert,
+                                                        cfg.backend.key),
+                               "backend: ");
+  s->backend_anycert_ctx =
+      take(tls::make_client_context(false, "", cfg.backend.cert, cfg.backend.key), "backend: ");
   if (cfg.tls.ktls) {
     for (SSL_CTX* c : {s->server_ctx.get(), s->backend_verify_ctx.get(),
                        s->backend_anycert_ctx.get()})

@@ -53,15 +53,14 @@ void Server::reload(std::shared_ptr<const Snapshot> snapshot) {
   snapshot_ = std::move(snapshot);
 }
 
-bool Server::bind(std::string& error) {
+core::Result<void> Server::bind() {
   const auto& cfg = snapshot_->cfg;
   for (size_t li = 0; li < cfg.listeners.size(); ++li) {
     const auto& l = cfg.listeners[li];
     asio::error_code ec;
     auto addr = asio::ip::make_address(l.address, ec);
     if (ec) {
-      error = "listener " + l.address + ": invalid address";
-      return false;
+      return core::fail("listener " + l.address + ": invalid address");
     }
     uint16_t port = l.port;
     for (auto& w : workers_) {
@@ -79,8 +78,7 @@ bool Server::bind(std::string& error) {
       if (!ec) acc->bind(ep, ec);
       if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
       if (ec) {
-        error = "bind(" + l.address + ", " + std::to_string(port) + ") failed: " + ec.message();
-        return false;
+        return core::fail("bind(" + l.address + ", " + std::to_string(port) + ") failed: " + ec.message());
       }
       // Port 0: the first worker's bind picks the port, the others share it.
       port = acc->local_endpoint().port();
@@ -90,7 +88,7 @@ bool Server::bind(std::string& error) {
               addr.is_v6() ? "[" + l.address + "]" : l.address, port, l.protocol,
               tls_name(l.tls), l.haproxy ? ", haproxy" : "");
   }
-  return true;
+  return {};
 }
 
 void Server::accept_loop(Worker& w, asio::ip::tcp::acceptor& acc, size_t li) {

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/result.hpp"
 #include "login/runtime.hpp"
 #include "login/session.hpp"
 
@@ -26,7 +27,7 @@ class Server {
   ~Server();
 
   /// Bind every listener on every worker; logs `Listening on ...`. False on error.
-  bool bind(std::string& error);
+  core::Result<void> bind();
   /// Start worker threads (returns immediately).
   void start();
   /// New sessions use `snapshot`; running sessions keep theirs.

@@ -42,14 +42,13 @@ std::optional<Chain> Chain::build(const std::vector<config::Passdb>& cfgs, const
       ok = false;
       continue;
     }
-    std::string err;
-    auto db = d->make(pc, err);
+    auto db = d->make(pc);
     if (!db) {
-      errors.push_back("passdb " + what + ": " + err);
+      errors.push_back("passdb " + what + ": " + db.error().message);
       ok = false;
       continue;
     }
-    chain.add(entry(std::move(db), d->log_name, pc));
+    chain.add(entry(std::move(*db), d->log_name, pc));
   }
   if (!ok) return std::nullopt;
   return chain;

@@ -18,8 +18,10 @@ std::shared_ptr<const config::PassdbSettings> no_settings(config::PassdbSection&
   return std::make_shared<None>();
 }
 
-std::shared_ptr<Passdb> make_passwd_file_passdb(const config::Passdb& cfg, std::string& error) {
-  return make_passwd_file(cfg, error);
+core::Result<std::shared_ptr<Passdb>> make_passwd_file_passdb(const config::Passdb& cfg) {
+  auto r = make_passwd_file(cfg);
+  if (!r) return r.error();
+  return std::shared_ptr<Passdb>(std::move(*r));
 }
 
 }  // namespace

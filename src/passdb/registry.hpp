@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "core/result.hpp"
 #include "passdb/passdb.hpp"
 
 namespace portier::passdb {
@@ -20,9 +21,8 @@ struct Driver {
   std::string_view name;      ///< `driver = "..."` in [[passdb]]
   std::string_view log_name;  ///< the `auth:` log prefix (Dovecot's: "passwd-file", "sql", "ldap" ...)
   config::PassdbParser parse; ///< the driver's own keys; null = it has none (other keys are errors)
-  /// Builds a ready passdb (first load done) from a validated entry; null
-  /// with `error` set on failure.
-  using Factory = std::shared_ptr<Passdb> (*)(const config::Passdb& cfg, std::string& error);
+  /// Builds a ready passdb (first load done) from a validated entry.
+  using Factory = core::Result<std::shared_ptr<Passdb>> (*)(const config::Passdb& cfg);
   Factory make = nullptr;
 };
 

@@ -90,10 +90,9 @@ std::shared_ptr<const config::PassdbSettings> parse_sql_settings(config::PassdbS
     return nullptr;
   }
   s->connect = s->driver == "sqlite" ? section.resolve_path(*connect) : *connect;
-  std::string err;
-  auto t = Template::compile(*query, err);
+  auto t = Template::compile(*query);
   if (!t) {
-    section.error("query", "passdb.query: " + err);
+    section.error("query", "passdb.query: " + t.error().message);
     return nullptr;
   }
   if (core::trim(*query).empty()) {

@@ -74,7 +74,7 @@ std::string_view var_name(Var v) {
   return "?";
 }
 
-bool Template::parse_name(std::string_view name, Var& v, std::vector<Filter>& filters, std::string& error) {
+core::Result<void> Template::parse_name(std::string_view name, Var& v, std::vector<Filter>& filters) {
   // "name" or "name | filter | filter" (2.4).
   std::string_view first = core::trim(name.substr(0, name.find('|')));
   bool found = false;
@@ -85,8 +85,7 @@ bool Template::parse_name(std::string_view name, Var& v, std::vector<Filter>& fi
       break;
     }
   if (!found) {
-    error = "unknown variable '%{" + std::string(first) + "}'";
-    return false;
+    return core::fail("unknown variable '%{" + std::string(first) + "}'");
   }
   size_t bar = name.find('|');
   while (bar != std::string_view::npos) {
@@ -98,15 +97,14 @@ bool Template::parse_name(std::string_view name, Var& v, std::vector<Filter>& fi
     else if (f == "username") filters.push_back(Filter::Username);
     else if (f == "domain") filters.push_back(Filter::Domain);
     else {
-      error = "unsupported filter '" + std::string(f) + "' in '%{" + std::string(first) +
-              " | ...}' (supported: username, domain, lower, upper)";
-      return false;
+      return core::fail("unsupported filter '" + std::string(f) + "' in '%{" + std::string(first) +
+              " | ...}' (supported: username, domain, lower, upper)");
     }
   }
-  return true;
+  return {};
 }
 
-std::optional<Template> Template::compile(std::string_view text, std::string& error) {
+core::Result<Template> Template::compile(std::string_view text) {
   Template t;
   t.text_ = std::string(text);
   std::string lit;
@@ -121,8 +119,7 @@ std::optional<Template> Template::compile(std::string_view text, std::string& er
       continue;
     }
     if (++i >= text.size()) {
-      error = "'%' at the end of the template (write %% for a literal '%')";
-      return std::nullopt;
+      return core::fail("'%' at the end of the template (write %% for a literal '%')");
     }
     if (text[i] == '%') {
       lit += '%';
@@ -134,18 +131,16 @@ std::optional<Template> Template::compile(std::string_view text, std::string& er
     if (text[i] == 'L' || text[i] == 'U') {
       p.filters.push_back(text[i] == 'L' ? Filter::Lower : Filter::Upper);
       if (++i >= text.size()) {
-        error = "'%" + std::string(1, text[i - 1]) + "' at the end of the template";
-        return std::nullopt;
+        return core::fail("'%" + std::string(1, text[i - 1]) + "' at the end of the template");
       }
     }
     if (text[i] == '{') {
       size_t close = text.find('}', i);
       if (close == std::string_view::npos) {
-        error = "unterminated '%{' in template";
-        return std::nullopt;
+        return core::fail("unterminated '%{' in template");
       }
       std::vector<Filter> f;
-      if (!parse_name(text.substr(i + 1, close - i - 1), p.var, f, error)) return std::nullopt;
+      if (auto r = parse_name(text.substr(i + 1, close - i - 1), p.var, f); !r) return r.error();
       // 2.4 filters apply left to right; a 2.3 case modifier applies last.
       f.insert(f.end(), p.filters.begin(), p.filters.end());
       p.filters = std::move(f);
@@ -153,9 +148,8 @@ std::optional<Template> Template::compile(std::string_view text, std::string& er
     } else if (auto v = short_var(text[i])) {
       p.var = *v;
     } else {
-      error = "unknown variable '%" + std::string(1, text[i]) +
-              "' (supported: %u %n %d %s %r %l %a %b %m %c %p %w, %L/%U modifiers, %{name})";
-      return std::nullopt;
+      return core::fail("unknown variable '%" + std::string(1, text[i]) +
+              "' (supported: %u %n %d %s %r %l %a %b %m %c %p %w, %L/%U modifiers, %{name})");
     }
     flush();
     if (std::find(t.vars_.begin(), t.vars_.end(), p.var) == t.vars_.end()) t.vars_.push_back(p.var);

@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/result.hpp"
 #include "passdb/passdb.hpp"
 
 namespace portier::passdb {
@@ -57,7 +58,7 @@ class Template {
  public:
   /// Parses `text`. nullopt with `error` set ("unknown variable '%{foo}'")
   /// on a syntax error or an unknown variable/modifier/filter.
-  static std::optional<Template> compile(std::string_view text, std::string& error);
+  static core::Result<Template> compile(std::string_view text);
 
   /// Expands for `req` into `out` (replaced). False when a value contains
   /// NUL (out is then cleared). When uses_password(), the caller must wipe
@@ -85,7 +86,7 @@ class Template {
     Var var = Var::User;
     std::vector<Filter> filters;
   };
-  static bool parse_name(std::string_view name, Var& v, std::vector<Filter>& filters, std::string& error);
+  static core::Result<void> parse_name(std::string_view name, Var& v, std::vector<Filter>& filters);
 
   std::string text_;
   std::vector<Piece> pieces_;

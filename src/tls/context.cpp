@@ -45,11 +45,10 @@ void common_setup(SSL_CTX* ctx) {
 }
 }  // namespace
 
-CtxPtr make_server_context(const std::string& cert, const std::string& key, std::string& error) {
+core::Result<CtxPtr> make_server_context(const std::string& cert, const std::string& key) {
   CtxPtr ctx(SSL_CTX_new(TLS_server_method()));
   if (!ctx) {
-    error = last_error();
-    return nullptr;
+    return core::fail(last_error());
   }
   common_setup(ctx.get());
   // Client records carry passwords: OpenSSL wipes decrypted bytes from its
@@ -59,26 +58,22 @@ CtxPtr make_server_context(const std::string& cert, const std::string& key, std:
   // memory. Resumption still works through stateless tickets.
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
   if (SSL_CTX_use_certificate_chain_file(ctx.get(), cert.c_str()) != 1) {
-    error = "cannot load certificate " + cert + ": " + last_error();
-    return nullptr;
+    return core::fail("cannot load certificate " + cert + ": " + last_error());
   }
   if (SSL_CTX_use_PrivateKey_file(ctx.get(), key.c_str(), SSL_FILETYPE_PEM) != 1) {
-    error = "cannot load key " + key + ": " + last_error();
-    return nullptr;
+    return core::fail("cannot load key " + key + ": " + last_error());
   }
   if (SSL_CTX_check_private_key(ctx.get()) != 1) {
-    error = "key " + key + " does not match certificate " + cert;
-    return nullptr;
+    return core::fail("key " + key + " does not match certificate " + cert);
   }
   return ctx;
 }
 
-CtxPtr make_client_context(bool verify, const std::string& ca_file, const std::string& cert,
-                           const std::string& key, std::string& error) {
+core::Result<CtxPtr> make_client_context(bool verify, const std::string& ca_file,
+                                         const std::string& cert, const std::string& key) {
   CtxPtr ctx(SSL_CTX_new(TLS_client_method()));
   if (!ctx) {
-    error = last_error();
-    return nullptr;
+    return core::fail(last_error());
   }
   common_setup(ctx.get());
   if (verify) {
@@ -86,9 +81,8 @@ CtxPtr make_client_context(bool verify, const std::string& ca_file, const std::s
     int ok = ca_file.empty() ? SSL_CTX_set_default_verify_paths(ctx.get())
                              : SSL_CTX_load_verify_locations(ctx.get(), ca_file.c_str(), nullptr);
     if (ok != 1) {
-      error = "cannot load CA " + (ca_file.empty() ? std::string("defaults") : ca_file) + ": " +
-              last_error();
-      return nullptr;
+      return core::fail("cannot load CA " + (ca_file.empty() ? std::string("defaults") : ca_file) + ": " +
+              last_error());
     }
   } else {
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
@@ -96,8 +90,7 @@ CtxPtr make_client_context(bool verify, const std::string& ca_file, const std::s
   if (!cert.empty()) {
     if (SSL_CTX_use_certificate_chain_file(ctx.get(), cert.c_str()) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx.get(), key.c_str(), SSL_FILETYPE_PEM) != 1) {
-      error = "cannot load backend client certificate: " + last_error();
-      return nullptr;
+      return core::fail("cannot load backend client certificate: " + last_error());
     }
   }
   return ctx;

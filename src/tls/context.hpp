@@ -6,6 +6,8 @@
 #include <openssl/ssl.h>
 
 #include <memory>
+
+#include "core/result.hpp"
 #include <string>
 
 namespace portier::tls {
@@ -15,13 +17,13 @@ struct CtxDeleter {
 };
 using CtxPtr = std::unique_ptr<SSL_CTX, CtxDeleter>;
 
-/// Server context from PEM files. On failure returns null and sets `error`.
-CtxPtr make_server_context(const std::string& cert, const std::string& key, std::string& error);
+/// Server context from PEM files.
+core::Result<CtxPtr> make_server_context(const std::string& cert, const std::string& key);
 
 /// Client context for backends. `verify`: check the chain against `ca_file`
 /// (or the system store when empty) — the host name is checked per connection.
-CtxPtr make_client_context(bool verify, const std::string& ca_file, const std::string& cert,
-                           const std::string& key, std::string& error);
+core::Result<CtxPtr> make_client_context(bool verify, const std::string& ca_file,
+                                         const std::string& cert, const std::string& key);
 
 /// Whether the running kernel offers the TLS upper-layer protocol (kTLS).
 bool kernel_has_ktls();

@@ -17,8 +17,7 @@ namespace {
 
 struct SinkReset {
   ~SinkReset() {
-    std::string err;
-    log::configure({}, err);  // text on stderr
+    (void)log::configure({});  // text on stderr
   }
 };
 
@@ -40,10 +39,9 @@ TEST(Log, TextLineUnchanged) {
 
 TEST(Log, JsonLineWithTypedFields) {
   SinkReset reset;
-  std::string err;
   log::SinkOptions o;
   o.format = log::Format::Json;
-  ASSERT_TRUE(log::configure(o, err)) << err;
+  ASSERT_TRUE(log::configure(o));
   EXPECT_TRUE(log::json());
   log::Fields f{{"event", "auth_refused"}, {"user", "we\"ird\\\x02\xff"}, log::num("limit", 3),
                 log::flag("tls", true)};
@@ -76,8 +74,7 @@ TEST(Log, SyslogDatagramsNeverBlock) {
   o.target = log::Target::Syslog;
   o.syslog_socket = path;
   o.syslog_ident = "portier-test";
-  std::string err;
-  ASSERT_TRUE(log::configure(o, err)) << err;
+  ASSERT_TRUE(log::configure(o));
   log::write(log::Level::Error, "imap-login", "boom");
   char buf[512];
   ssize_t n = ::recv(s, buf, sizeof buf, 0);
@@ -116,8 +113,9 @@ TEST(Log, SyslogSocketMissingIsAnError) {
   log::SinkOptions o;
   o.target = log::Target::Syslog;
   o.syslog_socket = "/nonexistent/portier.sock";
-  std::string err;
-  EXPECT_FALSE(log::configure(o, err));
+  auto r = log::configure(o);
+  ASSERT_FALSE(r);
+  const std::string& err = r.error().message;
   EXPECT_NE(err.find("cannot connect to syslog socket /nonexistent/portier.sock"), std::string::npos)
       << err;
 }

@@ -285,9 +285,9 @@ std::shared_ptr<const config::PassdbSettings> parse_slow(config::PassdbSection& 
   return out;
 }
 
-std::shared_ptr<Passdb> make_slow(const config::Passdb& cfg, std::string&) {
+core::Result<std::shared_ptr<Passdb>> make_slow(const config::Passdb& cfg) {
   const auto& s = dynamic_cast<const SlowSettings&>(*cfg.settings);
-  return std::make_shared<BlockingPassdb>(std::make_shared<SlowDriver>(s.delay), 2);
+  return std::shared_ptr<Passdb>(std::make_shared<BlockingPassdb>(std::make_shared<SlowDriver>(s.delay), 2));
 }
 
 const Registry& test_registry() {

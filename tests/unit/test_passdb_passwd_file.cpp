@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include "result_helpers.hpp"
+
 #include <unistd.h>
 
 #include <atomic>
@@ -97,7 +99,7 @@ TEST(PassdbParse, ErrorsDoNotLeakLineContent) {
 
 TEST(PassdbPasswdFile, TestDataFile) {
   std::string err;
-  auto pdb = make_passwd_file(cfg_for(std::string(PORTIER_TEST_DATA) + "/users.passwd"), err);
+  auto pdb = portier::testing_util::made(make_passwd_file(cfg_for(std::string(PORTIER_TEST_DATA) + "/users.passwd")), err);
   ASSERT_TRUE(pdb) << err;
   struct Case { const char* user; const char* pass; Result expect; };
   const Case cases[] = {
@@ -136,7 +138,7 @@ TEST(PassdbPasswdFile, NoPasswordRules) {
              "nopwy:{PLAIN}:::::: nopassword=y\n"
              "nopwhash:{PLAIN}real:::::: nopassword\n");
   std::string err;
-  auto pdb = make_passwd_file(cfg_for(path), err);
+  auto pdb = portier::testing_util::made(make_passwd_file(cfg_for(path)), err);
   ASSERT_TRUE(pdb) << err;
   EXPECT_EQ(pdb->verify(req("empty", "")).result, Result::Mismatch);
   EXPECT_EQ(pdb->verify(req("empty", "x")).result, Result::Mismatch);
@@ -155,7 +157,7 @@ TEST(PassdbPasswdFile, BadStoredPasswordIsTempFail) {
   std::string path = dir.file("u.passwd");
   write_file(path, "u1:{ARGON9}xyz\nu2:{SSHA256}!!!!\n");
   std::string err;
-  auto pdb = make_passwd_file(cfg_for(path), err);
+  auto pdb = portier::testing_util::made(make_passwd_file(cfg_for(path)), err);
   ASSERT_TRUE(pdb);
   auto r1 = pdb->verify(req("u1", "xyz"));
   EXPECT_EQ(r1.result, Result::TempFail);
@@ -171,7 +173,7 @@ TEST(PassdbPasswdFile, DefaultAndOverrideFields) {
   c.default_fields = "proxy host=10.9.9.9 port=143";
   c.override_fields = "port=10143 ssl=yes";
   std::string err;
-  auto pdb = make_passwd_file(c, err);
+  auto pdb = portier::testing_util::made(make_passwd_file(c), err);
   ASSERT_TRUE(pdb);
   auto a = pdb->verify(req("a", "x"));
   ASSERT_EQ(a.result, Result::Ok);
@@ -195,7 +197,7 @@ TEST(PassdbPasswdFile, ReloadOnChange) {
   std::string path = dir.file("u.passwd");
   write_file(path, "alice:{PLAIN}one\n");
   std::string err;
-  auto owned = make_passwd_file(cfg_for(path), err);
+  auto owned = portier::testing_util::made(make_passwd_file(cfg_for(path)), err);
   ASSERT_TRUE(owned) << err;
   auto* pdb = dynamic_cast<PasswdFile*>(owned.get());
   ASSERT_NE(pdb, nullptr);
@@ -267,7 +269,7 @@ TEST(PassdbPasswdFile, ReloadRunsInBackground) {
   constexpr int kUsers = 300000;
   write_file(path, "probe:{PLAIN}old\n" + big("a", kUsers));
   std::string err;
-  auto owned = make_passwd_file(cfg_for(path), err);
+  auto owned = portier::testing_util::made(make_passwd_file(cfg_for(path)), err);
   ASSERT_TRUE(owned) << err;
   auto* pdb = dynamic_cast<PasswdFile*>(owned.get());
   ASSERT_NE(pdb, nullptr);
@@ -313,7 +315,7 @@ TEST(PassdbPasswdFile, UnprefixedPasswordsAreCrypt) {
   ASSERT_EQ(sha512.substr(0, 3), "$6$");
   write_file(path, "des:" + des + "\nsha:" + sha512 + "\n");
   std::string err;
-  auto pdb = make_passwd_file(cfg_for(path), err);
+  auto pdb = portier::testing_util::made(make_passwd_file(cfg_for(path)), err);
   ASSERT_TRUE(pdb) << err;
   EXPECT_EQ(pdb->verify(req("des", "secret")).result, Result::Ok);
   EXPECT_EQ(pdb->verify(req("des", des)).result, Result::Mismatch);
@@ -332,7 +334,7 @@ TEST(PassdbPasswdFile, DefaultPassSchemePlain) {
   auto cfg = cfg_for(path);
   cfg.default_pass_scheme = "PLAIN";
   std::string err;
-  auto pdb = make_passwd_file(cfg, err);
+  auto pdb = portier::testing_util::made(make_passwd_file(cfg), err);
   ASSERT_TRUE(pdb) << err;
   auto a = pdb->verify_inline(req("p", "secret"));
   ASSERT_TRUE(a);
@@ -344,7 +346,7 @@ TEST(PassdbPasswdFile, DefaultPassSchemePlain) {
 
   cfg.default_pass_scheme = "ARGON9";
   err.clear();
-  EXPECT_EQ(make_passwd_file(cfg, err), nullptr);
+  EXPECT_EQ(portier::testing_util::made(make_passwd_file(cfg), err), nullptr);
   EXPECT_NE(err.find("default_pass_scheme"), std::string::npos) << err;
 }
 
@@ -354,7 +356,7 @@ TEST(PassdbPasswdFile, ConcurrentVerify) {
   std::string hash = hash_password("SHA256-CRYPT", "pw");
   write_file(path, "u:" + hash + "\n");
   std::string err;
-  auto pdb = make_passwd_file(cfg_for(path), err);
+  auto pdb = portier::testing_util::made(make_passwd_file(cfg_for(path)), err);
   ASSERT_TRUE(pdb);
   std::atomic<int> ok{0}, bad{0};
   std::vector<std::thread> threads;
@@ -377,13 +379,13 @@ TEST(PassdbPasswdFile, ServesAndFactoryErrors) {
   write_file(path, "");
   auto c = cfg_for(path);
   std::string err;
-  auto all_db = make_passwd_file(c, err);
+  auto all_db = portier::testing_util::made(make_passwd_file(c), err);
   ASSERT_TRUE(all_db);
   auto all = Chain::entry(all_db, "passwd-file", c);  // the protocol filter is the chain's
   EXPECT_TRUE(all.serves("imap"));
   EXPECT_TRUE(all.serves("pop3"));
   c.protocols = {"imap", "submission"};
-  auto some_db = make_passwd_file(c, err);
+  auto some_db = portier::testing_util::made(make_passwd_file(c), err);
   ASSERT_TRUE(some_db);
   auto some = Chain::entry(some_db, "passwd-file", c);
   EXPECT_TRUE(some.serves("imap"));
@@ -392,7 +394,7 @@ TEST(PassdbPasswdFile, ServesAndFactoryErrors) {
   EXPECT_EQ(some_db->verify(req("x", "y")).result, Result::UnknownUser);
 
   err.clear();
-  EXPECT_EQ(make_passwd_file(cfg_for(dir.file("missing")), err), nullptr);
+  EXPECT_EQ(portier::testing_util::made(make_passwd_file(cfg_for(dir.file("missing"))), err), nullptr);
   EXPECT_FALSE(err.empty());
   auto bad = cfg_for(path);
   bad.driver = "ldap";
@@ -402,7 +404,7 @@ TEST(PassdbPasswdFile, ServesAndFactoryErrors) {
   EXPECT_NE(errors[0].find("ldap"), std::string::npos);
   bad = cfg_for("");
   err.clear();
-  EXPECT_EQ(make_passwd_file(bad, err), nullptr);
+  EXPECT_EQ(portier::testing_util::made(make_passwd_file(bad), err), nullptr);
   EXPECT_FALSE(err.empty());
 }
 
@@ -433,7 +435,7 @@ TEST(PassdbPasswdFile, VerifyInlineOnlyWithoutHashing) {
                    "plain:{PLAIN}secret\n"
                    "hashed:" + hash_password("SHA512-CRYPT", "secret") + "\n");
   std::string err;
-  auto pdb = make_passwd_file(cfg_for(path), err);
+  auto pdb = portier::testing_util::made(make_passwd_file(cfg_for(path)), err);
   ASSERT_TRUE(pdb) << err;
   auto a = pdb->verify_inline(req("nopw", "x"));
   ASSERT_TRUE(a);

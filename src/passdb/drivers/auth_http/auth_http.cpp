@@ -42,7 +42,7 @@ std::optional<uint16_t> parse_port(std::string_view s) {
 
 // ------------------------------------------------------------------ config
 
-std::optional<Url> parse_url(std::string_view text, std::string& error) {
+core::Result<Url> parse_url(std::string_view text) {
   Url u;
   if (text.substr(0, 5) == "unix:") {
     std::string_view rest = text.substr(5);
@@ -51,8 +51,7 @@ std::optional<Url> parse_url(std::string_view text, std::string& error) {
     u.path = std::string(rest.substr(0, colon));
     if (colon != std::string_view::npos) u.uri = std::string(rest.substr(colon + 1));
     if (u.path.empty() || u.path.front() != '/') {
-      error = "unix socket path must be absolute (unix:/path[:/uri])";
-      return std::nullopt;
+      return core::fail("unix socket path must be absolute (unix:/path[:/uri])");
     }
     if (u.uri.empty()) u.uri = "/";
     u.unix_socket = true;
@@ -62,8 +61,7 @@ std::optional<Url> parse_url(std::string_view text, std::string& error) {
     std::string_view rest = text;
     if (core::istarts_with(rest, "http://")) rest.remove_prefix(7);
     else if (rest.find("://") != std::string_view::npos) {
-      error = "only http:// and unix: URLs are supported";
-      return std::nullopt;
+      return core::fail("only http:// and unix: URLs are supported");
     }
     size_t slash = rest.find('/');
     std::string_view hostport = rest.substr(0, slash);
@@ -72,15 +70,13 @@ std::optional<Url> parse_url(std::string_view text, std::string& error) {
     if (!hostport.empty() && hostport.front() == '[') {
       size_t close = hostport.find(']');
       if (close == std::string_view::npos) {
-        error = "unterminated [IPv6] address";
-        return std::nullopt;
+        return core::fail("unterminated [IPv6] address");
       }
       host = hostport.substr(0, close + 1);
       std::string_view after = hostport.substr(close + 1);
       if (!after.empty()) {
         if (after.front() != ':') {
-          error = "junk after [IPv6] address";
-          return std::nullopt;
+          return core::fail("junk after [IPv6] address");
         }
         port = after.substr(1);
       }
@@ -89,22 +85,19 @@ std::optional<Url> parse_url(std::string_view text, std::string& error) {
       port = hostport.substr(c + 1);
     }
     if (host.empty()) {
-      error = "no host";
-      return std::nullopt;
+      return core::fail("no host");
     }
     if (!port.empty() || hostport.find(':') != std::string_view::npos) {
       auto p = parse_port(port);
       if (!p) {
-        error = "invalid port '" + std::string(port) + "'";
-        return std::nullopt;
+        return core::fail("invalid port '" + std::string(port) + "'");
       }
       u.port = *p;
     }
     u.host = std::string(host);
   }
   if (has_ctl(u.uri) || u.uri.find(' ') != std::string::npos || has_ctl(u.host) || has_ctl(u.path)) {
-    error = "control characters or spaces in the URL";
-    return std::nullopt;
+    return core::fail("control characters or spaces in the URL");
   }
   return u;
 }
@@ -118,10 +111,9 @@ std::shared_ptr<const config::PassdbSettings> parse_settings(config::PassdbSecti
   }
   auto url = section.string("url");
   if (!url) return nullptr;
-  std::string err;
-  auto u = parse_url(*url, err);
+  auto u = parse_url(*url);
   if (!u) {
-    section.error("url", "passdb.url: " + err);
+    section.error("url", "passdb.url: " + u.error().message);
     ok = false;
   } else {
     s->url = std::move(*u);
@@ -576,10 +568,9 @@ net::Task<Lookup> AuthHttp::lookup(const Request& req) {
   co_return answer(req, d);
 }
 
-std::shared_ptr<Passdb> make(const config::Passdb& cfg, std::string& error) {
+core::Result<std::shared_ptr<Passdb>> make(const config::Passdb& cfg) {
   if (!dynamic_cast<const Settings*>(cfg.settings.get())) {
-    error = "auth_http: url not set";
-    return nullptr;
+    return core::fail("auth_http: url not set");
   }
   return std::make_shared<AuthHttp>(cfg);
 }

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "core/result.hpp"
 #include "passdb/passdb.hpp"
 
 namespace portier::passdb::auth_http {
@@ -65,7 +66,7 @@ struct Url {
 /// Parses nginx's auth_http URL forms: `[http://]host[:port][/uri]`
 /// (host an IP literal, `[v6]`, or a name), `unix:/path[:/uri]`.
 /// nullopt with `error` set when malformed.
-std::optional<Url> parse_url(std::string_view text, std::string& error);
+core::Result<Url> parse_url(std::string_view text);
 
 /// auth_http's own [[passdb]] keys.
 struct Settings final : config::PassdbSettings {
@@ -148,6 +149,6 @@ class AuthHttp final : public Passdb {
 
 /// Creates the passdb from a validated [[passdb]] entry; null with `error`
 /// set when the settings are unusable.
-std::shared_ptr<Passdb> make(const config::Passdb& cfg, std::string& error);
+core::Result<std::shared_ptr<Passdb>> make(const config::Passdb& cfg);
 
 }  // namespace portier::passdb::auth_http

@@ -219,12 +219,11 @@ void reload_in_background(std::shared_ptr<PasswdFile::Shared> sh, FileId wanted)
 
 }  // namespace
 
-std::shared_ptr<const PasswdFileData> PasswdFile::snapshot(std::string& error) {
+core::Result<std::shared_ptr<const PasswdFileData>> PasswdFile::snapshot() {
   Shared& sh = *shared_;
   struct stat st {};
   if (::stat(path_.c_str(), &st) != 0) {
-    error = "passwd-file " + path_ + ": stat() failed: " + std::strerror(errno);
-    return nullptr;
+    return core::fail("passwd-file " + path_ + ": stat() failed: " + std::strerror(errno));
   }
   const FileId cur = file_id(st);
   std::shared_ptr<const PasswdFileData> current;
@@ -234,8 +233,7 @@ std::shared_ptr<const PasswdFileData> PasswdFile::snapshot(std::string& error) {
     if (current) {
       if (cur == sh.id) return current;
       if (sh.has_failed && cur == sh.failed_id) {
-        error = sh.failed_error;
-        return nullptr;
+        return core::fail(sh.failed_error);
       }
       if (sh.reloading) return current;  // the new table is on its way
       sh.reloading = true;
@@ -254,8 +252,9 @@ std::shared_ptr<const PasswdFileData> PasswdFile::snapshot(std::string& error) {
 
   // The first load (make_passwd_file at startup or on SIGHUP) is synchronous.
   FileId id;
+  std::string error;
   auto data = read_file(path_, id, error, nullptr);
-  if (!data) return nullptr;
+  if (!data) return core::fail(std::move(error));
   std::lock_guard lock(sh.mu);
   if (!sh.data) {
     sh.data = data;
@@ -265,7 +264,10 @@ std::shared_ptr<const PasswdFileData> PasswdFile::snapshot(std::string& error) {
   return sh.data;
 }
 
-bool PasswdFile::load(std::string& error) { return snapshot(error) != nullptr; }
+core::Result<void> PasswdFile::load() {
+  if (auto r = snapshot(); !r) return r.error();
+  return {};
+}
 
 bool PasswdFile::wait_reload_idle(std::chrono::milliseconds timeout) const {
   std::unique_lock lock(shared_->mu);
@@ -305,13 +307,13 @@ Lookup PasswdFile::check(const Request& req, bool may_hash, bool& needs_hash) {
   const std::string_view user = req.user, password = req.password;
   Lookup res;
   res.passdb = kName;
-  std::string err;
-  auto data = snapshot(err);
-  if (!data) {
+  auto snap = snapshot();
+  if (!snap) {
     res.result = Result::TempFail;
-    res.error = std::move(err);
+    res.error = snap.error().message;
     return res;
   }
+  const std::shared_ptr<const PasswdFileData>& data = *snap;
   auto it = data->users.find(std::string(user));
   if (it == data->users.end()) {
     res.result = Result::UnknownUser;
@@ -390,18 +392,16 @@ unsigned PasswdFile::load_count() const {
   return shared_->loads;
 }
 
-std::shared_ptr<PasswdFile> make_passwd_file(const config::Passdb& cfg, std::string& error) {
+core::Result<std::shared_ptr<PasswdFile>> make_passwd_file(const config::Passdb& cfg) {
   const auto* settings = dynamic_cast<const PasswdFileSettings*>(cfg.settings.get());
   if (!settings || settings->path.empty()) {
-    error = "passwd-file: path not set";
-    return nullptr;
+    return core::fail("passwd-file: path not set");
   }
   if (!known_scheme(cfg.default_pass_scheme)) {
-    error = "passwd-file " + settings->path + ": unknown default_pass_scheme '" + cfg.default_pass_scheme + "'";
-    return nullptr;
+    return core::fail("passwd-file " + settings->path + ": unknown default_pass_scheme '" + cfg.default_pass_scheme + "'");
   }
   auto p = std::make_shared<PasswdFile>(cfg);
-  if (!p->load(error)) return nullptr;
+  if (auto r = p->load(); !r) return r.error();
   return p;
 }
 

@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "core/result.hpp"
 #include "passdb/passdb.hpp"
 
 namespace portier::passdb {
@@ -97,7 +98,7 @@ class PasswdFile final : public Passdb, public std::enable_shared_from_this<Pass
 
   /// (Re)reads the file if it changed. Returns false and sets `error` if it
   /// cannot be read.
-  bool load(std::string& error);
+  core::Result<void> load();
 
   /// No hashing needed (unknown user, nopassword, cleartext scheme,
   /// lookup_only): the answer; otherwise nullopt.
@@ -132,7 +133,7 @@ class PasswdFile final : public Passdb, public std::enable_shared_from_this<Pass
   struct Shared;  // table + reload state, shared with the background re-read
 
  private:
-  std::shared_ptr<const PasswdFileData> snapshot(std::string& error);
+  core::Result<std::shared_ptr<const PasswdFileData>> snapshot();
 
   config::Passdb cfg_;
   std::string path_;
@@ -144,6 +145,6 @@ class PasswdFile final : public Passdb, public std::enable_shared_from_this<Pass
 
 /// Creates a passwd-file passdb and loads the file. Returns nullptr and sets
 /// `error` when the settings are unusable or the first load fails.
-std::shared_ptr<PasswdFile> make_passwd_file(const config::Passdb& cfg, std::string& error);
+core::Result<std::shared_ptr<PasswdFile>> make_passwd_file(const config::Passdb& cfg);
 
 }  // namespace portier::passdb

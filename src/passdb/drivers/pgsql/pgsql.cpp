@@ -363,22 +363,20 @@ net::Task<Lookup> Pgsql::lookup(const Request& req) {
 
 }  // namespace
 
-std::shared_ptr<Passdb> make_pgsql(const config::Passdb& cfg, std::string& error) {
+core::Result<std::shared_ptr<Passdb>> make_pgsql(const config::Passdb& cfg) {
   const auto* s = dynamic_cast<const SqlSettings*>(cfg.settings.get());
   if (!s) {
-    error = "pgsql: settings missing";
-    return nullptr;
+    return core::fail("pgsql: settings missing");
   }
   if (!known_scheme(cfg.default_pass_scheme)) {
-    error = "pgsql: unknown default_pass_scheme '" + cfg.default_pass_scheme + "'";
-    return nullptr;
+    return core::fail("pgsql: unknown default_pass_scheme '" + cfg.default_pass_scheme + "'");
   }
   char* err = nullptr;
   PQconninfoOption* opts = PQconninfoParse(s->connect.c_str(), &err);
   if (!opts) {
-    error = "pgsql: invalid connect string: " + pg_message(err ? err : "out of memory");
+    auto fail = core::fail("pgsql: invalid connect string: " + pg_message(err ? err : "out of memory"));
     if (err) PQfreemem(err);
-    return nullptr;
+    return fail;
   }
   PQconninfoFree(opts);
   return std::make_shared<Pgsql>(cfg, *s);

@@ -27,12 +27,13 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "core/result.hpp"
 #include "passdb/passdb.hpp"
 
 namespace portier::passdb {
 
 /// Creates the passdb. Does not connect (connections are per worker, made on
 /// first use); a conninfo libpq cannot parse is an error here.
-std::shared_ptr<Passdb> make_pgsql(const config::Passdb& cfg, std::string& error);
+core::Result<std::shared_ptr<Passdb>> make_pgsql(const config::Passdb& cfg);
 
 }  // namespace portier::passdb

@@ -37,32 +37,34 @@ class Sqlite final : public SyncPassdb {
  public:
   Sqlite(config::Passdb cfg, const SqlSettings& s) : cfg_(std::move(cfg)), s_(s) {}
 
-  bool open(Db& db, std::string& error) {
+  core::Result<void> open(Db& db) {
     sqlite3* raw = nullptr;
     int rc = sqlite3_open_v2(s_.connect.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
     db.reset(raw);
     if (rc != SQLITE_OK) {
-      error = "sqlite " + s_.connect + ": open failed: " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc));
+      auto err = core::fail("sqlite " + s_.connect + ": open failed: " +
+                            (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
       db.reset();
-      return false;
+      return err;
     }
     sqlite3_busy_timeout(raw, 2000);
-    return true;
+    return {};
   }
 
   // A first open at load time: a missing file is a config error, not a
   // login-time surprise (read-only open does not create it).
-  bool check(std::string& error) {
+  core::Result<void> check() {
     Db db;
-    if (!open(db, error)) return false;
+    if (auto r = open(db); !r) return r;
     put(std::move(db));  // the first pool thread reuses it
-    return true;
+    return {};
   }
 
   Lookup lookup_blocking(const Request& req) override {
-    std::string err;
     Db db = take();
-    if (!db && !open(db, err)) return sql_tempfail(std::move(err));
+    if (!db) {
+      if (auto r = open(db); !r) return sql_tempfail(r.error().message);
+    }
     std::string sql;
     if (!s_.query.expand(req, sqlite_escape, sql)) {
       put(std::move(db));
@@ -137,18 +139,16 @@ class Sqlite final : public SyncPassdb {
 
 }  // namespace
 
-std::shared_ptr<Passdb> make_sqlite(const config::Passdb& cfg, std::string& error) {
+core::Result<std::shared_ptr<Passdb>> make_sqlite(const config::Passdb& cfg) {
   const auto* s = dynamic_cast<const SqlSettings*>(cfg.settings.get());
   if (!s) {
-    error = "sqlite: settings missing";
-    return nullptr;
+    return core::fail("sqlite: settings missing");
   }
   if (!known_scheme(cfg.default_pass_scheme)) {
-    error = "sqlite: unknown default_pass_scheme '" + cfg.default_pass_scheme + "'";
-    return nullptr;
+    return core::fail("sqlite: unknown default_pass_scheme '" + cfg.default_pass_scheme + "'");
   }
   auto drv = std::make_shared<Sqlite>(cfg, *s);
-  if (!drv->check(error)) return nullptr;
+  if (auto r = drv->check(); !r) return r.error();
   return std::make_shared<BlockingPassdb>(std::move(drv), kThreads);
 }
 

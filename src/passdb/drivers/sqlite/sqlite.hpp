@@ -13,12 +13,13 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "core/result.hpp"
 #include "passdb/passdb.hpp"
 
 namespace portier::passdb {
 
 /// Creates the passdb and opens the database once (a missing or unreadable
 /// file is an error here). Null with `error` set on failure.
-std::shared_ptr<Passdb> make_sqlite(const config::Passdb& cfg, std::string& error);
+core::Result<std::shared_ptr<Passdb>> make_sqlite(const config::Passdb& cfg);
 
 }  // namespace portier::passdb

@@ -107,14 +107,12 @@ net::Task<Lookup> Static::lookup(const Request& req) {
                                     asio::use_awaitable);
 }
 
-std::shared_ptr<Passdb> make(const config::Passdb& cfg, std::string& error) {
+core::Result<std::shared_ptr<Passdb>> make(const config::Passdb& cfg) {
   if (!dynamic_cast<const Settings*>(cfg.settings.get())) {
-    error = "static: settings missing";
-    return nullptr;
+    return core::fail("static: settings missing");
   }
   if (!known_scheme(cfg.default_pass_scheme)) {
-    error = "static: unknown default_pass_scheme '" + cfg.default_pass_scheme + "'";
-    return nullptr;
+    return core::fail("static: unknown default_pass_scheme '" + cfg.default_pass_scheme + "'");
   }
   return std::make_shared<Static>(cfg);
 }

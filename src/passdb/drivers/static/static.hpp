@@ -23,6 +23,7 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "core/result.hpp"
 #include "passdb/passdb.hpp"
 
 namespace portier::passdb::static_db {
@@ -53,6 +54,6 @@ class Static final : public Passdb, public std::enable_shared_from_this<Static> 
 };
 
 /// Creates the passdb; null with `error` set when unusable.
-std::shared_ptr<Passdb> make(const config::Passdb& cfg, std::string& error);
+core::Result<std::shared_ptr<Passdb>> make(const config::Passdb& cfg);
 
 }  // namespace portier::passdb::static_db

@@ -58,7 +58,8 @@ stamp "fuzzing passed"
 # only hold for the normal build (run above) — until they scale by PORTIER_SANITIZER.
 export PORTIER_BIN="$PWD/build-asan/portier" PORTIER_SANITIZER=asan
 # Also deselected here, for reasons of the sanitizer runtime (both run above):
-# the memory scan of test_secret_memory.py reads the whole address space, and
+# the memory scans (test_secret_memory.py, and auth_http's in
+# test_passdb_auth_http.py) read the whole address space, and
 # ASan's shadow reservation spans terabytes; the pipe-exhaustion test lowers
 # RLIMIT_NOFILE, which starves UBSan's own pipe-based readability probe
 # (false "invalid vptr" reports).
@@ -66,6 +67,7 @@ ASAN_DESELECT=(
   --deselect tests/integration/test_client_abuse.py::test_garbage_burst_bounded_memory_and_still_serving
   --deselect tests/integration/test_load.py::test_idle_sessions_and_concurrent_logins
   --deselect tests/integration/test_secret_memory.py
+  --deselect tests/integration/test_passdb_auth_http.py::test_no_copy_of_the_password_in_memory
   --deselect tests/integration/test_tls_stream.py::test_relay_copies_when_no_pipe_can_be_opened
 )
 # shellcheck disable=SC2086

@@ -39,4 +39,19 @@ Request RequestCopy::view() const {
   return r;
 }
 
+void apply_verify(Lookup& l, VerifyResult v, std::string_view who) {
+  switch (v) {
+    case VerifyResult::Match: l.result = Result::Ok; break;
+    case VerifyResult::Mismatch: l.result = Result::Mismatch; break;
+    case VerifyResult::UnknownScheme:
+      l.result = Result::TempFail;
+      l.error = std::string(who) + ": unknown password scheme";
+      break;
+    case VerifyResult::Malformed:
+      l.result = Result::TempFail;
+      l.error = std::string(who) + ": malformed stored password";
+      break;
+  }
+}
+
 }  // namespace portier::passdb

@@ -103,6 +103,10 @@ class RequestCopy {
   Request flags_;  // ports, flags and executor; its views are unused
 };
 
+/// Sets `l.result` (and `l.error` for a stored password that cannot be used)
+/// from a password check; `who` starts the error ("sql: user alice").
+void apply_verify(Lookup& l, VerifyResult v, std::string_view who);
+
 /// A password database (one [[passdb]] entry's driver). Thread-safe: one
 /// instance serves every worker.
 class Passdb {

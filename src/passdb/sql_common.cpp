@@ -186,18 +186,8 @@ bool sql_verify_is_cheap(const SqlAnswer& a, const config::Passdb& cfg) {
 Lookup sql_verify(SqlAnswer a, const Request& req, const config::Passdb& cfg) {
   Lookup res = std::move(a.lookup);
   if (!a.verify) return res;
-  switch (verify_password(a.stored, req.password, cfg.default_pass_scheme)) {
-    case VerifyResult::Match: res.result = Result::Ok; break;
-    case VerifyResult::Mismatch: res.result = Result::Mismatch; break;
-    case VerifyResult::UnknownScheme:
-      res.result = Result::TempFail;
-      res.error = "sql: user " + res.reply.user + ": unknown password scheme";
-      break;
-    case VerifyResult::Malformed:
-      res.result = Result::TempFail;
-      res.error = "sql: user " + res.reply.user + ": malformed stored password";
-      break;
-  }
+  apply_verify(res, verify_password(a.stored, req.password, cfg.default_pass_scheme),
+               "sql: user " + res.reply.user);
   return res;
 }
 

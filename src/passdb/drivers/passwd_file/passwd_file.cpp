@@ -353,22 +353,8 @@ Lookup PasswdFile::check(const Request& req, bool may_hash, bool& needs_hash) {
     needs_hash = true;
     return res;
   }
-  switch (verify_password(entry.password, password, cfg_.default_pass_scheme)) {
-    case VerifyResult::Match:
-      res.result = Result::Ok;
-      break;
-    case VerifyResult::Mismatch:
-      res.result = Result::Mismatch;
-      break;
-    case VerifyResult::UnknownScheme:
-      res.result = Result::TempFail;
-      res.error = "passwd-file: user " + res.reply.user + ": unknown password scheme";
-      break;
-    case VerifyResult::Malformed:
-      res.result = Result::TempFail;
-      res.error = "passwd-file: user " + res.reply.user + ": malformed stored password";
-      break;
-  }
+  apply_verify(res, verify_password(entry.password, password, cfg_.default_pass_scheme),
+               "passwd-file: user " + res.reply.user);
   return res;
 }
 

@@ -66,18 +66,7 @@ Lookup Static::answer(const Request& req, bool may_hash, bool& needs_hash) const
     needs_hash = true;
     return l;
   }
-  switch (verify_password(password_, req.password, default_scheme_)) {
-    case VerifyResult::Match: l.result = Result::Ok; break;
-    case VerifyResult::Mismatch: l.result = Result::Mismatch; break;
-    case VerifyResult::UnknownScheme:
-      l.result = Result::TempFail;
-      l.error = "static: unknown password scheme";
-      break;
-    case VerifyResult::Malformed:
-      l.result = Result::TempFail;
-      l.error = "static: malformed password";
-      break;
-  }
+  apply_verify(l, verify_password(password_, req.password, default_scheme_), "static");
   return l;
 }
 

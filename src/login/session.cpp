@@ -172,7 +172,10 @@ class Session final : public Stoppable {
     if (v.aborted) co_return false;
     if (!v.proxy) {
       if (v.failed_login) co_await delay_failure();
-      front_.fe().auth_failed(v.reply, v.reason);
+      if (v.referral)
+        front_.fe().referred(*v.referral);
+      else
+        front_.fe().auth_failed(v.reply, v.reason);
       if (v.failed_login) ++stats_.failures;
       disconnect_ = v.disconnect;
       co_return false;

@@ -77,7 +77,7 @@ TEST(AuthVerdict, TempFailIsNoFailedLogin) {
 }
 
 TEST(AuthVerdict, NoProxyFieldIsAConfigurationError) {
-  auto v = judge(lookup(passdb::Result::Ok, "host=10.0.0.5"), kImap);
+  auto v = judge(lookup(passdb::Result::Ok, "port=1143"), kImap);
   EXPECT_FALSE(v.proxy);
   EXPECT_TRUE(v.config_error);
   EXPECT_FALSE(v.failed_login);
@@ -91,6 +91,37 @@ TEST(AuthVerdict, NologinIsDisabledWithItsReason) {
   EXPECT_EQ(v.reply, AuthFailure::Disabled);
   EXPECT_EQ(v.reason, "moved");
   EXPECT_FALSE(v.config_error);
+}
+
+TEST(AuthVerdict, HostWithoutProxyIsAReferral) {
+  auto v = judge(lookup(passdb::Result::Ok, "host=imap2.example.org nologin"), kImap);
+  EXPECT_FALSE(v.proxy);
+  EXPECT_FALSE(v.config_error);
+  ASSERT_TRUE(v.referral);
+  EXPECT_EQ(v.referral->host, "imap2.example.org");
+  EXPECT_EQ(v.referral->port, 143);  // the protocol's default
+  EXPECT_TRUE(v.referral->nologin);
+  EXPECT_EQ(v.referral->user, "alice");  // destuser defaults to the passdb's user
+  EXPECT_EQ(v.referral->reason, "Try this server instead.");
+  v = judge(lookup(passdb::Result::Ok, "host=10.1.1.1 port=1143 destuser=bob reason=moved"), kImap);
+  ASSERT_TRUE(v.referral);
+  EXPECT_FALSE(v.referral->nologin);
+  EXPECT_EQ(v.referral->user, "bob");
+  EXPECT_EQ(v.referral->port, 1143);
+  EXPECT_EQ(v.referral->reason, "moved");
+  // proxy beats host
+  EXPECT_TRUE(judge(lookup(passdb::Result::Ok, "proxy host=10.1.1.1 nologin"), kImap).proxy);
+  // a failed login is never referred
+  EXPECT_FALSE(judge(lookup(passdb::Result::Mismatch, "host=10.1.1.1 nologin"), kImap).referral);
+}
+
+TEST(AuthVerdict, ReferralHostThatWouldBreakTheReplyIsAConfigurationError) {
+  for (const char* h : {"a]b", "a)b", "a/b", "a@b", "a\"b"}) {
+    auto v = judge(lookup(passdb::Result::Ok, std::string("nologin host=") + h), kImap);
+    EXPECT_FALSE(v.referral) << h;
+    EXPECT_TRUE(v.config_error) << h;
+    EXPECT_EQ(v.reply, AuthFailure::TempFail) << h;
+  }
 }
 
 TEST(AuthVerdict, AuthorizationAsAnotherUserIsRefused) {

@@ -279,3 +279,30 @@ TEST(BackendDecisions, LinesAreCutOnLfWithOneCrDroppedAndLimited) {
   std::string b4(kBackendMaxLine + 2, 'z');  // no LF yet, already too long
   EXPECT_EQ(next_backend_line(b4, line), LineCut::TooLong);
 }
+
+TEST(BackendDecisions, RedirectEndpoint) {
+  const asio::ip::tcp::endpoint cur(asio::ip::make_address("10.0.0.1"), 143);
+  std::vector<asio::ip::tcp::endpoint> visited{cur};
+  ClientInfo ci = client();  // TTL 5
+  auto ep = [&](std::string_view t, unsigned hops = 0) {
+    return redirect_endpoint(t, cur, visited, ci, hops);
+  };
+  auto ok = [](const auto& r) { return std::get<asio::ip::tcp::endpoint>(r); };
+  auto err = [](const auto& r) { return std::get<ProxyFailure>(r); };
+  EXPECT_EQ(ok(ep("user1;AUTH=PLAIN@10.0.0.2:1143")),
+            asio::ip::tcp::endpoint(asio::ip::make_address("10.0.0.2"), 1143));
+  EXPECT_EQ(ok(ep("10.0.0.3")).port(), 143);  // the current port
+  EXPECT_EQ(ok(ep("a%40b@[2001:db8::1]:993")),
+            asio::ip::tcp::endpoint(asio::ip::make_address("2001:db8::1"), 993));
+  EXPECT_EQ(ok(ep("2001:db8::2")).address(), asio::ip::make_address("2001:db8::2"));
+  EXPECT_EQ(err(ep("imap.example.org:143")).reason,
+            "Redirect to imap.example.org:143: Failed to parse IP 'imap.example.org' (DNS lookups "
+            "not supported)");
+  EXPECT_EQ(err(ep("imap.example.org")).type, FailureType::InternalConfig);
+  for (auto bad : {"", "u@", "10.0.0.2:0", "10.0.0.2:65536", "10.0.0.2:x", "[::1", "[::1]x"})
+    EXPECT_EQ(err(ep(bad)).type, FailureType::InternalConfig) << bad;
+  EXPECT_EQ(err(ep("10.0.0.1:143")).reason, "Proxying loops - already connected to 10.0.0.1:143");
+  // TTL 5: four hops are allowed, the fifth is a loop.
+  EXPECT_NO_THROW(ok(ep("10.0.0.9", 3)));
+  EXPECT_EQ(err(ep("10.0.0.9", 4)).type, FailureType::RemoteConfig);
+}

@@ -53,4 +53,12 @@ std::string referral_target(const login::Referral& r, uint16_t default_port, boo
   return out;
 }
 
+std::string_view referral_target_in(std::string_view text, std::string_view marker,
+                                    std::string_view stops) {
+  size_t at = text.find(marker);
+  if (at == std::string_view::npos) return {};
+  std::string_view rest = text.substr(at + marker.size());
+  return rest.substr(0, rest.find_first_of(stops));
+}
+
 }  // namespace portier::protocols::common

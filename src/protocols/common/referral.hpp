@@ -22,4 +22,9 @@ std::string url_user(std::string_view user);
 /// `auth_mech` (IMAP URLs) the mechanism follows the user.
 std::string referral_target(const login::Referral& r, uint16_t default_port, bool auth_mech = false);
 
+/// A backend's referral target inside `text`: what follows `marker`, up to
+/// the first of `stops` (or the end). Empty when `marker` is absent.
+std::string_view referral_target_in(std::string_view text, std::string_view marker,
+                                    std::string_view stops);
+
 }  // namespace portier::protocols::common

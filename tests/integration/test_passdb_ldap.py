@@ -200,7 +200,7 @@ def test_auth_bind_never_sends_an_empty_password(make_portier, dovecot, ldap):
     assert imap_login(px, mail, BACKEND_USERS[dest]).startswith(b"a OK")   # connections warm
     mark = ldap.log_mark()
     r = imap_login(px, mail, "")
-    assert r.startswith(b"a NO"), r
+    assert r.startswith((b"a NO", b"a BAD")), r
     r = imap_login(px, mail, "wrong")
     assert r.startswith(b"a NO [AUTHENTICATIONFAILED]"), r
     log = ldap.log_text(mark)
@@ -246,14 +246,16 @@ def test_injection_never_changes_the_filter(make_portier, dovecot, ldap):
         assert r.startswith((b"n NO", b"n BAD")), r
     assert imap_login(px, "u000@example.org", BACKEND_USERS["user1"]).startswith(b"a OK")
     # slapd's own log: every filter it ran is the template with one escaped value.
-    expected = {f"(&(objectClass=inetOrgPerson)(mail={rfc4515(n)}))"
+    # (slapd logs the assertion value normalised, so compare case-insensitively;
+    # "(?mail=" marks a value invalid for mail's IA5 syntax: undefined, no match)
+    expected = {f"(&(objectClass=inetOrgPerson)(mail={rfc4515(n)}))".lower()
                 for n in HOSTILE + ["U000@EXAMPLE.ORG", "u000@example.org"]}
-    ran = ldap.filters(mark)
+    ran = [f.lower().replace("(?mail=", "(mail=") for f in ldap.filters(mark)]
     assert ran, "no searches logged"
     for f in ran:
         assert f in expected, f"unexpected filter: {f!r}"
     for n in HOSTILE:
-        assert f"(&(objectClass=inetOrgPerson)(mail={rfc4515(n)}))" in ran, n
+        assert f"(&(objectClass=inetOrgPerson)(mail={rfc4515(n)}))".lower() in ran, n
 
 
 # ------------------------------------------------------------------ faults

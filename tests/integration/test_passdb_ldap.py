@@ -323,3 +323,31 @@ def test_several_uris_fail_over(make_portier, dovecot, ldap):
     for i in (0, 1, 2):
         mail, dest = user(i)
         assert imap_login(px, mail, BACKEND_USERS[dest]).startswith(b"a OK"), mail
+
+
+def test_base_template_escaped_per_rfc4514(make_portier, dovecot, ldap):
+    """`base` built from the user name (scope base): the value is one RDN
+    value whatever it holds; a base that does not exist is an unknown user."""
+    toml = (f'[[passdb]]\ndriver = "ldap"\nuris = ["{ldap.uri}"]\nbind_dn = {toml_str(slapd_mod.SERVICE_DN)}\n'
+            f"bind_password = {toml_str(ldap.service_password)}\n"
+            f'base = "uid=%n,{slapd_mod.PEOPLE}"\nscope = "base"\nfilter = "(objectClass=inetOrgPerson)"\n'
+            'fields = { password = "userPassword", host = "mailHost", port = "mailPort", proxy = "mailProxy", '
+            'destuser = "mailDestUser" }\n')
+    px = start(make_portier, toml)
+    mark = ldap.log_mark()
+    assert imap_login(px, "u000", BACKEND_USERS["user1"]).startswith(b"a OK")
+    for name in ("u000,ou=people", "u000+cn=x", "#u000", 'u0"0;0<>\\'):
+        r = imap_login(px, name, BACKEND_USERS["user1"])
+        assert r.startswith(b"a NO [AUTHENTICATIONFAILED]"), (name, r)
+    # An escaped leading space: the same entry (uid matching ignores
+    # insignificant spaces, RFC 4518) - the right user, not another one.
+    assert imap_login(px, " u000", BACKEND_USERS["user1"]).startswith(b"a OK")
+    px.log.wait_for(r"ldap\(u000,ou=people,127\.0\.0\.1,<[^>]+>\): unknown user")
+    bases = re.findall(r' SRCH base="([^"]*)" scope=0 ', ldap.log_text(mark))
+    assert bases[0] == f"uid=u000,{slapd_mod.PEOPLE}", bases
+    # Every other search stayed one RDN under ou=people (slapd shows the
+    # escaped comma/plus as \2C / \2B): none of them named another entry.
+    assert len(bases) == 6, bases
+    for b in bases[1:]:
+        assert b.endswith(f",{slapd_mod.PEOPLE}") and b.count(",") == 3, b
+        assert "+" not in b.replace("\\2B", "").replace("\\+", ""), b

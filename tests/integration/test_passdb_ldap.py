@@ -315,6 +315,13 @@ def test_slapd_restarted_recovers_without_restarting_portier(make_portier, dovec
     # The first login after the restart works: no backoff, no portier restart.
     assert imap_login(px, mail, BACKEND_USERS[dest]).startswith(b"a OK")
     imap_and_pop3(px, dovecot, mail, dest, BACKEND_USERS[dest])
+    # A restart between two logins: the pooled connection is dead, the
+    # lookup notices, reconnects and retries once - the client sees nothing.
+    ldap.stop(remove=False)
+    ldap.start()
+    mark = ldap.log_mark()
+    assert imap_login(px, mail, BACKEND_USERS[dest]).startswith(b"a OK")
+    assert re.search(r'BIND dn="cn=portier,dc=example,dc=org" method=128', ldap.log_text(mark))
 
 
 def test_several_uris_fail_over(make_portier, dovecot, ldap):

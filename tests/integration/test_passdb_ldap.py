@@ -49,6 +49,8 @@ def ldif(dovecot) -> list[str]:
         attrs = [("objectClass", "inetOrgPerson"), ("objectClass", "portierUser"), ("uid", f"u{i:03d}"),
                  ("cn", f"User {i}"), ("sn", f"u{i:03d}"), ("mail", mail),
                  ("userPassword", slapd_mod.ssha(BACKEND_USERS[dest])), ("mailDestUser", dest)]
+        if i % 10 == 3:   # multi-valued: the first value counts
+            attrs.append(("mailDestUser", "nosuchuser"))
         if i % 10 == 5:
             attrs += [("mailNoLogin", "y"), ("mailReason", "moved to imap2.example.org")]
         elif i % 10 != 9:

@@ -40,7 +40,7 @@ attributetype ( 1.3.6.1.4.1.99999.1.2 NAME 'mailPort' EQUALITY integerMatch
 attributetype ( 1.3.6.1.4.1.99999.1.3 NAME 'mailProxy' EQUALITY caseIgnoreMatch
   SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
 attributetype ( 1.3.6.1.4.1.99999.1.4 NAME 'mailDestUser' EQUALITY caseIgnoreMatch
-  SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+  SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )
 attributetype ( 1.3.6.1.4.1.99999.1.5 NAME 'mailNoLogin' EQUALITY caseIgnoreMatch
   SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
 attributetype ( 1.3.6.1.4.1.99999.1.6 NAME 'mailReason' EQUALITY caseIgnoreMatch

@@ -360,3 +360,21 @@ def test_base_template_escaped_per_rfc4514(make_portier, dovecot, ldap):
     for b in bases[1:]:
         assert b.endswith(f",{slapd_mod.PEOPLE}") and b.count(",") == 3, b
         assert "+" not in b.replace("\\2B", "").replace("\\+", ""), b
+
+
+def test_reload_changes_filter_keeping_sessions(make_portier, dovecot, ldap):
+    import signal
+    px = start(make_portier, passdb_toml(ldap, dovecot))
+    mail, dest = user(0)
+    c = imaplib.IMAP4("127.0.0.1", px.port("imap"), timeout=10)
+    c.login(mail, BACKEND_USERS[dest])
+    # New filter: users are found by uid instead of mail.
+    px.extra_toml = passdb_toml(ldap, dovecot, filter="(&(objectClass=inetOrgPerson)(uid=%{user}))")
+    px.write_config()
+    mark = px.log.mark()
+    px.signal(signal.SIGHUP)
+    px.log.wait_for(r"portier: Info: Config reloaded$", since=mark)
+    assert imap_login(px, mail, BACKEND_USERS[dest]).startswith(b"a NO [AUTHENTICATIONFAILED]")
+    assert imap_login(px, "u000", BACKEND_USERS[dest]).startswith(b"a OK")
+    assert c.noop()[0] == "OK"   # the old session lives on
+    c.logout()

@@ -1,5 +1,5 @@
 #pragma once
-// Dovecot's %variables in passdb queries and filters (SQL today, LDAP later).
+// Dovecot's %variables in passdb queries and filters (SQL, LDAP).
 // Owns: parsing a template ONCE (at config load) into a compiled Template,
 // rejecting unknown variables and modifiers there (config errors with
 // file:line), and expanding it per request with an escaping function the

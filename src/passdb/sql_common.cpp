@@ -113,10 +113,11 @@ Lookup sql_tempfail(std::string error) {
   return l;
 }
 
-SqlAnswer sql_answer(const Request& req, const SqlRow& row, const config::Passdb& cfg) {
+SqlAnswer sql_answer(const Request& req, const SqlRow& row, const config::Passdb& cfg,
+                     std::string_view who) {
   SqlAnswer a;
   Lookup& res = a.lookup;
-  res.passdb = kSqlLogName;
+  res.passdb = who;
   if (row.rows == 0) {
     res.result = Result::UnknownUser;
     return a;
@@ -168,11 +169,11 @@ SqlAnswer sql_answer(const Request& req, const SqlRow& row, const config::Passdb
       res.result = Result::Ok;
       return a;
     }
-    res.error = "sql: user " + r.user + ": nopassword set but password is non-empty (ignored)";
+    res.error = std::string(who) + ": user " + r.user + ": nopassword set but password is non-empty (ignored)";
   }
   if (bare.empty()) {
     res.result = Result::Mismatch;
-    res.error = "sql: user " + r.user + " has no password";
+    res.error = std::string(who) + ": user " + r.user + " has no password";
     return a;
   }
   a.verify = true;
@@ -183,11 +184,11 @@ bool sql_verify_is_cheap(const SqlAnswer& a, const config::Passdb& cfg) {
   return cleartext_scheme(a.stored, cfg.default_pass_scheme);
 }
 
-Lookup sql_verify(SqlAnswer a, const Request& req, const config::Passdb& cfg) {
+Lookup sql_verify(SqlAnswer a, const Request& req, const config::Passdb& cfg, std::string_view who) {
   Lookup res = std::move(a.lookup);
   if (!a.verify) return res;
   apply_verify(res, verify_password(a.stored, req.password, cfg.default_pass_scheme),
-               "sql: user " + res.reply.user);
+               std::string(who) + ": user " + res.reply.user);
   return res;
 }
 

@@ -9,6 +9,7 @@ namespace portier::passdb::static_db {
 
 namespace {
 constexpr std::string_view kName = "static";
+void append_verbatim(std::string& out, std::string_view v) { out.append(v); }
 }
 
 std::shared_ptr<const config::PassdbSettings> parse_settings(config::PassdbSection& section) {
@@ -16,6 +17,13 @@ std::shared_ptr<const config::PassdbSettings> parse_settings(config::PassdbSecti
   if (section.has("fields")) {
     auto f = section.string("fields");
     if (!f) return nullptr;
+    for (const auto& [k, v] : parse_extra_fields(*f)) {
+      if (k == "password") continue;  // a literal, never expanded
+      if (auto t = Template::compile(v); !t) {
+        section.error("fields", "passdb.fields: " + k + ": " + t.error().message);
+        return nullptr;
+      }
+    }
     s->fields = *f;
   }
   if (section.has("password")) {
@@ -37,8 +45,12 @@ Static::Static(const config::Passdb& cfg) : default_scheme_(cfg.default_pass_sch
       continue;
     }
     reply_.set(k, v);
+    if (auto t = Template::compile(v); t && !t->variables().empty()) templated_.emplace_back(k, std::move(*t));
   }
-  for (const auto& [k, v] : parse_extra_fields(cfg.override_fields)) reply_.set(k, v);
+  for (const auto& [k, v] : parse_extra_fields(cfg.override_fields)) {
+    reply_.set(k, v);
+    std::erase_if(templated_, [&k](const auto& kt) { return kt.first == k; });
+  }
 }
 
 Static::~Static() { core::secure_zero(password_); }
@@ -48,6 +60,15 @@ Lookup Static::answer(const Request& req, bool may_hash, bool& needs_hash) const
   l.passdb = kName;
   l.reply = reply_;
   l.reply.user = std::string(req.user);
+  std::string value;
+  for (const auto& [k, t] : templated_) {
+    if (!t.expand(req, append_verbatim, value)) {
+      l.result = Result::TempFail;
+      l.error = "static: a variable in field '" + k + "' holds NUL";
+      return l;
+    }
+    l.reply.set(k, value);
+  }
   if (req.lookup_only) {
     l.result = Result::Ok;
     return l;

@@ -328,16 +328,17 @@ TEST(AuthCache, HashedPasswordsAreVerifiedOnTheHashingPool) {
 }
 
 TEST(AuthCacheConfig, Keys) {
-  auto r = load("[auth.cache]\nsize = \"16M\"\nttl = \"30m\"\nnegative_ttl = 60\n");
+  const std::string passdb = "[[passdb]]\ndriver = \"static\"\nfields = \"nopassword\"\n";
+  auto r = load("[auth.cache]\nsize = \"16M\"\nttl = \"30m\"\nnegative_ttl = 60\n" + passdb);
   ASSERT_TRUE(r.config) << r.errors[0].to_string();
   EXPECT_EQ(r.config->auth.cache.size, 16u << 20);
   EXPECT_EQ(r.config->auth.cache.ttl, std::chrono::milliseconds(30 * 60 * 1000));
   EXPECT_EQ(r.config->auth.cache.negative_ttl, std::chrono::milliseconds(60 * 1000));
-  auto def = load("");
+  auto def = load(passdb);
   ASSERT_TRUE(def.config);
   EXPECT_EQ(def.config->auth.cache.size, 0u);
   for (const char* bad : {"size = \"16X\"", "size = \"M\"", "size = -1", "tll = \"1h\""}) {
-    auto b = load(std::string("[auth.cache]\n") + bad + "\n");
+    auto b = load(std::string("[auth.cache]\n") + bad + "\n" + passdb);
     EXPECT_FALSE(b.config) << bad;
     ASSERT_FALSE(b.errors.empty());
     EXPECT_EQ(b.errors[0].line, 5) << bad;

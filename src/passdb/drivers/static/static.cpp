@@ -10,6 +10,31 @@ namespace portier::passdb::static_db {
 namespace {
 constexpr std::string_view kName = "static";
 void append_verbatim(std::string& out, std::string_view v) { out.append(v); }
+
+// parse_extra_fields() with spaces inside `%{...}` kept in their token
+// ("host=%{user | domain}.backend" is one field).
+std::vector<std::pair<std::string, std::string>> split_fields(std::string_view text) {
+  std::vector<std::pair<std::string, std::string>> out;
+  size_t i = 0;
+  while (i < text.size()) {
+    while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) ++i;
+    size_t start = i;
+    bool in_var = false;
+    for (; i < text.size(); ++i) {
+      char c = text[i];
+      if (!in_var && (c == ' ' || c == '\t')) break;
+      if (!in_var && c == '%' && i + 1 < text.size() && text[i + 1] == '{') in_var = true;
+      else if (in_var && c == '}') in_var = false;
+    }
+    std::string_view tok = text.substr(start, i - start);
+    if (tok.empty()) continue;
+    size_t eq = tok.find('=');
+    std::string_view k = tok.substr(0, eq);
+    if (k.empty()) continue;
+    out.emplace_back(std::string(k), eq == std::string_view::npos ? std::string() : std::string(tok.substr(eq + 1)));
+  }
+  return out;
+}
 }
 
 std::shared_ptr<const config::PassdbSettings> parse_settings(config::PassdbSection& section) {
@@ -17,7 +42,7 @@ std::shared_ptr<const config::PassdbSettings> parse_settings(config::PassdbSecti
   if (section.has("fields")) {
     auto f = section.string("fields");
     if (!f) return nullptr;
-    for (const auto& [k, v] : parse_extra_fields(*f)) {
+    for (const auto& [k, v] : split_fields(*f)) {
       if (k == "password") continue;  // a literal, never expanded
       if (auto t = Template::compile(v); !t) {
         section.error("fields", "passdb.fields: " + k + ": " + t.error().message);
@@ -38,7 +63,7 @@ Static::Static(const config::Passdb& cfg) : default_scheme_(cfg.default_pass_sch
   const auto& s = dynamic_cast<const Settings&>(*cfg.settings);
   password_ = s.password;
   for (const auto& [k, v] : parse_extra_fields(cfg.default_fields)) reply_.set(k, v);
-  for (auto& [k, v] : parse_extra_fields(s.fields)) {
+  for (auto& [k, v] : split_fields(s.fields)) {
     if (k == "password") {  // Dovecot's static args: password=<pw>
       password_ = v;
       core::secure_zero(v);

@@ -10,7 +10,8 @@ the real Dovecot backend:
   last login succeeded (the mismatch re-asks the database);
 - the cache answers without the database until SIGUSR2 flushes it;
 - SIGHUP with a changed query applies to new logins despite cached entries
-  (the key includes the passdb's identity), without dropping a session.
+  (the key includes the passdb's identity), without dropping a session;
+- and the static driver's `fields` with %variables, to Dovecot.
 Each test uses its own users and puts back what it changed in the database.
 """
 from __future__ import annotations
@@ -121,3 +122,18 @@ def test_reload_with_a_changed_query_bypasses_old_entries(make_portier, dovecot,
     assert r.startswith(b"a NO") and b"reloaded" in r, r
     assert c.noop()[0] == "OK"   # the relaying session lives on
     c.logout()
+
+
+def test_static_fields_expand_variables(make_portier, dovecot):
+    """The static driver's `fields` with %variables (2.4 and 2.3 forms): the
+    domain part picks the backend host and the user part the backend account."""
+    px = make_portier([], listeners=LISTENERS,
+                      extra_toml=("[[passdb]]\ndriver = \"static\"\n"
+                                  "fields = \"proxy host=%{user | domain} "
+                                  f"port={dovecot.ports['imap']} destuser=%n nopassword\"\n"))
+    mark = dovecot.log_mark()
+    r = imap_login(px, "user3@127.0.0.1", BACKEND_USERS["user3"])
+    assert r.startswith(b"a OK"), r
+    dovecot.wait_for_log(r"imap-login: Info: Login: user=<user3>", since=mark)
+    # Another domain: another host (nothing listens on 127.0.0.2 at that port).
+    assert imap_login(px, "user3@127.0.0.2", BACKEND_USERS["user3"]).startswith(b"a NO")

@@ -26,20 +26,16 @@ AuthCache::Shard& AuthCache::shard(std::string_view key) {
 }
 
 void AuthCache::configure(const CacheSettings& s) {
-  {
-    std::lock_guard lock(settings_mu_);
-    settings_ = s;
-  }
+  ttl_ms_ = s.ttl.count();
+  negative_ttl_ms_ = s.negative_ttl.count();
+  size_ = s.size;
   for (auto& sh : shards_) {
     std::lock_guard lock(sh.mu);
     sh.evict_to(s.size / kShards);
   }
 }
 
-bool AuthCache::enabled() const {
-  std::lock_guard lock(settings_mu_);
-  return settings_.size > 0;
-}
+bool AuthCache::enabled() const { return size_.load(std::memory_order_relaxed) > 0; }
 
 std::optional<AuthCache::Hit> AuthCache::get(std::string_view key, Clock::time_point now) {
   Shard& sh = shard(key);
@@ -63,15 +59,12 @@ size_t AuthCache::entry_bytes(std::string_view key, std::string_view user, const
 
 void AuthCache::put(std::string_view key, std::string_view user, CachedAnswer answer, bool last_ok,
                     Clock::time_point now) {
-  CacheSettings s;
-  {
-    std::lock_guard lock(settings_mu_);
-    s = settings_;
-  }
-  if (s.size == 0) return;
-  const auto ttl = answer.found ? s.ttl : s.negative_ttl;
+  const size_t size = size_.load(std::memory_order_relaxed);
+  if (size == 0) return;
+  const std::chrono::milliseconds ttl(answer.found ? ttl_ms_.load(std::memory_order_relaxed)
+                                                   : negative_ttl_ms_.load(std::memory_order_relaxed));
   if (!answer.found && ttl.count() == 0) return;
-  const size_t budget = s.size / kShards;
+  const size_t budget = size / kShards;
   Entry e;
   e.bytes = entry_bytes(key, user, answer);
   if (e.bytes > budget) return;  // never fits

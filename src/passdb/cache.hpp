@@ -35,6 +35,7 @@
 // one shard for a map find and a copy of the entry. No global lock.
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <list>
@@ -132,8 +133,10 @@ class AuthCache {
   Shard& shard(std::string_view key);
 
   std::array<Shard, kShards> shards_;
-  mutable std::mutex settings_mu_;
-  CacheSettings settings_;
+  // Read on every login: atomics, not a lock shared by all workers.
+  std::atomic<size_t> size_{0};
+  std::atomic<int64_t> ttl_ms_{3600 * 1000};
+  std::atomic<int64_t> negative_ttl_ms_{3600 * 1000};
 };
 
 /// The process-wide cache (what [auth.cache] configures; off until then).

@@ -4,6 +4,7 @@
 
 #include "core/secure.hpp"
 #include "core/strings.hpp"
+#include "passdb/cache.hpp"
 #include "passdb/password.hpp"
 
 namespace portier::passdb {
@@ -152,26 +153,26 @@ SqlAnswer sql_answer(const Request& req, const SqlRow& row, const config::Passdb
     else r.set(k, v);
   }
   for (const auto& [k, v] : parse_extra_fields(cfg.override_fields)) r.set(k, v);
-  if (req.lookup_only) {
+  if (req.lookup_only && !req.fetch) {
     res.result = Result::Ok;
     return a;
   }
   std::string_view stored = row.values[*pw].value_or(std::string_view());
   if (noscheme && !stored.empty()) a.stored = "{" + cfg.default_pass_scheme + "}" + std::string(stored);
   else a.stored = std::string(stored);
-  std::string_view bare = a.stored;
-  if (!bare.empty() && bare.front() == '{') {
-    auto close = bare.find('}');
-    if (close != std::string_view::npos) bare.remove_prefix(close + 1);
+  if (req.fetch) {  // the auth cache checks the password (cached_verdict)
+    res.result = Result::Ok;
+    res.stored = std::make_shared<const core::Secret>(a.stored);
+    return a;
   }
-  if (r.has("nopassword")) {
-    if (bare.empty()) {
-      res.result = Result::Ok;
-      return a;
-    }
+  const StoredCheck check = stored_check(r, a.stored);
+  if (r.has("nopassword") && check == StoredCheck::Verify)
     res.error = std::string(who) + ": user " + r.user + ": nopassword set but password is non-empty (ignored)";
+  if (check == StoredCheck::Ok) {
+    res.result = Result::Ok;
+    return a;
   }
-  if (bare.empty()) {
+  if (check == StoredCheck::Mismatch) {
     res.result = Result::Mismatch;
     res.error = std::string(who) + ": user " + r.user + " has no password";
     return a;

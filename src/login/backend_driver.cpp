@@ -372,7 +372,6 @@ ProxyFailure BackendDriver::connect_failure(const asio::error_code& ec) const {
   return {FailureType::Connect,
           fmt::format("connect({}, {}) failed: {} ({})", addr_text(connect_ep_.address()),
                       connect_ep_.port(), what, after_text()),
-          {},
           {}};
 }
 
@@ -425,7 +424,6 @@ ProxyFailure BackendDriver::io_failure(const asio::error_code& ec) const {
     return {FailureType::Connect,
             fmt::format("Aborted by process shutdown (state={}, duration={}s)", bl_->state(),
                         secs_since_session()),
-            {},
             {}};
   if (timed_out_)
     return {FailureType::Connect,

@@ -103,6 +103,10 @@ constexpr std::string_view failure_dest_code(FailureType t) {
 
 /// One backend login failure.
 struct ProxyFailure {
+  ProxyFailure() = default;
+  ProxyFailure(FailureType t, std::string why, std::string reply = {})
+      : type(t), reason(std::move(why)), client_reply(std::move(reply)) {}
+
   FailureType type = FailureType::Internal;
   /// Human-readable reason for the log (never contains secrets).
   std::string reason;

@@ -30,20 +30,21 @@ Chain::Entry Chain::entry(std::shared_ptr<Passdb> db, std::string_view name, con
   e.result_failure = cfg.result_failure;
   e.result_internalfail = cfg.result_internalfail;
   e.default_pass_scheme = cfg.default_pass_scheme;
-  if (const auto* sql = dynamic_cast<const SqlSettings*>(cfg.settings.get());
-      sql && !sql->query.uses_password()) {
+  if (const auto* c = dynamic_cast<const Cacheable*>(cfg.settings.get())) {
     // The identity: everything that shapes this entry's answer for a key.
-    std::string id = sql->driver;
-    for (std::string_view part : {std::string_view(sql->connect), std::string_view(sql->query.text()),
-                                  std::string_view(cfg.default_fields), std::string_view(cfg.override_fields),
-                                  std::string_view(cfg.default_pass_scheme)}) {
-      id += '\x1e';
-      id += part;
+    std::string id = c->cache_identity();
+    if (!id.empty()) {
+      for (std::string_view part : {std::string_view(cfg.default_fields),
+                                    std::string_view(cfg.override_fields),
+                                    std::string_view(cfg.default_pass_scheme)}) {
+        id += '\x1e';
+        id += part;
+      }
+      const size_t h = std::hash<std::string>{}(id);
+      e.cache_id = std::string(name) + ':' + std::to_string(h) + '\x1e';
+      e.settings = cfg.settings;
+      e.cache_template = c;
     }
-    const size_t h = std::hash<std::string>{}(id);
-    e.cache_id = std::string(name) + ':' + std::to_string(h) + '\x1e';
-    e.settings = cfg.settings;
-    e.cache_template = &sql->query;
   }
   return e;
 }
@@ -206,7 +207,7 @@ net::Task<Lookup> Chain::ask(const Entry& e, const Request& req) const {
 
 net::Task<Lookup> Chain::ask_cached(const Entry& e, const Request& r) const {
   AuthCache& cache = *cache_;
-  const std::string key = e.cache_id + e.cache_template->key(r);
+  const std::string key = e.cache_id + e.cache_template->cache_key(r);
   std::optional<AuthCache::Hit> hit = cache.get(key, std::chrono::steady_clock::now());
   if (hit && !hit->expired) {
     cache.count_hit();

@@ -48,6 +48,7 @@
 namespace portier::passdb {
 
 class Registry;
+struct Cacheable;
 class AuthCache;
 class Template;
 
@@ -61,10 +62,10 @@ class Chain {
     config::PassdbAction result_success = config::PassdbAction::ReturnOk;
     config::PassdbAction result_failure = config::PassdbAction::Continue;
     config::PassdbAction result_internalfail = config::PassdbAction::Continue;
-    /// Auth cache: the query whose variables key the entry (null = not
+    /// Auth cache: the driver settings that key the entry (null = not
     /// cached), the entry's identity, and its default_pass_scheme.
     std::shared_ptr<const config::PassdbSettings> settings;  ///< keeps cache_template alive
-    const Template* cache_template = nullptr;
+    const Cacheable* cache_template = nullptr;
     std::string cache_id;
     std::string default_pass_scheme;
     bool serves(std::string_view protocol) const;

@@ -22,6 +22,11 @@ bool boolean_field(std::string_view k) {
 
 }  // namespace
 
+std::string SqlSettings::cache_identity() const {
+  if (query.uses_password()) return {};
+  return driver + '\x1e' + connect + '\x1e' + query.text();
+}
+
 std::string SqlSettings::describe() const { return driver + " " + hide_conninfo_password(connect); }
 
 std::string hide_conninfo_password(std::string_view c) {

@@ -38,11 +38,13 @@ namespace portier::passdb {
 inline constexpr std::string_view kSqlLogName = "sql";
 
 /// `connect` and `query` of an SQL [[passdb]].
-struct SqlSettings final : config::PassdbSettings {
+struct SqlSettings final : config::PassdbSettings, Cacheable {
   std::string driver;   ///< "sqlite" | "pgsql"
   std::string connect;  ///< libpq conninfo, or the SQLite file path (resolved)
   Template query;       ///< compiled at config load
   std::string describe() const override;  ///< "<driver> <connect>", password hidden
+  std::string cache_identity() const override;  ///< driver, connect, query ("" if it uses %w)
+  std::string cache_key(const Request& req) const override { return query.key(req); }
 };
 
 /// The config parser of both drivers: `connect` (required, non-empty; a

@@ -105,4 +105,16 @@ class Template {
   std::vector<Var> vars_;
 };
 
+/// Settings of a driver whose answers the auth cache may keep (SQL, LDAP).
+/// The chain keys an entry by cache_identity() + cache_key(request).
+struct Cacheable {
+  virtual ~Cacheable() = default;
+  /// Everything besides the request that shapes an answer (driver, server,
+  /// query or filter, ...); "" = never cache this passdb (e.g. its query
+  /// uses the password, or the password check is a bind).
+  virtual std::string cache_identity() const = 0;
+  /// The request's part of the key: the values of every variable used.
+  virtual std::string cache_key(const Request& req) const = 0;
+};
+
 }  // namespace portier::passdb

@@ -378,3 +378,35 @@ def test_reload_changes_filter_keeping_sessions(make_portier, dovecot, ldap):
     assert imap_login(px, "u000", BACKEND_USERS[dest]).startswith(b"a OK")
     assert c.noop()[0] == "OK"   # the old session lives on
     c.logout()
+
+
+def test_auth_cache_keeps_ldap_users_logging_in_while_slapd_is_down(make_portier, dovecot, ldap):
+    """The auth cache covers LDAP too (key: the base and filter variables):
+    a cached user logs in while slapd is stopped, without asking it (its log
+    shows no search); auth_bind entries are never cached (the bind is the
+    password check)."""
+    toml = passdb_toml(ldap, dovecot) + '\n[auth.cache]\nsize = "1M"\nttl = "1h"\n'
+    px = make_portier([User(PF_USER, PF_PASS, "nologin reason=pf-user-ok")], listeners=LISTENERS,
+                      extra_toml=toml, settings={"server": {"workers": 1}})
+    mail, dest = user(1)
+    other, odest = user(2)
+    assert imap_login(px, mail, BACKEND_USERS[dest]).startswith(b"a OK")
+    mark = ldap.log_mark()
+    assert imap_login(px, mail, BACKEND_USERS[dest]).startswith(b"a OK")
+    assert "SRCH" not in ldap.log_text(mark), "a cached answer must not search again"
+    ldap.stop(remove=False)
+    try:
+        assert imap_login(px, mail, BACKEND_USERS[dest]).startswith(b"a OK")
+        assert imap_login(px, other, BACKEND_USERS[odest]).startswith(b"a NO [UNAVAILABLE]")
+    finally:
+        ldap.start()
+    assert imap_login(px, other, BACKEND_USERS[odest]).startswith(b"a OK")
+    # auth_bind: every login binds, cache or not
+    px2 = make_portier([User(PF_USER, PF_PASS, "nologin reason=pf-user-ok")], listeners=LISTENERS,
+                       extra_toml=passdb_toml(ldap, dovecot, auth_bind=True)
+                       + '\n[auth.cache]\nsize = "1M"\nttl = "1h"\n',
+                       settings={"server": {"workers": 1}})
+    assert imap_login(px2, mail, BACKEND_USERS[dest]).startswith(b"a OK")
+    mark = ldap.log_mark()
+    assert imap_login(px2, mail, BACKEND_USERS[dest]).startswith(b"a OK")
+    assert "SRCH" in ldap.log_text(mark)

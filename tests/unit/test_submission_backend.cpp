@@ -390,7 +390,7 @@ TEST(SubmissionBackend, AuthReplies) {
       {{"535-5.7.8 first", "535 5.7.8 second"}, BackendEvent::Failure, FailureType::AuthReplied,
        "535-5.7.8 first\r\n535 5.7.8 second\r\n", "first"},
       {{"550 5.2.900 user1@10.0.0.2:587 Referral"}, BackendEvent::Failure,
-       FailureType::AuthRedirect, "", "Backend sent a referral (not followed): user1@10.0.0.2:587 Referral"},
+       FailureType::AuthRedirect, "", "user1@10.0.0.2:587 Referral"},
       {{"235-2.7.0 Hello", "235 2.7.0 Logged in."}, BackendEvent::Success, FailureType::Internal,
        "", ""},
   };

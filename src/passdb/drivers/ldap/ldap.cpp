@@ -406,6 +406,21 @@ class Ldap final : public SyncPassdb {
 
 }  // namespace
 
+std::string Settings::cache_identity() const {
+  if (auth_bind || base.uses_password() || filter.uses_password()) return {};
+  std::string id = "ldap";
+  for (const auto& u : uris) id += '\x1e' + u;
+  id += '\x1e' + bind_dn + '\x1e' + base.text() + '\x1e' + filter.text() + '\x1e' +
+        std::to_string(scope);
+  for (const auto& a : attributes) id += '\x1f' + a;
+  for (const auto& f : fields) id += '\x1f' + f.name;
+  return id;
+}
+
+std::string Settings::cache_key(const Request& req) const {
+  return base.key(req) + '\x1e' + filter.key(req);
+}
+
 std::string Settings::describe() const {
   std::string out = "ldap";
   for (const auto& u : uris) out += " " + u;

@@ -63,7 +63,7 @@ struct Field {
   bool constant = false;  ///< written "=..." (always present)
 };
 
-struct Settings final : config::PassdbSettings {
+struct Settings final : config::PassdbSettings, Cacheable {
   std::vector<std::string> uris;
   std::string bind_dn;
   core::Secret bind_password;
@@ -75,6 +75,10 @@ struct Settings final : config::PassdbSettings {
   bool auth_bind = false;
   unsigned connections = 4;
   std::string describe() const override;  ///< "ldap <uris> base=<base>"
+  /// uris, bind_dn, base, filter, scope, fields; "" with auth_bind (the
+  /// password check is the bind) or a template that uses the password.
+  std::string cache_identity() const override;
+  std::string cache_key(const Request& req) const override;
 };
 
 /// Parses a `fields` value ("attr" or "=constant with %{ldap:attr}").

@@ -366,7 +366,8 @@ net::Task<void> Session::open(Backend& be) {
         {"DESTPORT", std::to_string(local_port_)},
     };
     if (!helo_.empty()) attrs.emplace_back("HELO", helo_);
-    for (const std::string& l : xclient_lines(attrs, be.caps.xclient_attrs)) {
+    const std::vector<std::string> xclient = xclient_lines(attrs, be.caps.xclient_attrs);
+    for (const std::string& l : xclient) {
       std::string line = l.substr(0, l.size() - 2);
       auto r = co_await command(be, line);
       if (!r) co_return;

@@ -86,6 +86,47 @@ class DyingBackend:
         self.srv.close()
 
 
+class SmtpBackend(DyingBackend):
+    """Fault-free fake SMTP server (protocol=smtp): EHLO, one DATA reply for
+    all recipients; records every command line."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        super().__init__()
+
+    def _one(self, c: socket.socket) -> None:
+        f = c.makefile("rb")
+        c.sendall(b"220 smtp fake\r\n")
+        try:
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                self.lines.append(line)
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    c.sendall(b"250-smtp.fake\r\n250 8BITMIME\r\n")
+                elif verb == b"DATA":
+                    c.sendall(b"354 go\r\n")
+                    while f.readline() not in (b".\r\n", b""):
+                        pass
+                    c.sendall(b"250 2.0.0 queued as X1\r\n")
+                elif verb == b"QUIT":
+                    c.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    c.sendall(b"250 2.1.0 ok\r\n")
+        finally:
+            c.close()
+
+
+@pytest.fixture(scope="module")
+def smtp_fake():
+    d = SmtpBackend()
+    yield d
+    d.close()
+
+
 @pytest.fixture(scope="module")
 def dying():
     d = DyingBackend()
@@ -94,7 +135,7 @@ def dying():
 
 
 @pytest.fixture(scope="module")
-def route(backends, dying):
+def route(backends, dying, smtp_fake):
     b1, b2 = backends
     dead_port = free_port()   # nothing listens there
     users = [
@@ -106,6 +147,9 @@ def route(backends, dying):
         User(addr("dies"), None, proxy(dying.port, proxy_timeout=2)),
         User(addr("blocked"), None, "nologin reason=Mailbox+closed"),
         User(addr("local"), None, "host=127.0.0.1"),
+        User(addr("s1"), None, proxy(smtp_fake.port, protocol="smtp")),
+        User(addr("s2"), None, proxy(smtp_fake.port, protocol="smtp")),
+        User(addr("tls"), None, proxy(b1.ports["lmtp"], starttls="yes", destuser=addr("alice"))),
     ]
     return users
 
@@ -244,6 +288,43 @@ def test_dot_stuffing_is_byte_exact(portier, backends):
     got = body.replace(b"\r\n", b"\n")
     want = b"\n".join(lines[2:]) + b"\n"
     assert got == want, (got, want)
+
+
+def test_smtp_backend_single_reply_for_all_its_recipients(portier, smtp_fake):
+    with lmtp_client(portier) as c:
+        rr, dr = send(c, [addr("s1"), addr("s2")], b"Subject: s\r\n\r\nsmtp\r\n",
+                      sender="sender@mta.test")
+    assert [r[0] for r in rr] == [250, 250]
+    assert [d[0] for d in dr] == [250, 250], dr
+    cmds = [l.split(b":")[0].split(b" ")[0] for l in smtp_fake.lines]
+    assert cmds.count(b"EHLO") == 1 and cmds.count(b"MAIL") == 1 and cmds.count(b"RCPT") == 2
+
+
+def test_starttls_to_backend(portier, backends):
+    b1, _ = backends
+    marker = f"tls-{time.time_ns()}".encode()
+    with lmtp_client(portier) as c:
+        rr, dr = send(c, [addr("tls")], b"Subject: t\r\n\r\n" + marker + b"\r\n")
+    assert rr[0][0] == 250 and dr[0][0] == 250, (rr, dr)
+    msg = wait_for_message(b1, addr("alice"), marker)
+    assert re.search(rb"with LMTPS", msg), msg[:300]
+
+
+def test_client_gone_mid_data_delivers_nothing(portier, backends):
+    b1, _ = backends
+    marker = f"gone-{time.time_ns()}".encode()
+    s = socket.create_connection(("127.0.0.1", portier.port("lmtp")), timeout=5)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"LHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
+    while not f.readline().startswith(b"354"):
+        pass
+    s.sendall(b"Subject: gone\r\n\r\n" + marker + b"\r\nno final dot\r\n")
+    s.shutdown(socket.SHUT_RDWR)
+    f.close()
+    s.close()
+    portier.log.wait_for(r"Client disconnected in DATA")
+    assert not [m for m in maildir_messages(b1, addr("alice")) if marker in m]
 
 
 def test_session_commands(portier):

@@ -145,6 +145,7 @@ struct Backend {
   /// to every recipient of this backend.
   std::optional<Reply> refused;
   std::vector<size_t> rcpts;  ///< indices into Session::rcpts_
+  bool mail_pending = false;  ///< MAIL not sent yet: goes with the first RCPT (PIPELINING)
 
   std::string dest() const { return net::to_text(ep.address()) + ":" + std::to_string(ep.port()); }
   bool usable() const { return failure.empty() && !refused; }
@@ -291,6 +292,8 @@ net::Task<void> Session::open(Backend& be) {
   auto ex = client_.stream().socket().get_executor();
   asio::error_code ec;
   tcp::socket sock = net::open_socket(ex, be.ep.protocol(), ec);
+  // Commands and the body's last chunk are small writes: no Nagle delay.
+  if (!ec) sock.set_option(tcp::no_delay(true), ec);
   if (!ec && !be.source_ip.empty()) {
     asio::ip::address src = asio::ip::make_address(be.source_ip, ec);
     if (!ec) sock.bind(tcp::endpoint(src, 0), ec);
@@ -384,6 +387,12 @@ net::Task<void> Session::open(Backend& be) {
         co_return;
       }
     }
+  }
+  // With PIPELINING, MAIL goes out together with the first RCPT (one round
+  // trip less per backend connection); otherwise now.
+  if (be.caps.pipelining) {
+    be.mail_pending = true;
+    co_return;
   }
   auto mr = co_await command(be, *mail_);
   if (!mr) co_return;
@@ -501,7 +510,22 @@ net::Task<std::string> Session::rcpt(const PathArg& p) {
     }
     line += " XRCPTFORWARD=" + xtext_encode(fw);
   }
-  auto r = co_await command(*be, line);
+  std::optional<Reply> r;
+  if (be->mail_pending) {
+    // MAIL + RCPT in one write (RFC 2920), then both replies.
+    be->mail_pending = false;
+    std::string both = *mail_ + "\r\n" + line;
+    auto mr = co_await command(*be, both);
+    if (mr && mr->code / 100 != 2) {
+      be->refused = std::move(mr);
+      auto ignored = co_await read_reply(*be);  // the RCPT's reply after a refused MAIL
+      (void)ignored;
+      co_return be->refused->render();
+    }
+    if (mr) r = co_await read_reply(*be);
+  } else {
+    r = co_await command(*be, line);
+  }
   if (!r) {
     log::logf(log::Level::Error, kLog, "{}: RCPT <{}> at {}: Proxy failed ({})", sid_, addr, be->dest(),
               be->failure);

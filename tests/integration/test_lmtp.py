@@ -433,3 +433,56 @@ def test_postfix_relays_through_portier(portier, backends):
                         timeout=20)
     msgs = [m for m in maildir_messages(b1, addr("alice")) if marker in m]
     assert len(msgs) == 2 and all(b"\n.dot line" in m for m in msgs)
+
+
+class StallingBackend(DyingBackend):
+    """Takes the whole message, then never answers the final dot."""
+
+    def _one(self, c: socket.socket) -> None:
+        f = c.makefile("rb")
+        c.sendall(b"220 stall\r\n")
+        try:
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                verb = line[:4].upper()
+                if verb == b"LHLO":
+                    c.sendall(b"250-stall\r\n250 PIPELINING\r\n")
+                elif verb == b"DATA":
+                    c.sendall(b"354 go\r\n")
+                    while f.readline() not in (b".\r\n", b""):
+                        pass
+                    self.got_data.set()
+                    f.read()          # until the proxy goes away
+                    return
+                else:
+                    c.sendall(b"250 2.0.0 ok\r\n")
+        finally:
+            c.close()
+
+
+@pytest.mark.skipif(postfix_available() is not None, reason=str(postfix_available()))
+def test_portier_killed_mid_data_loses_nothing(tmp_path, backends):
+    """SIGKILL while a backend has not answered the final dot: Postfix got no
+    250 for anyone, defers the whole message and retries it later."""
+    from tests.support.portier import Portier
+    b1, _ = backends
+    stall = StallingBackend()
+    p = Portier(tmp_path / "pk", listeners=LMTP, users=[
+        User(addr("alice"), None, proxy(b1.ports["lmtp"])),
+        User(addr("stuck"), None, proxy(stall.port, proxy_timeout=30))]).start()
+    try:
+        with PostfixInstance(transport=f"lmtp:inet:127.0.0.1:{p.port('lmtp')}",
+                             relay_domain=DOMAIN) as pf:
+            with smtplib.SMTP("127.0.0.1", pf.port, timeout=10) as s:
+                s.sendmail("sender@mta.test", [addr("stuck"), addr("alice")],
+                           b"Subject: kill\r\n\r\nkilled mid-DATA\r\n")
+            assert stall.got_data.wait(20)
+            p.kill()
+            pf.log.wait_for(r"to=<stuck@example.test>.*status=deferred", timeout=20)
+            pf.log.wait_for(r"to=<alice@example.test>.*status=deferred", timeout=20)
+            assert "status=sent" not in pf.read_log()
+    finally:
+        p.kill()
+        stall.close()

@@ -486,3 +486,15 @@ def test_portier_killed_mid_data_loses_nothing(tmp_path, backends):
     finally:
         p.kill()
         stall.close()
+
+
+def test_unproxied_entry_to_default_destination(module_portier_factory, backends):
+    _, b2 = backends
+    p = module_portier_factory([User(addr("bob"), None, "")], listeners=LMTP,
+                               settings={"lmtp": {"unproxied": "default", "default_host": "127.0.0.1",
+                                                  "default_port": b2.ports["lmtp"]}})
+    marker = f"default-{time.time_ns()}".encode()
+    with lmtp_client(p) as c:
+        rr, dr = send(c, [addr("bob"), addr("nobody")], b"Subject: d\r\n\r\n" + marker + b"\r\n")
+    assert [r[0] for r in rr] == [250, 550] and [d[0] for d in dr] == [250], (rr, dr)
+    wait_for_message(b2, addr("bob"), marker)

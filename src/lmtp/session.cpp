@@ -236,6 +236,7 @@ bool Session::apply_xclient(const std::vector<std::pair<std::string, std::string
       if (ec) return false;
     } else if (k == "PORT" || k == "TTL" || k == "DESTPORT" || k == "TIMEOUT") {
       if (v.empty() || v.size() > 5 || v.find_first_not_of("0123456789") != std::string::npos) return false;
+      if ((k == "PORT" || k == "DESTPORT") && std::stoul(v) > 65535) return false;
     }
   }
   for (const auto& [k, v] : attrs) {

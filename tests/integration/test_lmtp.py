@@ -340,6 +340,7 @@ def test_session_commands(portier):
         assert c.docmd("BDAT", "10 LAST")[0] == 502
         assert c.docmd("MAIL", "FROM:no-brackets")[0] == 501
         assert c.docmd("XCLIENT", "ADDR=bogus")[0] == 501        # trusted, but invalid
+        assert c.docmd("XCLIENT", "PORT=70000")[0] == 501
         assert c.docmd("QUIT")[0] == 221
 
 
@@ -498,3 +499,23 @@ def test_unproxied_entry_to_default_destination(module_portier_factory, backends
         rr, dr = send(c, [addr("bob"), addr("nobody")], b"Subject: d\r\n\r\n" + marker + b"\r\n")
     assert [r[0] for r in rr] == [250, 550] and [d[0] for d in dr] == [250], (rr, dr)
     wait_for_message(b2, addr("bob"), marker)
+
+
+def test_xclient_from_trusted_upstream_is_forwarded(portier, backends):
+    """A trusted upstream's XCLIENT ADDR reaches the backend (its Received:
+    header), and its TTL counts down: TTL=1 leaves nothing to proxy with."""
+    b1, _ = backends
+    marker = f"xclient-{time.time_ns()}".encode()
+    with lmtp_client(portier) as c:
+        code, text = c.docmd("XCLIENT", "ADDR=192.0.2.7 PORT=4711 HELO=upstream.test")
+        assert code == 220, text
+        assert c.docmd("LHLO", "upstream.test")[0] == 250
+        rr, dr = send(c, [addr("alice")], b"Subject: x\r\n\r\n" + marker + b"\r\n")
+        assert dr[0][0] == 250
+        assert c.docmd("XCLIENT", "TTL=1")[0] == 220
+        assert c.docmd("LHLO", "upstream.test")[0] == 250
+        c.mail("a@mta.test")
+        code, text = c.rcpt(addr("alice"))
+        assert code == 554 and b"(TTL=0)" in text
+    msg = wait_for_message(b1, addr("alice"), marker)
+    assert re.search(rb"Received: from \S+ \(\[192\.0\.2\.7\]\)", msg), msg[:300]

@@ -75,7 +75,8 @@ class Conn {
     co_return ec == asio::error::eof ? Io::Closed : Io::Failed;
   }
 
-  net::Task<Io> write(const std::string& data, milliseconds timeout) {
+  /// `data` must stay valid until the write completes (a named object).
+  net::Task<Io> write(std::string_view data, milliseconds timeout) {
     arm(timeout);
     asio::error_code ec = co_await stream_.write_all(data);
     deadline_.cancel();
@@ -566,14 +567,15 @@ net::Task<bool> Session::data() {
     size_t end = scan.feed(client_.in);
     size_t n = end == std::string::npos ? client_.in.size() : end;
     done = end != std::string::npos;
-    // The bytes exactly as the client sent them (dot-stuffing untouched).
-    std::string chunk = client_.in.substr(0, n);
-    client_.in.erase(0, n);
+    // The bytes exactly as the client sent them (dot-stuffing untouched),
+    // written from the input buffer itself: no copy per chunk.
+    const std::string_view chunk(client_.in.data(), n);
     for (auto& b : backends_) {
       if (b->rcpts.empty() || !b->usable()) continue;
       Io w = co_await b->conn->write(chunk, b->timeout);
       if (w != Io::Ok) fail(*b, failure_text(w));
     }
+    client_.in.erase(0, n);
   }
   // Per-recipient replies: an LMTP backend answers once per recipient, an
   // SMTP backend once for all of them.

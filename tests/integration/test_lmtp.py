@@ -5,6 +5,7 @@ checked where they land: the backends' maildirs, byte for byte.
 A fake backend only for the fault injection (dying mid-DATA)."""
 from __future__ import annotations
 
+import os
 import re
 import smtplib
 import socket
@@ -384,7 +385,8 @@ def test_50mib_message_bounded_memory(portier, backends):
     grew_kib = after - before
     print(f"VmHWM before {before} KiB, after {after} KiB, growth {grew_kib} KiB "
           f"for a {len(body) >> 20} MiB message to 2 backends")
-    assert grew_kib < 4 * 1024, f"portier's RSS high-water mark grew by {grew_kib} KiB"
+    if not os.environ.get("PORTIER_SANITIZER"):   # ASan's quarantine keeps freed memory
+        assert grew_kib < 4 * 1024, f"portier's RSS high-water mark grew by {grew_kib} KiB"
     msg = wait_for_message(b1, addr("alice"), marker, timeout=30)
     assert len(msg) >= len(body) - body.count(b"\r")   # the maildir keeps LF line ends
     wait_for_message(b2, addr("bob"), marker, timeout=30)

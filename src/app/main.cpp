@@ -48,15 +48,26 @@ using portier::log::Level;
 /// (protocol names, certificates, passdb files). Errors go to `errors`.
 std::shared_ptr<const portier::login::Snapshot> load(const std::string& path,
                                                      std::vector<std::string>& errors,
-                                                     std::vector<const portier::login::Protocol*>& protos) {
+                                                     std::vector<const portier::login::Protocol*>& protos,
+                                                     std::vector<const portier::login::SiblingService*>* sibs = nullptr) {
   auto res = portier::config::load_file(path, portier::app::registries());
   if (!res.config) {
     for (const auto& e : res.errors) errors.push_back(e.to_string());
     return nullptr;
   }
   protos.clear();
+  if (sibs) sibs->clear();
   for (const auto& l : res.config->listeners) {
     const auto* p = portier::protocols::find(l.protocol);
+    // A non-login service (LMTP): its own session instead of a login.
+    if (const auto* sib = p ? nullptr : portier::app::find_sibling(l.protocol)) {
+      if (l.tls != portier::config::TlsMode::None || l.haproxy)
+        errors.push_back(path + ":" + std::to_string(l.line) + ": listener protocol '" + l.protocol +
+                         "' supports neither tls nor haproxy");
+      protos.push_back(nullptr);
+      if (sibs) sibs->push_back(sib);
+      continue;
+    }
     if (!p) {
       errors.push_back(path + ":" + std::to_string(l.line) + ": protocol '" + l.protocol +
                        "' is not supported by this build");
@@ -65,6 +76,7 @@ std::shared_ptr<const portier::login::Snapshot> load(const std::string& path,
     if (l.tls != portier::config::TlsMode::None && res.config->tls.cert.empty())
       errors.push_back(path + ":" + std::to_string(l.line) + ": listener needs [tls] cert and key");
     protos.push_back(p);
+    if (sibs) sibs->push_back(nullptr);
   }
   if (!errors.empty()) return nullptr;
   std::vector<std::string> build_errors;
@@ -125,7 +137,8 @@ int main(int argc, char** argv) {
 
   std::vector<std::string> errors;
   std::vector<const portier::login::Protocol*> protos;
-  auto snap = load(config_path, errors, protos);
+  std::vector<const portier::login::SiblingService*> sibs;
+  auto snap = load(config_path, errors, protos, &sibs);
   if (!snap) {
     for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.c_str());
     return 1;
@@ -166,7 +179,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   configure_auth_cache(snap->cfg.auth.cache);
-  portier::login::Server server(snap, protos);
+  portier::login::Server server(snap, protos, sibs);
   if (auto r = server.bind(); !r) {
     portier::log::write(Level::Fatal, "portier", r.error().message);
     return 1;

@@ -6,7 +6,10 @@
 // Owns: nothing (views of the registries). May use: config, protocols,
 // sasl, passdb. Only app/ (and tests) wire these together.
 
+#include <span>
+
 #include "config/config.hpp"
+#include "login/sibling.hpp"
 #include "passdb/registry.hpp"
 
 namespace portier::app {
@@ -26,6 +29,11 @@ class Registries final : public config::Registries {
  private:
   const passdb::Registry& passdb_;
 };
+
+/// Non-login services a listener may name (login/sibling.hpp): LMTP.
+std::span<const login::SiblingService* const> sibling_services();
+/// The sibling service with this listener protocol name, or nullptr.
+const login::SiblingService* find_sibling(std::string_view name);
 
 /// The built-in registries.
 const Registries& registries();

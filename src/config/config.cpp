@@ -223,6 +223,8 @@ class Loader {
         if (auto t = as_table(v, "login")) load_login(*t, c.login);
       } else if (key == "log") {
         if (auto t = as_table(v, "log")) load_log(*t, c.log);
+      } else if (key == "lmtp") {
+        if (auto t = as_table(v, "lmtp")) load_lmtp(*t, c.lmtp);
       } else {
         error_at(k.source(), "unknown top-level key or table '" + std::string(key) + "'");
       }
@@ -741,6 +743,39 @@ class Loader {
         unknown_key(k, "[login]");
       }
     }
+  }
+
+  void load_lmtp(const toml::table& t, Lmtp& m) {
+    for (const auto& [k, v] : t) {
+      std::string_view key = k.str();
+      if (key == "recipient_delimiter") {
+        get_string(v, "lmtp.recipient_delimiter", m.recipient_delimiter);
+        if (m.recipient_delimiter.find_first_of(std::string_view("@<> \r\n\0", 7)) != std::string::npos)
+          error(v, "lmtp.recipient_delimiter: must not contain '@', '<', '>', space, CR, LF or NUL");
+      } else if (key == "unproxied") {
+        if (get_string(v, "lmtp.unproxied", m.unproxied) && m.unproxied != "refuse" && m.unproxied != "default")
+          error(v, "lmtp.unproxied: unknown value '" + m.unproxied + "' (expected refuse or default)");
+      } else if (key == "default_host") {
+        asio::error_code ec;
+        if (get_string(v, "lmtp.default_host", m.default_host) &&
+            (asio::ip::make_address(m.default_host, ec), ec))
+          error(v, "lmtp.default_host: '" + m.default_host + "' is not an IP address");
+      } else if (key == "default_port") {
+        get_uint(v, "lmtp.default_port", m.default_port, 1, 65535);
+      } else if (key == "default_protocol") {
+        if (get_string(v, "lmtp.default_protocol", m.default_protocol) && m.default_protocol != "lmtp" &&
+            m.default_protocol != "smtp")
+          error(v, "lmtp.default_protocol: unknown value '" + m.default_protocol + "' (expected lmtp or smtp)");
+      } else if (key == "proxy_timeout") {
+        get_duration(v, "lmtp.proxy_timeout", m.proxy_timeout);
+      } else if (key == "max_recipients") {
+        get_uint(v, "lmtp.max_recipients", m.max_recipients, 1, 100000);
+      } else {
+        unknown_key(k, "[lmtp]");
+      }
+    }
+    if (m.unproxied == "default" && m.default_host.empty())
+      error(t, "lmtp.unproxied = \"default\" requires lmtp.default_host");
   }
 
   void load_log(const toml::table& t, Log& lg) {

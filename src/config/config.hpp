@@ -228,6 +228,20 @@ struct Login {
   std::chrono::milliseconds haproxy_timeout{3000};
 };
 
+/// [lmtp]: the LMTP proxy (listeners with protocol = "lmtp", docs/LMTP.md).
+struct Lmtp {
+  /// Characters that start a recipient detail (user+detail@domain); "" = none.
+  std::string recipient_delimiter = "+";
+  /// A passdb entry without `proxy`: "refuse" (550) or "default" (default_host).
+  std::string unproxied = "refuse";
+  std::string default_host;          ///< an IP address; required for unproxied = "default"
+  uint16_t default_port = 24;
+  std::string default_protocol = "lmtp";  ///< lmtp | smtp
+  /// Backend timeout when the passdb gives no proxy_timeout (Dovecot: 125 s).
+  std::chrono::milliseconds proxy_timeout{125000};
+  unsigned max_recipients = 1000;  ///< per transaction
+};
+
 /// [log]
 struct Log {
   std::string level = "info";  ///< trace | debug | info | warn | error | off
@@ -247,6 +261,7 @@ struct Config {
   std::vector<Passdb> passdbs;  ///< at least one
   Auth auth;
   Login login;
+  Lmtp lmtp;
   Log log;
 };
 

@@ -30,8 +30,10 @@ std::string_view tls_name(config::TlsMode m) {
 }
 }  // namespace
 
-Server::Server(std::shared_ptr<const Snapshot> snapshot, std::vector<const Protocol*> protocols)
-    : snapshot_(std::move(snapshot)), protocols_(std::move(protocols)) {
+Server::Server(std::shared_ptr<const Snapshot> snapshot, std::vector<const Protocol*> protocols,
+               std::vector<const SiblingService*> siblings)
+    : snapshot_(std::move(snapshot)), protocols_(std::move(protocols)), siblings_(std::move(siblings)) {
+  siblings_.resize(protocols_.size(), nullptr);
   unsigned n = snapshot_->cfg.server.workers;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>());
@@ -107,6 +109,10 @@ void Server::accept_loop(Worker& w, asio::ip::tcp::acceptor& acc, size_t li) {
             log::logf(log::Level::Error, "portier", "accept() failed: {}", ec.message());
             backoff.expires_after(std::chrono::milliseconds(100));
             co_await backoff.async_wait(net::use_nothrow);
+            continue;
+          }
+          if (const SiblingService* sib = siblings_[li]) {
+            sib->start({std::move(sock), eps, snapshot(), w.registry, governor_});
             continue;
           }
           // Peer from accept4, local from the listener unless it is a wildcard.

@@ -17,13 +17,17 @@
 #include "core/result.hpp"
 #include "login/runtime.hpp"
 #include "login/session.hpp"
+#include "login/sibling.hpp"
 
 namespace portier::login {
 
 class Server {
  public:
-  /// `protocols[i]` is the plug-in for `snapshot->cfg.listeners[i]`.
-  Server(std::shared_ptr<const Snapshot> snapshot, std::vector<const Protocol*> protocols);
+  /// `protocols[i]` is the plug-in for `snapshot->cfg.listeners[i]`; when
+  /// `siblings[i]` is set instead (a non-login service such as LMTP, see
+  /// login/sibling.hpp), that listener's connections go to it.
+  Server(std::shared_ptr<const Snapshot> snapshot, std::vector<const Protocol*> protocols,
+         std::vector<const SiblingService*> siblings = {});
   ~Server();
 
   /// Bind every listener on every worker; logs `Listening on ...`. False on error.
@@ -62,6 +66,7 @@ class Server {
   mutable std::mutex snap_mutex_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::vector<const Protocol*> protocols_;
+  std::vector<const SiblingService*> siblings_;  // per listener; null = login
   std::vector<ListenerInfo> listeners_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<asio::thread_pool> auth_pool_;

@@ -434,5 +434,36 @@ TEST(ConfigRegistries, NamesComeFromTheRegistries) {
   EXPECT_TRUE(r.mechanism_known("PLAIN"));
   EXPECT_FALSE(r.mechanism_known("CRAM-MD5"));
   EXPECT_EQ(r.mechanism_names(), "PLAIN, LOGIN");
-  EXPECT_EQ(r.protocol_names(), "imap, submission, pop3 or managesieve");
+  EXPECT_EQ(r.protocol_names(), "imap, submission, pop3, managesieve or lmtp");
+}
+
+TEST(Config, LmtpListenerAndSection) {
+  Config c = load_ok("[[listener]]\nprotocol = \"lmtp\"\n" + kPassdb +
+                     "[lmtp]\nrecipient_delimiter = \"+-\"\nunproxied = \"default\"\n"
+                     "default_host = \"10.0.0.5\"\ndefault_port = 2424\ndefault_protocol = \"smtp\"\n"
+                     "proxy_timeout = \"30s\"\nmax_recipients = 50\n");
+  ASSERT_EQ(c.listeners.size(), 1u);
+  EXPECT_EQ(c.listeners[0].protocol, "lmtp");
+  EXPECT_EQ(c.listeners[0].port, 24);  // the sibling service's default port
+  EXPECT_EQ(c.lmtp.recipient_delimiter, "+-");
+  EXPECT_EQ(c.lmtp.unproxied, "default");
+  EXPECT_EQ(c.lmtp.default_host, "10.0.0.5");
+  EXPECT_EQ(c.lmtp.default_port, 2424);
+  EXPECT_EQ(c.lmtp.default_protocol, "smtp");
+  EXPECT_EQ(c.lmtp.proxy_timeout, 30s);
+  EXPECT_EQ(c.lmtp.max_recipients, 50u);
+  Config d = load_ok(kListener + kPassdb);
+  EXPECT_EQ(d.lmtp.recipient_delimiter, "+");
+  EXPECT_EQ(d.lmtp.unproxied, "refuse");
+  EXPECT_EQ(d.lmtp.proxy_timeout, 125s);
+}
+
+TEST(Config, LmtpErrors) {
+  const std::string base = kListener + kPassdb;  // 6 lines
+  expect_error(base + "[lmtp]\nunproxied = \"drop\"\n", 8, "expected refuse or default");
+  expect_error(base + "[lmtp]\ndefault_host = \"mail.example\"\n", 8, "is not an IP address");
+  expect_error(base + "[lmtp]\ndefault_protocol = \"imap\"\n", 8, "expected lmtp or smtp");
+  expect_error(base + "[lmtp]\nrecipient_delimiter = \"@\"\n", 8, "must not contain");
+  expect_error(base + "[lmtp]\nunproxied = \"default\"\n", 7, "requires lmtp.default_host");
+  expect_error(base + "[lmtp]\nmax_recipient = 1\n", 8, "unknown key 'max_recipient' in [lmtp]");
 }

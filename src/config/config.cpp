@@ -773,15 +773,19 @@ class Loader {
           error(v, "doveadm.timeout: must be positive");
       } else if (key == "max_connections") {
         get_uint(v, "doveadm.max_connections", d.max_connections, 1, 100000);
+      } else if (key == "http_port") {
+        get_uint(v, "doveadm.http_port", d.http_port, 1, 65535);
+      } else if (key == "backend_api_key") {
+        get_string(v, "doveadm.backend_api_key", d.backend_api_key);
       } else {
         unknown_key(k, "[doveadm]");
       }
     }
     if (!d.listen_address.empty() && d.password.empty())
       error(t, "doveadm: listen needs a password (clients authenticate as Dovecot's doveadm_password)");
-    for (char ch : d.password + d.backend_password)
+    for (char ch : d.password + d.backend_password + d.backend_api_key)
       if (ch == '\0' || ch == '\r' || ch == '\n') {
-        error(t, "doveadm: passwords must not contain NUL, CR or LF");
+        error(t, "doveadm: passwords and the API key must not contain NUL, CR or LF");
         break;
       }
   }

@@ -243,6 +243,10 @@ struct Doveadm {
   /// Backend connect limit and the longest silence of a backend or client.
   std::chrono::milliseconds timeout{30000};
   unsigned max_connections = 64;  ///< concurrent doveadm clients
+  /// The backends' doveadm HTTP API port, for HTTP API commands
+  /// (Service::http_command); the passdb `port` is never used for it.
+  uint16_t http_port = 8080;
+  std::string backend_api_key;  ///< the backends' doveadm_api_key; "" = no HTTP forwarding
   int line = 0;
 };
 

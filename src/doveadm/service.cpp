@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "doveadm/protocol.hpp"
+#include "doveadm/route.hpp"
 #include "log/log.hpp"
 #include "net/address.hpp"
 #include "net/awaitable.hpp"
@@ -37,42 +38,54 @@ struct Service::Shared {
 
 namespace {
 
-/// Cancels the watched sockets when an armed deadline passes: every wait of
-/// a session (client or backend) is bounded by [doveadm] timeout.
-class Deadline {
- public:
-  explicit Deadline(const asio::any_io_executor& ex) : timer_(ex) {}
-  ~Deadline() { *alive_ = false; }
-  void watch(tcp::socket* s) { socks_.push_back(s); }
-  void unwatch(tcp::socket* s) { socks_.erase(std::remove(socks_.begin(), socks_.end(), s), socks_.end()); }
-  void arm(milliseconds d) {
-    expired_ = false;
-    timer_.expires_after(d);
-    timer_.async_wait([this, alive = alive_](asio::error_code ec) {
-      if (ec || !*alive) return;
-      expired_ = true;
-      for (auto* s : socks_) {
-        asio::error_code ignored;
-        s->cancel(ignored);
-      }
-    });
-  }
-  void disarm() { timer_.cancel(); }
-  bool expired() const { return expired_; }
-
- private:
-  asio::steady_timer timer_;
-  std::vector<tcp::socket*> socks_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
-  bool expired_ = false;
-};
-
 /// Lines from a socket, bounded by kMaxLine.
 struct LineReader {
   tcp::socket& sock;
   std::string buf;
   enum class Status { Line, Eof, TooLong, Error };
 };
+
+}  // namespace
+
+net::Task<Route> route(const login::Snapshot& snap, const std::string& user, const std::string& rip) {
+  Route r;
+  const auto& cfg = snap.cfg.doveadm;
+  passdb::Request req;
+  req.user = user;
+  req.protocol = "doveadm";
+  req.service = "doveadm";
+  req.remote_ip = rip;
+  req.lookup_only = true;
+  req.secured = true;
+  if (snap.passdbs.timeout().count() > 0) req.deadline = std::chrono::steady_clock::now() + snap.passdbs.timeout();
+  passdb::Lookup l = co_await snap.passdbs.lookup(req);
+  if (l.result == passdb::Result::UnknownUser) {
+    r.code = "NOUSER";
+    r.why = "User doesn't exist";
+    co_return r;
+  }
+  r.code = "TEMPFAIL";
+  if (l.result != passdb::Result::Ok) {
+    r.why = l.result == passdb::Result::TempFail ? "passdb lookup failed: " + log::sanitize(l.error, 200)
+                                                 : std::string("passdb lookup failed");
+    co_return r;
+  }
+  auto pf = passdb::parse_proxy_fields(l.reply, cfg.port, cfg.port);
+  if (!pf.fields || !pf.fields->proxy) {
+    r.why = pf.fields ? std::string("user has no proxy destination (no proxy field in the passdb)")
+                      : "passdb: " + pf.error;
+    co_return r;
+  }
+  const auto& f = *pf.fields;
+  r.code.clear();
+  r.port = cfg.passdb_port && l.reply.has("port") ? f.port : cfg.port;
+  r.host = f.hostip.empty() ? f.host : f.hostip;
+  r.destuser = f.destuser.empty() ? l.reply.user : f.destuser;
+  if (r.destuser.empty()) r.destuser = user;
+  co_return r;
+}
+
+namespace {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
@@ -196,42 +209,10 @@ class Session : public std::enable_shared_from_this<Session> {
       std::string code = "NOTPOSSIBLE";
       co_return co_await fail(why, code);
     }
-    passdb::Request req;
-    req.user = cmd->user;
-    req.protocol = "doveadm";
-    req.service = "doveadm";
-    req.remote_ip = rip_;
-    req.lookup_only = true;
-    req.secured = true;
-    if (snap_->passdbs.timeout().count() > 0)
-      req.deadline = std::chrono::steady_clock::now() + snap_->passdbs.timeout();
-    passdb::Lookup l = co_await snap_->passdbs.lookup(req);
-    if (l.result == passdb::Result::UnknownUser) {
-      std::string why = "User doesn't exist";
-      std::string code = "NOUSER";
-      co_return co_await fail(why, code);
-    }
-    if (l.result != passdb::Result::Ok) {
-      std::string why = l.result == passdb::Result::TempFail
-                            ? "passdb lookup failed: " + log::sanitize(l.error, 200)
-                            : std::string("passdb lookup failed");
-      std::string code = "TEMPFAIL";
-      co_return co_await fail(why, code);
-    }
-    auto pf = passdb::parse_proxy_fields(l.reply, cfg_.port, cfg_.port);
-    if (!pf.fields || !pf.fields->proxy) {
-      std::string why = pf.fields ? std::string("user has no proxy destination (no proxy field in the passdb)")
-                                  : "passdb: " + pf.error;
-      std::string code = "TEMPFAIL";
-      co_return co_await fail(why, code);
-    }
-    const auto& f = *pf.fields;
-    uint16_t port = cfg_.passdb_port && l.reply.has("port") ? f.port : cfg_.port;
-    std::string host = f.hostip.empty() ? f.host : f.hostip;
-    std::string destuser = f.destuser.empty() ? l.reply.user : f.destuser;
-    if (destuser.empty()) destuser = cmd->user;
-    std::string rendered = render_command(*cmd, destuser);
-    co_return co_await forward(host, port, rendered);
+    Route r = co_await route(*snap_, cmd->user, rip_);
+    if (!r.code.empty()) co_return co_await fail(r.why, r.code);
+    std::string rendered = render_command(*cmd, r.destuser);
+    co_return co_await forward(r.host, r.port, rendered);
   }
 
   net::Task<bool> forward(const std::string& host, uint16_t port, const std::string& rendered) {
@@ -378,7 +359,7 @@ class Session : public std::enable_shared_from_this<Session> {
 }  // namespace
 
 Service::Service(std::shared_ptr<const login::Snapshot> snapshot)
-    : shared_(std::make_shared<Shared>()), acceptor_(io_) {
+    : shared_(std::make_shared<Shared>()), work_(io_.get_executor()), acceptor_(io_) {
   shared_->snap = std::move(snapshot);
 }
 
@@ -406,6 +387,22 @@ core::Result<void> Service::bind() {
 }
 
 void Service::start() {
+  if (acceptor_.is_open()) start_accepting();
+  thread_ = std::thread([this] { io_.run(); });
+}
+
+void Service::http_command(nlohmann::json cmd, std::function<void(nlohmann::json)> done) {
+  asio::co_spawn(
+      io_,
+      [sh = shared_, cmd = std::move(cmd), done = std::move(done)]() mutable -> net::Task<void> {
+        auto snap = sh->get();
+        nlohmann::json reply = co_await http_forward(snap, cmd);
+        done(std::move(reply));
+      },
+      asio::detached);
+}
+
+void Service::start_accepting() {
   asio::co_spawn(
       io_,
       [this]() -> net::Task<void> {
@@ -432,7 +429,6 @@ void Service::start() {
         }
       },
       asio::detached);
-  thread_ = std::thread([this] { io_.run(); });
 }
 
 void Service::reload(std::shared_ptr<const login::Snapshot> snapshot) {
@@ -441,6 +437,7 @@ void Service::reload(std::shared_ptr<const login::Snapshot> snapshot) {
 }
 
 void Service::shutdown() {
+  work_.reset();
   if (thread_.joinable()) {
     asio::post(io_, [this] {
       asio::error_code ignored;

@@ -16,10 +16,13 @@
 // May use: doveadm/protocol, login/runtime (the Snapshot: config + passdbs),
 // passdb (Chain, proxy fields), net, log, core.
 
+#include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <mutex>
 #include <thread>
 
@@ -46,14 +49,27 @@ class Service {
   void reload(std::shared_ptr<const login::Snapshot> snapshot);
   /// Stops accepting, ends the sessions, joins the thread.
   void shutdown();
+  /// One doveadm HTTP API command, e.g. ["mailboxList", {"user": "user1"}, "tag"]
+  /// (for the admin listener's POST /doveadm/v1): routed as a TCP command is
+  /// (the passdb, protocol "doveadm") and forwarded to the user's backend's
+  /// doveadm HTTP API (`host` + [doveadm] http_port, X-Dovecot-API with
+  /// backend_api_key). `done` gets the backend's response element unchanged
+  /// (["doveadmResponse", [...], "tag"] or ["error", {...}, "tag"]) or
+  /// portier's own ["error", {"type": "exitCode", "exitCode": N, "message":
+  /// "..."}, "tag"] (67 unknown user, 64 no user, 75 backend trouble); it
+  /// runs on the doveadm thread. Thread-safe; needs start() (bind() not
+  /// required). The backend's response is read whole, up to 16 MiB.
+  void http_command(nlohmann::json cmd, std::function<void(nlohmann::json)> done);
   /// The bound port (after bind()).
   uint16_t port() const { return port_; }
 
   struct Shared;  // the snapshot and session count, shared with the sessions
 
  private:
+  void start_accepting();
   std::shared_ptr<Shared> shared_;
   asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
   asio::ip::tcp::acceptor acceptor_;
   std::thread thread_;
   uint16_t port_ = 0;

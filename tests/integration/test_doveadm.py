@@ -9,6 +9,7 @@ backend answered.  Backend-down and black-hole cases use short timeouts.
 from __future__ import annotations
 
 import base64
+import os
 import re
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from tests.support.util import free_port
 
 CLIENT_PW = "dv-Client-Pw-9x"     # what doveadm clients send to portier
 BACKEND_PW = "dv-Backend-Pw-4k"   # what portier sends to the backends
+API_KEY = "dv-Api-Key-3j"         # the backends' doveadm_api_key (HTTP API)
 LISTEN_RE = re.compile(r"Listening on 127\.0\.0\.1:(\d+) \(doveadm\)")
 
 
@@ -34,9 +36,11 @@ def msg(subject: str) -> bytes:
 @pytest.fixture(scope="module")
 def backends(certs):
     a = DovecotBackend(users={"user1": "x1-pw", "alice": "x2-pw"}, certs=certs,
-                       doveadm_password=BACKEND_PW, hostname="backend-a.test")
+                       doveadm_password=BACKEND_PW, doveadm_api_key=API_KEY,
+                       hostname="backend-a.test")
     b = DovecotBackend(users={"user2": "x3-pw", "user3": "x4-pw"}, certs=certs,
-                       doveadm_password=BACKEND_PW, hostname="backend-b.test")
+                       doveadm_password=BACKEND_PW, doveadm_api_key=API_KEY,
+                       hostname="backend-b.test")
     a.start()
     b.start()
     try:
@@ -303,3 +307,23 @@ def test_secrets_stay_out_of_the_log(proxy_up, client_conf):
     for secret in (CLIENT_PW, BACKEND_PW, "bad-pw-123",
                    base64.b64encode(b"\0doveadm\0" + CLIENT_PW.encode()).decode()):
         assert secret not in text
+
+
+# ------------------------------------------------ HTTP API (C++ side)
+def test_http_api_forwarding(backends, tmp_path):
+    """Service::http_command (for the admin listener's POST /doveadm/v1) against
+    backend A's real doveadm HTTP API: run by the C++ test DoveadmHttp.*, which
+    needs the backend this test starts."""
+    a, _b = backends
+    unit = Path(os.environ.get("PORTIER_UNIT_BIN") or
+                Path(os.environ.get("PORTIER_BIN", "build/portier")).parent / "portier_unit")
+    if not unit.exists():
+        pytest.skip(f"{unit} not built")
+    passwd = tmp_path / "users"
+    passwd.write_text("user1:{PLAIN}x::::::proxy host=127.0.0.1 port=1\n")
+    env = {**os.environ, "PORTIER_TEST_DOVEADM_HTTP":
+           f"{passwd} {API_KEY} {a.ports['doveadm_http']} {free_port()}"}
+    r = subprocess.run([str(unit), "--gtest_filter=DoveadmHttp.*"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[  PASSED  ] 2 tests" in r.stdout and "SKIPPED" not in r.stdout, r.stdout

@@ -49,12 +49,14 @@ struct HttpReply {
   int status = 0;
   std::string body;
   std::string error;  ///< set when the response could not be read or parsed
+  bool complete = false;  ///< the whole response is here (the body's length is known and met)
 };
 
-/// Splits a whole HTTP/1.1 response (read to EOF).
-HttpReply parse_http(std::string_view raw) {
+/// Splits an HTTP/1.1 response read so far; `eof`: nothing more will come.
+HttpReply parse_http(std::string_view raw, bool eof) {
   HttpReply r;
   size_t head_end = raw.find("\r\n\r\n");
+  if (head_end == std::string_view::npos && !eof) return r;
   if (raw.substr(0, 5) != "HTTP/" || head_end == std::string_view::npos || raw.size() < 12) {
     r.error = "not an HTTP response";
     return r;
@@ -68,13 +70,22 @@ HttpReply parse_http(std::string_view raw) {
   std::string head(raw.substr(0, head_end));
   for (auto& ch : head) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   std::string_view body = raw.substr(head_end + 4);
+  r.complete = true;
   if (head.find("\r\ntransfer-encoding: chunked") != std::string::npos) {
-    if (!dechunk(body, r.body)) r.error = "bad chunked body";
+    if (!dechunk(body, r.body)) {
+      r.complete = false;
+      if (eof) r.error = "bad chunked body";
+    }
   } else if (size_t cl = head.find("\r\ncontent-length:"); cl != std::string::npos) {
     size_t n = std::strtoul(head.c_str() + cl + 17, nullptr, 10);
-    if (body.size() < n) r.error = "short body";
-    else r.body.assign(body.substr(0, n));
+    if (body.size() < n) {
+      r.complete = false;
+      if (eof) r.error = "short body";
+    } else {
+      r.body.assign(body.substr(0, n));
+    }
   } else {
+    r.complete = eof;  // the body ends with the connection
     r.body.assign(body);
   }
   return r;
@@ -115,7 +126,9 @@ net::Task<json> http_forward(std::shared_ptr<const login::Snapshot> snap, json c
     core::Secret wipe = core::Secret::take(key64);
     request.append(fmt::format("POST /doveadm/v1 HTTP/1.1\r\nHost: {}\r\nAuthorization: X-Dovecot-API ", dest));
     request.append(wipe.view());
-    request.append(fmt::format("\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+    // No "Connection: close": Dovecot 2.3's doveadm HTTP server then never
+    // answers a wrong key's 401. The reply's length ends the exchange.
+    request.append(fmt::format("\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                                body.size()));
     request.append(body);
   }
@@ -137,16 +150,19 @@ net::Task<json> http_forward(std::shared_ptr<const login::Snapshot> snap, json c
   if (wec) co_return fail(75, fmt::format("{}: write failed: {}", dest, wec.message()));
   std::string raw;
   std::array<char, 16384> chunk{};
+  HttpReply hr;
   for (;;) {
     deadline.arm(cfg.timeout);
     auto [rec, n] = co_await sock.async_read_some(asio::buffer(chunk), net::use_nothrow);
     deadline.disarm();
-    if (rec == asio::error::eof) break;
-    if (rec) co_return fail(75, fmt::format("{}: {}", dest, deadline.expired() ? std::string("timed out") : rec.message()));
+    const bool eof = rec == asio::error::eof;
+    if (rec && !eof)
+      co_return fail(75, fmt::format("{}: {}", dest, deadline.expired() ? std::string("timed out") : rec.message()));
     raw.append(chunk.data(), n);
     if (raw.size() > kMaxResponse) co_return fail(75, dest + ": response larger than 16 MiB");
+    hr = parse_http(raw, eof);
+    if (hr.complete || !hr.error.empty() || eof) break;
   }
-  HttpReply hr = parse_http(raw);
   if (!hr.error.empty()) co_return fail(75, dest + ": " + hr.error);
   if (hr.status == 401 || hr.status == 403)
     co_return fail(75, fmt::format("{}: the backend refused portier's API key (HTTP {})", dest, hr.status));

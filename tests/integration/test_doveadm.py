@@ -327,3 +327,27 @@ def test_http_api_forwarding(backends, tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "[  PASSED  ] 2 tests" in r.stdout and "SKIPPED" not in r.stdout, r.stdout
+
+
+def vm_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def test_large_fetch_is_streamed_with_bounded_memory(proxy_up, backends, client_conf):
+    """A 24 MiB message fetched through portier: passed on as it comes, so
+    portier's peak RSS grows by far less than the message."""
+    a, _b = backends
+    line = b"x" * 76 + b"\r\n"
+    a.deliver("alice", msg("big-one")[:-2] + line * (24 * 1024 * 1024 // len(line)))
+    pid = proxy_up.proc.pid
+    before = vm_kib(pid, "VmHWM")
+    r = cli(client_conf, proxy_up.doveadm_port, "fetch", "--", "-u", "alice", "text",
+            "mailbox", "INBOX", "subject", "big-one", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout) > 23 * 1024 * 1024   # CRLF printed as LF
+    grew = vm_kib(pid, "VmHWM") - before
+    print(f"portier peak RSS grew by {grew} KiB for a {len(r.stdout) >> 20} MiB fetch")
+    assert grew < 8 * 1024, grew

@@ -351,3 +351,16 @@ def test_large_fetch_is_streamed_with_bounded_memory(proxy_up, backends, client_
     grew = vm_kib(pid, "VmHWM") - before
     print(f"portier peak RSS grew by {grew} KiB for a {len(r.stdout) >> 20} MiB fetch")
     assert grew < 8 * 1024, grew
+
+
+def test_stop_with_open_doveadm_connections(make_portier, backends):
+    """SIGTERM with an idle authenticated client and one mid-handshake: a clean, quick exit."""
+    a, b = backends
+    p = start_portier(make_portier, a, b)
+    idle = raw_session(p.doveadm_port, 1)
+    half = socket.create_connection(("127.0.0.1", p.doveadm_port), timeout=5)
+    t0 = time.monotonic()
+    assert p.stop() == 0
+    assert time.monotonic() - t0 < 5
+    idle.close()
+    half.close()

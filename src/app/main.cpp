@@ -21,6 +21,7 @@
 #include "app/service_notify.hpp"
 #include "config/config.hpp"
 #include "core/secure.hpp"
+#include "doveadm/service.hpp"
 #include "log/log.hpp"
 #include "login/runtime.hpp"
 #include "passdb/cache.hpp"
@@ -184,6 +185,14 @@ int main(int argc, char** argv) {
     portier::log::write(Level::Fatal, "portier", r.error().message);
     return 1;
   }
+  std::unique_ptr<portier::doveadm::Service> doveadm;  // the doveadm proxy, when [doveadm] listen is set
+  if (portier::doveadm::Service::configured(snap->cfg)) {
+    doveadm = std::make_unique<portier::doveadm::Service>(snap);
+    if (auto r = doveadm->bind(); !r) {
+      portier::log::write(Level::Fatal, "portier", r.error().message);
+      return 1;
+    }
+  }
   if (!drop_privileges(snap->cfg.server.user)) return 1;
   if (snap->cfg.tls.ktls)
     portier::log::write(Level::Info, "portier",
@@ -195,6 +204,7 @@ int main(int argc, char** argv) {
                         "PORTIER_TEST_NO_WIPE is set: secrets are NOT wiped from memory "
                         "(a test switch; never set it in production)");
   server.start();
+  if (doveadm) doveadm->start();
   portier::log::write(Level::Info, "portier", "Ready");
   portier::app::ServiceNotifier notifier;
   notifier.ready(server.connections());
@@ -235,6 +245,7 @@ int main(int argc, char** argv) {
       // Listeners are bound once at start; a reload changes everything else.
       configure_auth_cache(fresh->cfg.auth.cache);
       server.reload(fresh);
+      if (doveadm) doveadm->reload(fresh);
       portier::log::write(Level::Info, "portier", "Config reloaded");
       notifier.reloaded(server.connections(), true);
       continue;
@@ -247,6 +258,7 @@ int main(int argc, char** argv) {
     notifier.stopping();
     portier::log::write(Level::Info, "portier", "Shutting down");
     server.shutdown();
+    if (doveadm) doveadm->shutdown();
     portier::log::write(Level::Info, "portier", "Stopped");
     return 0;
   }

@@ -225,6 +225,8 @@ class Loader {
         if (auto t = as_table(v, "log")) load_log(*t, c.log);
       } else if (key == "lmtp") {
         if (auto t = as_table(v, "lmtp")) load_lmtp(*t, c.lmtp);
+      } else if (key == "doveadm") {
+        if (auto t = as_table(v, "doveadm")) load_doveadm(*t, c.doveadm);
       } else {
         error_at(k.source(), "unknown top-level key or table '" + std::string(key) + "'");
       }
@@ -813,6 +815,59 @@ class Loader {
         unknown_key(k, "[log]");
       }
     }
+  }
+
+  void load_doveadm(const toml::table& t, Doveadm& d) {
+    d.line = static_cast<int>(t.source().begin.line);
+    for (const auto& [k, v] : t) {
+      std::string_view key = k.str();
+      if (key == "listen") {
+        std::string s;
+        if (!get_string(v, "doveadm.listen", s)) continue;
+        // "ip:port" or "[ipv6]:port"
+        size_t colon = s.rfind(':');
+        std::string host = colon == std::string::npos ? "" : s.substr(0, colon);
+        if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+        unsigned long port = 0;
+        bool ok = colon != std::string::npos && colon + 1 < s.size() && colon + 6 >= s.size() &&
+                  s.find_first_not_of("0123456789", colon + 1) == std::string::npos;
+        if (ok) port = std::stoul(s.substr(colon + 1));
+        asio::error_code ec;
+        asio::ip::make_address(host, ec);
+        if (!ok || port > 65535 || ec) {
+          error(v, "doveadm.listen: expected \"<ip>:<port>\" (e.g. \"127.0.0.1:2425\", \"[::1]:2425\"), got '" + s + "'");
+          continue;
+        }
+        d.listen_address = host;
+        d.listen_port = static_cast<uint16_t>(port);
+      } else if (key == "password") {
+        get_string(v, "doveadm.password", d.password);
+      } else if (key == "backend_password") {
+        get_string(v, "doveadm.backend_password", d.backend_password);
+      } else if (key == "port") {
+        get_uint(v, "doveadm.port", d.port, 1, 65535);
+      } else if (key == "passdb_port") {
+        get_bool(v, "doveadm.passdb_port", d.passdb_port);
+      } else if (key == "timeout") {
+        if (get_duration(v, "doveadm.timeout", d.timeout) && d.timeout.count() <= 0)
+          error(v, "doveadm.timeout: must be positive");
+      } else if (key == "max_connections") {
+        get_uint(v, "doveadm.max_connections", d.max_connections, 1, 100000);
+      } else if (key == "http_port") {
+        get_uint(v, "doveadm.http_port", d.http_port, 1, 65535);
+      } else if (key == "backend_api_key") {
+        get_string(v, "doveadm.backend_api_key", d.backend_api_key);
+      } else {
+        unknown_key(k, "[doveadm]");
+      }
+    }
+    if (!d.listen_address.empty() && d.password.empty())
+      error(t, "doveadm: listen needs a password (clients authenticate as Dovecot's doveadm_password)");
+    for (char ch : d.password + d.backend_password + d.backend_api_key)
+      if (ch == '\0' || ch == '\r' || ch == '\n') {
+        error(t, "doveadm: passwords and the API key must not contain NUL, CR or LF");
+        break;
+      }
   }
 
   std::string path_;

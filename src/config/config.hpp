@@ -251,6 +251,25 @@ struct Log {
   std::string syslog_ident = "portier";    ///< target = "syslog": the tag (ident)
 };
 
+/// [doveadm]: the doveadm proxy (docs/DOVEADM.md). Off while `listen` is unset.
+struct Doveadm {
+  std::string listen_address;  ///< from listen = "ip:port"; "" = no doveadm listener
+  uint16_t listen_port = 0;    ///< 0 = any free port (logged)
+  std::string password;        ///< clients authenticate with it (Dovecot's doveadm_password)
+  std::string backend_password;  ///< sent to the backends; "" = password
+  uint16_t port = 2425;        ///< the backends' doveadm port (Dovecot's doveadm_port)
+  /// A passdb `port` field wins over `port`, as in Dovecot's doveadm proxy.
+  bool passdb_port = true;
+  /// Backend connect limit and the longest silence of a backend or client.
+  std::chrono::milliseconds timeout{30000};
+  unsigned max_connections = 64;  ///< concurrent doveadm clients
+  /// The backends' doveadm HTTP API port, for HTTP API commands
+  /// (Service::http_command); the passdb `port` is never used for it.
+  uint16_t http_port = 8080;
+  std::string backend_api_key;  ///< the backends' doveadm_api_key; "" = no HTTP forwarding
+  int line = 0;
+};
+
 /// The whole configuration.
 struct Config {
   std::string path;  ///< the config file path as given to load_*
@@ -263,6 +282,7 @@ struct Config {
   Login login;
   Lmtp lmtp;
   Log log;
+  Doveadm doveadm;
 };
 
 /// One configuration problem. line/column are 1-based; 0 when unknown

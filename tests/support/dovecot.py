@@ -89,6 +89,8 @@ class DovecotBackend:
                  haproxy: bool = False,
                  haproxy_trusted_networks: str = "127.0.0.0/8",
                  lmtp: bool = False,
+                 doveadm_password: str | None = None,
+                 doveadm_api_key: str | None = None,
                  keep: bool = False) -> None:
         self.users = dict(DEFAULT_USERS if users is None else users)
         self.master_users = dict({"master": "master-pw"} if master_users is None
@@ -113,8 +115,16 @@ class DovecotBackend:
         # lmtp=True: an LMTP inet listener (`ports["lmtp"]`, dovecot-lmtpd) for
         # the LMTP proxy tests; XCLIENT is honoured from login_trusted_networks.
         self.lmtp = lmtp
+        # doveadm_password: a doveadm TCP listener (ports["doveadm"]); with
+        # doveadm_api_key also the doveadm HTTP API (ports["doveadm_http"]).
+        self.doveadm_password = doveadm_password
+        self.doveadm_api_key = doveadm_api_key
         names = (list(LISTENERS) + (list(HAPROXY_LISTENERS) if haproxy else [])
                  + (["lmtp"] if lmtp else []))
+        if doveadm_password is not None:
+            names.append("doveadm")
+        if doveadm_api_key is not None:
+            names.append("doveadm_http")
         self.ports: dict[str, int] = {k: int(wanted.get(k) or free_port()) for k in names}
         self.conf_path = self.dir / "dovecot.conf"
         self.base_dir = self.dir / "run"
@@ -254,7 +264,7 @@ service managesieve-login {{
     port = {p['sieve']}
   }}
 {hp['managesieve-login']}}}
-# No doveadm/stats network listeners: keep the instance self-contained.
+{self._doveadm_conf()}
 service lmtp {{
   unix_listener lmtp {{
     mode = 0600
@@ -275,6 +285,27 @@ plugin {{
         self.conf_path.write_text(conf)
         # `gname` is unused by the config today but documents the mail group.
         self.mail_group = gname
+
+    def _doveadm_conf(self) -> str:
+        """doveadm TCP / HTTP listeners, only when asked for (private ports)."""
+        if self.doveadm_password is None and self.doveadm_api_key is None:
+            return ""
+        out = ""
+        listeners = ""
+        if self.doveadm_password is not None:
+            out += f"doveadm_password = {self.doveadm_password}\n"
+            listeners += (f"  inet_listener {{\n    address = 127.0.0.1\n"
+                          f"    port = {self.ports['doveadm']}\n  }}\n")
+        if self.doveadm_api_key is not None:
+            out += f"doveadm_api_key = {self.doveadm_api_key}\n"
+            listeners += (f"  inet_listener http {{\n    address = 127.0.0.1\n"
+                          f"    port = {self.ports['doveadm_http']}\n    ssl = no\n  }}\n")
+        return out + "service doveadm {\n" + listeners + "}\n"
+
+    def doveadm(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
+        """Run the real doveadm CLI against this instance (its own config)."""
+        return subprocess.run(["doveadm", "-c", str(self.conf_path), *args],
+                              capture_output=True, text=True, timeout=timeout)
 
     # -------------------------------------------------------------- lifecycle
     def start(self, timeout: float = 20.0) -> "DovecotBackend":

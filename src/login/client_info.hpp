@@ -24,4 +24,9 @@ std::string make_session_id(const asio::ip::address& ip, uint16_t port);
 bool init_client_info(ClientInfo& ci, asio::ip::tcp::socket& s, const net::Endpoints& eps,
                       const Snapshot& snap, config::TlsMode listener_tls);
 
+/// After a client-side TLS handshake (implicit or STARTTLS): the SNI name
+/// becomes local_name, a verified client certificate gives cert_valid and
+/// cert_user ([tls] cert_username_field).
+void note_tls_peer(ClientInfo& ci, SSL* ssl, const Snapshot& snap);
+
 }  // namespace portier::login

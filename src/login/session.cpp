@@ -102,6 +102,7 @@ class Session final : public Stoppable {
         co_return;
       }
       ci_.tls = true;
+      note_tls_peer(ci_, client_.ssl(), *snap_);
     }
     ci_.end_client_tls = ci_.tls;
     front_.start(*listener_.protocol);

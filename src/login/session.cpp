@@ -71,6 +71,8 @@ class Session final : public Stoppable {
     // counts as TLS (no STARTTLS, cleartext allowed, `TLS` in log lines).
     ci_.tls = pre.tls;
     ci_.local_name = std::move(pre.local_name);
+    ci_.cert_valid = !pre.cert_user.empty();
+    ci_.cert_user = std::move(pre.cert_user);
     ci_.health_check = pre.health_check;
     const auto& lc = snap_->cfg.login;
     // Counted under the TCP peer's key, and released under exactly that key

@@ -56,13 +56,13 @@ def users(dovecot):
 
 
 def portier_with(make_portier, dovecot, pki, verify="optional", field=None, extra="",
-                 user_list=None, listeners=LISTENERS):
+                 user_list=None, listeners=LISTENERS, login=None):
     tls = {"verify_client": verify, "client_ca": str(pki["ca"].cert), "crl": str(pki["crl"])}
     if field:
         tls["cert_username_field"] = field
     return make_portier(user_list if user_list is not None else users(dovecot),
                         listeners=listeners, extra_toml=extra,
-                        settings={"tls": tls,
+                        settings={"tls": tls, "login": login or {},
                                   "auth": {"mechanisms": ["PLAIN", "LOGIN", "EXTERNAL"]}})
 
 
@@ -223,3 +223,32 @@ def test_s_client_with_certificate(make_portier, dovecot, client_pki):
                        capture_output=True, timeout=15)
     out = r.stdout.decode(errors="replace")
     assert "AUTH=EXTERNAL" in out and "b OK" in out, out + r.stderr.decode(errors="replace")
+
+
+def test_external_through_haproxy_verified_cn(make_portier, dovecot, client_pki):
+    """PROXY v2 with an SSL TLV (client TLS + certificate, verify = 0) and
+    SSL_CN: the CN is the EXTERNAL user, as Dovecot does it; with verify != 0
+    EXTERNAL is not offered."""
+    import socket
+    import struct
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+
+    def header(verify: int, cn: bytes) -> bytes:
+        sub = bytes([0x22]) + struct.pack(">H", len(cn)) + cn
+        ssl_tlv_body = bytes([0x01 | 0x02]) + struct.pack(">I", verify) + sub
+        tlv = bytes([0x20]) + struct.pack(">H", len(ssl_tlv_body)) + ssl_tlv_body
+        addrs = socket.inet_aton("127.0.0.9") + socket.inet_aton("127.0.0.1") + struct.pack(">HH", 40000, 143)
+        body = addrs + tlv
+        return sig + bytes([0x21, 0x11]) + struct.pack(">H", len(body)) + body
+
+    px = portier_with(make_portier, dovecot, client_pki,
+                      listeners=(Listener("imap", "none", haproxy=True),),
+                      login={"haproxy_trusted_networks": ["127.0.0.1/32"]})
+    for verify, ok in ((0, True), (1, False)):
+        c = RawIMAP(px.port("imap", "none", haproxy=True), read_banner=False)
+        c.send(header(verify, b"user1"))
+        c.banner = c.readline()
+        assert (b"AUTH=EXTERNAL" in caps(c)) == ok
+        reply = c.command("a", "AUTHENTICATE EXTERNAL =")[-1]
+        assert reply.startswith(b"a OK" if ok else b"a NO"), reply
+        c.close()

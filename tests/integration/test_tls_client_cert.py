@@ -124,18 +124,19 @@ def test_optional_without_valid_cert_hides_external(make_portier, dovecot, clien
         assert c.command("b", f'LOGIN user1 "{P1}"')[-1].startswith(b"b OK")
 
 
-@pytest.mark.parametrize("which,why", [(None, "peer did not return a certificate"),
-                                       ("expired", "certificate expired"),
-                                       ("wrongca", "unknown ca"),
-                                       ("revoked", "certificate revoked")])
+@pytest.mark.parametrize("which,why", [
+    (None, r"peer did not return a certificate"),
+    ("expired", r"client certificate verification failed: certificate has expired"),
+    ("wrongca", r"client certificate verification failed: unable to get local issuer certificate"),
+    ("revoked", r"client certificate verification failed: certificate revoked")])
 def test_required_refuses_handshake_and_logs(make_portier, dovecot, client_pki, which, why):
     px = portier_with(make_portier, dovecot, client_pki, verify="required")
     mark = px.log.mark()
-    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError, EOFError)):
         c = connect(px, client_pki, which)
         c.command("a", "CAPABILITY")   # TLS 1.3: the alert may come with the first read
-    px.log.wait_for(r"imap-login: .*Disconnected.*TLS handshaking: .*" + why.split()[-1],
-                    since=mark, timeout=10)
+    px.log.wait_for(r"imap-login: .*Disconnected.*TLS handshaking: .*" + why, since=mark,
+                    timeout=10)
     with connect(px, client_pki, "user1") as c:
         assert c.command("a", "AUTHENTICATE EXTERNAL =")[-1].startswith(b"a OK")
 
@@ -159,7 +160,7 @@ def test_other_protocols(make_portier, dovecot, client_pki, tmp_path):
     with connect(px, client_pki, "user1", "pop3") as c:
         c.send(b"CAPA\r\n")
         lines = [c.readline()]
-        while lines[-1] != b".\r\n":
+        while lines[-1] != b".":
             lines.append(c.readline())
         assert any(b"SASL" in l and b"EXTERNAL" in l for l in lines), lines
         c.send(b"AUTH EXTERNAL =\r\n")

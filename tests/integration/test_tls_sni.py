@@ -170,7 +170,7 @@ def test_local_name_reaches_passdb_and_backend(make_portier, sni_pki, dovecot, t
     con = sqlite3.connect(db)
     con.execute("CREATE TABLE u (user TEXT, name TEXT, password TEXT, host TEXT, port INT)")
     con.execute("INSERT INTO u VALUES ('user1', 'mail.example.org', ?, '127.0.0.1', ?)",
-                ("{PLAIN}" + P1, dovecot.port("imap")))
+                ("{PLAIN}" + P1, dovecot.ports["imap"]))
     con.commit()
     con.close()
     extra = (f'[[passdb]]\ndriver = "sqlite"\nconnect = "{db}"\n'

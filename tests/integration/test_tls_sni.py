@@ -189,7 +189,8 @@ def test_local_name_reaches_passdb_and_backend(make_portier, sni_pki, dovecot, t
         c.close()
 
 
-def test_submission_xclient_destname(make_portier, sni_pki, make_fake):
+@pytest.mark.parametrize("several", [True, False])
+def test_submission_xclient_destname(make_portier, sni_pki, make_fake, several):
     """DESTNAME=<sni> in XCLIENT when the backend advertises it (a fake
     backend: Debian's Dovecot 2.3 does not know DESTNAME)."""
     caps = ("250-fake.test\r\n250-AUTH PLAIN\r\n"
@@ -200,7 +201,10 @@ def test_submission_xclient_destname(make_portier, sni_pki, make_fake):
                       fb.respond(r"^EHLO ", caps),
                       fb.respond(r"^AUTH PLAIN ", "235 2.7.0 ok\r\n"),
                       fb.stall(5)])
-    px = sni_portier(make_portier, sni_pki, users=[User("user1", P1, proxy(fake.port))])
+    user = [User("user1", P1, proxy(fake.port))]
+    # With one certificate (no [[tls.certificate]]) the SNI name is kept too.
+    px = (sni_portier(make_portier, sni_pki, users=user) if several
+          else make_portier(user, listeners=LISTENERS))
     for sni, want in (("smtp.example.net", rb"DESTNAME=smtp\.example\.net"), (None, None)):
         c = RawIMAP(px.port("submission", "implicit"), read_banner=False)
         c.sock = _nocheck().wrap_socket(c.sock, server_hostname=sni)

@@ -433,7 +433,7 @@ TEST(ConfigRegistries, NamesComeFromTheRegistries) {
   EXPECT_FALSE(r.protocol_port("nntp", false));
   EXPECT_TRUE(r.mechanism_known("PLAIN"));
   EXPECT_FALSE(r.mechanism_known("CRAM-MD5"));
-  EXPECT_EQ(r.mechanism_names(), "PLAIN, LOGIN");
+  EXPECT_EQ(r.mechanism_names(), "PLAIN, LOGIN, EXTERNAL");
   EXPECT_EQ(r.protocol_names(), "imap, submission, pop3 or managesieve");
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 // The ClientInfo of an accepted connection: addresses, trust, TTL, session id.
 //
-// Owns: nothing. Uses: config snapshot (trusted networks, TLS settings).
+// Owns: nothing. Uses: config snapshot (trusted networks, TLS settings),
+// tls::peer_info (SNI name, client-certificate user after a handshake).
 
 #include <asio/ip/tcp.hpp>
 #include <string>

@@ -21,7 +21,7 @@ std::shared_ptr<const Snapshot> Snapshot::build(const config::Config& cfg,
     if (!cfg.tls.cert.empty()) certs.push_back({{}, cfg.tls.cert, cfg.tls.key});
     for (const auto& c : cfg.tls.certificates) certs.push_back({c.names, c.cert, c.key});
     tls::ServerTlsOptions o;
-    o.verify = static_cast<tls::VerifyClient>(cfg.tls.verify_client);
+    o.verify = static_cast<tls::VerifyClient>(cfg.tls.verify_client);  // same order: none, optional, required
     o.client_ca = cfg.tls.client_ca;
     o.crl = cfg.tls.crl;
     o.ktls = cfg.tls.ktls;

@@ -274,12 +274,85 @@ class Loader {
         if (get_string(v, "tls.key", tls.key)) tls.key = resolve(tls.key);
       } else if (key == "ktls") {
         get_bool(v, "tls.ktls", tls.ktls);
+      } else if (key == "certificate") {
+        load_tls_certificates(v, tls);
+      } else if (key == "verify_client") {
+        std::string m;
+        if (get_string(v, "tls.verify_client", m)) {
+          if (m == "none") tls.verify_client = Tls::VerifyClient::None;
+          else if (m == "optional") tls.verify_client = Tls::VerifyClient::Optional;
+          else if (m == "required") tls.verify_client = Tls::VerifyClient::Required;
+          else error(v, "tls.verify_client: unknown value '" + m + "' (expected none, optional or required)");
+        }
+      } else if (key == "client_ca") {
+        if (get_string(v, "tls.client_ca", tls.client_ca)) tls.client_ca = resolve(tls.client_ca);
+      } else if (key == "crl") {
+        if (get_string(v, "tls.crl", tls.crl)) tls.crl = resolve(tls.crl);
+      } else if (key == "cert_username_field") {
+        if (get_string(v, "tls.cert_username_field", tls.cert_username_field) &&
+            tls.cert_username_field.empty())
+          error(v, "tls.cert_username_field: must not be empty");
       } else {
         unknown_key(k, "[tls]");
       }
     }
     if (tls.cert.empty() != tls.key.empty())
       error(t, "[tls]: cert and key must be given together");
+    if (tls.verify_client != Tls::VerifyClient::None && tls.client_ca.empty())
+      error(t, "[tls]: verify_client needs client_ca");
+  }
+
+  // [[tls.certificate]] names = [...], cert, key
+  void load_tls_certificates(const toml::node& n, Tls& tls) {
+    auto arr = n.as_array();
+    if (!arr) {
+      error(n, "tls.certificate: must be an array of tables ([[tls.certificate]])");
+      return;
+    }
+    for (const auto& el : *arr) {
+      auto t = el.as_table();
+      if (!t) {
+        type_error(el, "tls.certificate", "a table");
+        continue;
+      }
+      Tls::Certificate c;
+      for (const auto& [k, v] : *t) {
+        std::string_view key = k.str();
+        if (key == "cert") {
+          if (get_string(v, "tls.certificate.cert", c.cert)) c.cert = resolve(c.cert);
+        } else if (key == "key") {
+          if (get_string(v, "tls.certificate.key", c.key)) c.key = resolve(c.key);
+        } else if (key == "names") {
+          if (get_string_array(v, "tls.certificate.names", c.names)) {
+            for (auto& name : c.names) {
+              for (char& ch : name)
+                if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+              if (!valid_cert_name(name))
+                error(v, "tls.certificate.names: '" + name +
+                             "' is not a host name or a *.domain wildcard");
+            }
+          }
+        } else {
+          unknown_key(k, "[[tls.certificate]]");
+        }
+      }
+      if (c.cert.empty() || c.key.empty()) {
+        error(*t, "[[tls.certificate]]: cert and key are required");
+        continue;
+      }
+      tls.certificates.push_back(std::move(c));
+    }
+  }
+
+  // A host name (letters, digits, '-', '_', dots; no empty label) or "*." + one.
+  static bool valid_cert_name(std::string_view n) {
+    if (n.rfind("*.", 0) == 0) n.remove_prefix(2);
+    if (n.empty() || n.size() > 253 || n.front() == '.' || n.back() == '.') return false;
+    if (n.find("..") != std::string_view::npos) return false;
+    return std::all_of(n.begin(), n.end(), [](char ch) {
+      return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
+             ch == '.';
+    });
   }
 
   void load_backend(const toml::table& t, Backend& b) {
@@ -385,9 +458,9 @@ class Loader {
         error(*t, "listener: missing required key 'protocol'");
         ok = false;
       }
-      if (l.tls != TlsMode::None && (c.tls.cert.empty() || c.tls.key.empty())) {
+      if (l.tls != TlsMode::None && !c.tls.has_cert()) {
         error(tls_node ? *tls_node : static_cast<const toml::node&>(*t),
-              "listener.tls: TLS mode requires [tls] cert and key");
+              "listener.tls: TLS mode requires [tls] cert and key (or a [[tls.certificate]])");
         ok = false;
       }
       if (!ok) continue;

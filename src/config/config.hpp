@@ -63,8 +63,25 @@ struct Server {
 /// [tls]: client-facing certificate. Paths are resolved relative to the
 /// config file's directory. Existence is NOT checked here.
 struct Tls {
-  std::string cert;
+  std::string cert;  ///< the default certificate (with key); optional with `certificates`
   std::string key;
+  /// One [[tls.certificate]]: a PEM chain + key for `names` (lower case; exact
+  /// host names or `*.domain`); no names = a default certificate.
+  struct Certificate {
+    std::vector<std::string> names;
+    std::string cert;
+    std::string key;
+  };
+  std::vector<Certificate> certificates;
+  /// Client certificates: "none" | "optional" | "required".
+  enum class VerifyClient { None, Optional, Required };
+  VerifyClient verify_client = VerifyClient::None;
+  std::string client_ca;  ///< PEM CA bundle (required unless verify_client = none)
+  std::string crl;        ///< PEM CRL file; empty = no revocation check
+  /// Where the user name of a verified certificate comes from (EXTERNAL):
+  /// a subject attribute (commonName, emailAddress, ...) or subjectAltName:email|dns.
+  std::string cert_username_field = "commonName";
+  bool has_cert() const { return !cert.empty() || !certificates.empty(); }
   /// Ask OpenSSL for kernel TLS where the kernel offers it (probed at start;
   /// silent fallback to userspace TLS).
   bool ktls = false;

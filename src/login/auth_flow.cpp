@@ -143,6 +143,10 @@ Task<passdb::Lookup> AuthFlow::verify(const sasl::Credentials& c) {
   req.tls = ci_.tls;
   req.local_name = ci_.local_name;
   req.secured = ci_.secured();
+  req.cert_valid = ci_.cert_valid;
+  // EXTERNAL: the certificate proved the identity and there is no password:
+  // the passdb only looks the user up (Dovecot's nopassword semantics).
+  req.lookup_only = sasl::needs_external_id(c.mech);
   req.login_attempt = attempt_;
   if (ssl_ && ci_.tls) {
     req.tls_protocol = SSL_get_version(ssl_);
@@ -165,6 +169,15 @@ Task<AuthVerdict> AuthFlow::run(const sasl::Credentials& creds) {
     co_return cut;
   }
   AuthVerdict v = judge(lookup, protocol_);
+  if (v.proxy && sasl::needs_external_id(creds.mech) && !v.fields.pass) {
+    // No client password exists to replay: the backend login needs `pass`
+    // (with `master`: the master user's password).
+    v.proxy = false;
+    v.reply = AuthFailure::TempFail;
+    v.config_error = true;
+    v.log_error = "EXTERNAL login needs a pass field (and master) from the passdb: "
+                  "the client sent no password";
+  }
   if (v.referral) {
     if (v.referral->user.empty()) v.referral->user = creds.authcid;
     v.referral->mech = log_.method();

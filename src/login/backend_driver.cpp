@@ -67,7 +67,7 @@ std::optional<ProxyFailure> precheck(const passdb::ProxyFields& f, bool ip_ok,
                         "TTL reached zero - proxies appear to be looping?", {}};
   if (ip == ci.local_ip && f.port == ci.local_port && params.user == login_user)
     return ProxyFailure{FailureType::Internal, "Proxying loops to itself", {}};
-  if (!params.mech.empty() && !sasl::is_known_mech(params.mech))
+  if (!params.mech.empty() && !sasl::is_client_mech(params.mech))
     return ProxyFailure{FailureType::InternalConfig, "Unsupported SASL mechanism " + params.mech,
                         {}};
   return std::nullopt;

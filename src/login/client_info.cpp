@@ -37,10 +37,18 @@ bool init_client_info(ClientInfo& ci, asio::ip::tcp::socket& s, const net::Endpo
   ci.local_ip = lep.address();
   ci.local_port = lep.port();
   ci.trusted = snap.is_trusted(ci.remote_ip);
-  ci.tls_configured = listener_tls == config::TlsMode::StartTls && snap.server_ctx;
+  ci.tls_configured = listener_tls == config::TlsMode::StartTls && snap.server_ctx != nullptr;
   ci.proxy_ttl = snap.cfg.login.proxy_ttl;
   ci.session_id = make_session_id(ci.remote_ip, ci.remote_port);
   return true;
+}
+
+void note_tls_peer(ClientInfo& ci, SSL* ssl, const Snapshot& snap) {
+  if (!ssl) return;
+  tls::PeerInfo p = tls::peer_info(ssl, snap.cfg.tls.cert_username_field);
+  if (!p.sni.empty()) ci.local_name = std::move(p.sni);
+  ci.cert_valid = p.cert_valid;
+  ci.cert_user = std::move(p.cert_user);
 }
 
 }  // namespace portier::login

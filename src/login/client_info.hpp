@@ -1,7 +1,8 @@
 #pragma once
 // The ClientInfo of an accepted connection: addresses, trust, TTL, session id.
 //
-// Owns: nothing. Uses: config snapshot (trusted networks, TLS settings).
+// Owns: nothing. Uses: config snapshot (trusted networks, TLS settings),
+// tls::peer_info (SNI name, client-certificate user after a handshake).
 
 #include <asio/ip/tcp.hpp>
 #include <string>
@@ -23,5 +24,10 @@ std::string make_session_id(const asio::ip::address& ip, uint16_t port);
 /// bound to a wildcard address: then one getsockname()).
 bool init_client_info(ClientInfo& ci, asio::ip::tcp::socket& s, const net::Endpoints& eps,
                       const Snapshot& snap, config::TlsMode listener_tls);
+
+/// After a client-side TLS handshake (implicit or STARTTLS): the SNI name
+/// becomes local_name, a verified client certificate gives cert_valid and
+/// cert_user ([tls] cert_username_field).
+void note_tls_peer(ClientInfo& ci, SSL* ssl, const Snapshot& snap);
 
 }  // namespace portier::login

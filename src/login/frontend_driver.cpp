@@ -2,6 +2,7 @@
 
 #include <asio/error.hpp>
 
+#include "login/client_info.hpp"
 #include "login/prelogin_io.hpp"
 
 namespace portier::login {
@@ -73,6 +74,7 @@ Task<FrontendDriver::Next> FrontendDriver::start_tls() {
   }
   ci_.tls = true;
   ci_.end_client_tls = true;
+  note_tls_peer(ci_, client_.ssl(), snap_);
   fe_->tls_started();
   co_return Next::Continue;
 }

@@ -40,6 +40,8 @@ struct ClientInfo {
   std::string session_id;
   unsigned proxy_ttl = 5;      // incoming TTL (default or from a trusted upstream)
   std::string local_name;      // TLS SNI name the client asked for (PROXY v2 AUTHORITY)
+  bool cert_valid = false;     // the client presented a certificate we verified (%{cert})
+  std::string cert_user;       // its user name (cert_username_field); "" = none: no EXTERNAL
   bool health_check = false;   // a load balancer's own connection (PROXY v2 LOCAL)
 
   /// Dovecot's "secured": TLS active, or local connection (remote == local IP),

@@ -16,8 +16,26 @@ std::shared_ptr<const Snapshot> Snapshot::build(const config::Config& cfg,
     errors.push_back(what + r.error().message);
     return tls::CtxPtr();
   };
-  if (!cfg.tls.cert.empty())
-    s->server_ctx = take(tls::make_server_context(cfg.tls.cert, cfg.tls.key), "tls: ");
+  if (cfg.tls.has_cert()) {
+    std::vector<tls::ServerCert> certs;
+    if (!cfg.tls.cert.empty()) certs.push_back({{}, cfg.tls.cert, cfg.tls.key});
+    for (const auto& c : cfg.tls.certificates) certs.push_back({c.names, c.cert, c.key});
+    tls::ServerTlsOptions o;
+    o.verify = static_cast<tls::VerifyClient>(cfg.tls.verify_client);  // same order: none, optional, required
+    o.client_ca = cfg.tls.client_ca;
+    o.crl = cfg.tls.crl;
+    o.ktls = cfg.tls.ktls;
+    if (auto r = tls::ServerContexts::build(certs, o)) {
+      s->server_certs = std::move(*r);
+      s->server_ctx = s->server_certs->default_ref();
+    } else {
+      errors.push_back("tls: " + r.error().message);
+    }
+    if (!tls::valid_username_field(cfg.tls.cert_username_field))
+      errors.push_back("tls: cert_username_field: unknown field '" + cfg.tls.cert_username_field +
+                       "' (a subject attribute such as commonName or emailAddress, or "
+                       "subjectAltName:email)");
+  }
   s->backend_verify_ctx = take(tls::make_client_context(true, cfg.backend.ca_file, cfg.backend.cert,
                                                         cfg.backend.key),
                                "backend: ");

@@ -18,7 +18,8 @@ namespace portier::login {
 struct Snapshot {
   config::Config cfg;
   passdb::Chain passdbs;  // the [[passdb]] entries, in order, built through passdb::registry()
-  tls::CtxPtr server_ctx;          // null when no [tls] cert is configured
+  tls::CtxPtr server_ctx;          // null when no [tls] cert is configured; the default certificate
+  std::unique_ptr<tls::ServerContexts> server_certs;  // all client-facing certificates (SNI)
   tls::CtxPtr backend_verify_ctx;  // verifies chain; host name checked per connection
   tls::CtxPtr backend_anycert_ctx; // `any-cert`
   FrontendSettings frontend;

@@ -71,6 +71,8 @@ class Session final : public Stoppable {
     // counts as TLS (no STARTTLS, cleartext allowed, `TLS` in log lines).
     ci_.tls = pre.tls;
     ci_.local_name = std::move(pre.local_name);
+    ci_.cert_valid = !pre.cert_user.empty();
+    ci_.cert_user = std::move(pre.cert_user);
     ci_.health_check = pre.health_check;
     const auto& lc = snap_->cfg.login;
     // Counted under the TCP peer's key, and released under exactly that key
@@ -102,6 +104,7 @@ class Session final : public Stoppable {
         co_return;
       }
       ci_.tls = true;
+      note_tls_peer(ci_, client_.ssl(), *snap_);
     }
     ci_.end_client_tls = ci_.tls;
     front_.start(*listener_.protocol);

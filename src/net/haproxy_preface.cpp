@@ -13,6 +13,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 
@@ -120,6 +121,12 @@ class HaproxyPreface final : public Preface {
     }
     out.tls = h.ssl;
     out.local_name = h.authority;
+    // A CN counts only for a certificate the hop reports as verified, and
+    // only when it can be a user name (printable, no spaces).
+    if (h.ssl_verified && !h.ssl_cn.empty() && h.ssl_cn.size() <= 255 &&
+        std::all_of(h.ssl_cn.begin(), h.ssl_cn.end(),
+                    [](char c) { return static_cast<unsigned char>(c) > 0x20 && c != 0x7f; }))
+      out.cert_user = h.ssl_cn;
     return out;
   }
 

@@ -41,6 +41,9 @@ struct PrefaceResult {
   Endpoints endpoints;  ///< Proceed: the client's endpoints (the header's, or the real ones)
   bool tls = false;     ///< a hop in front terminated TLS for the client
   std::string local_name;  ///< the TLS SNI name the client asked for ("" = unknown)
+  /// The hop in front verified a client certificate with this CN (PROXY v2
+  /// SSL TLV: certificate flag, verify = 0, SSL_CN): the SASL EXTERNAL user.
+  std::string cert_user;
   /// The sender's own connection (PROXY v2 LOCAL: a load balancer's health
   /// check), served with the real endpoints.
   bool health_check = false;

@@ -75,6 +75,7 @@ struct Request {
   std::string_view local_name;  ///< TLS SNI name the client asked for ("" = none)
   bool tls = false;             ///< TLS active on the client connection
   bool secured = false;         ///< Dovecot's "secured": TLS, local, or a trusted network
+  bool cert_valid = false;      ///< a verified TLS client certificate was presented (%{cert})
   std::string_view tls_protocol;  ///< client TLS version, e.g. "TLSv1.3" ("" = none/unknown)
   std::string_view tls_cipher;    ///< client TLS cipher, e.g. "TLS_AES_256_GCM_SHA384"
   unsigned login_attempt = 1;   ///< 1 for the first login attempt on this connection, +1 per retry

@@ -25,7 +25,7 @@ constexpr Name kLong[] = {
     {"remote_port", Var::RemotePort}, {"rport", Var::RemotePort}, {"mechanism", Var::Mechanism},
     {"mech", Var::Mechanism},      {"secured", Var::Secured},    {"pid", Var::Pid},
     {"client_pid", Var::Pid},      {"password", Var::Password},  {"session", Var::Session},
-    {"local_name", Var::LocalName},
+    {"local_name", Var::LocalName}, {"cert", Var::Cert},
 };
 
 std::optional<Var> short_var(char c) {
@@ -42,6 +42,7 @@ std::optional<Var> short_var(char c) {
     case 'c': return Var::Secured;
     case 'p': return Var::Pid;
     case 'w': return Var::Password;
+    case 'k': return Var::Cert;
     default: return std::nullopt;
   }
 }
@@ -70,6 +71,7 @@ std::string_view var_name(Var v) {
     case Var::Password: return "password";
     case Var::Session: return "session";
     case Var::LocalName: return "local_name";
+    case Var::Cert: return "cert";
   }
   return "?";
 }
@@ -179,6 +181,7 @@ std::string Template::value(Var v, const Request& req) {
     case Var::Password: return std::string(req.password);
     case Var::Session: return std::string(req.session_id);
     case Var::LocalName: return std::string(req.local_name);
+    case Var::Cert: return req.cert_valid ? "valid" : "";
   }
   return {};
 }

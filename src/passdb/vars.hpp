@@ -45,6 +45,7 @@ enum class Var : uint8_t {
   Password,    ///< %w %{password}: the client's password (escaped; the expansion is then a secret)
   Session,     ///< %{session}
   LocalName,   ///< %{local_name}: TLS SNI
+  Cert,        ///< %{cert} / %k: "valid" when a verified client certificate was presented
 };
 
 /// The canonical 2.4 name of `v` ("user", "remote_ip", ...).

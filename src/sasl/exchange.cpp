@@ -21,7 +21,9 @@ Outcome ServerExchange::begin(std::string_view mech, std::optional<std::string_v
   reset();
   name_ = core::to_upper(mech);
   std::unique_ptr<ServerMech> server;
-  if (mech_offered(policy.mechanisms, name_)) server = make_server_mech(name_);
+  if (needs_external_id(name_) && policy.external_id.empty()) return Outcome::Unsupported;
+  if (mech_offered(policy.mechanisms, name_))
+    server = make_server_mech(name_, ServerParams{policy.external_id});
   if (!server) return Outcome::Unsupported;
   if (is_cleartext_mech(name_) && !policy.cleartext_allowed) return Outcome::CleartextDenied;
   std::optional<std::string> decoded;

@@ -39,6 +39,9 @@ enum class IrSyntax {
 struct ExchangePolicy {
   std::span<const std::string> mechanisms;  ///< offered, upper case
   bool cleartext_allowed = false;
+  /// The connection's verified identity (TLS client certificate user) for
+  /// EXTERNAL; "" = EXTERNAL is not available.
+  std::string_view external_id;
 };
 
 /// PLAIN and LOGIN send the password in the clear.

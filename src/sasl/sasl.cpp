@@ -118,6 +118,52 @@ class LoginServer final : public ServerMech {
   Credentials creds_;
 };
 
+// ---- EXTERNAL (RFC 4422 appendix A) -----------------------------------------
+// The identity is the certificate's; the client's message is an optional
+// authorization identity, which must be empty or that same identity.
+
+class ExternalServer final : public ServerMech {
+ public:
+  explicit ExternalServer(std::string_view id) : id_(id) { creds_.mech = "EXTERNAL"; }
+
+  Step start(std::optional<std::string_view> ir) override {
+    if (state_ != State::Initial) return fail("EXTERNAL: start called twice");
+    if (id_.empty()) {
+      state_ = State::Finished;
+      return fail("EXTERNAL: no verified client certificate");
+    }
+    if (!ir) {
+      state_ = State::WaitAuthzid;
+      return cont("");
+    }
+    return got_authzid(*ir);
+  }
+
+  Step step(std::string_view response) override {
+    if (state_ != State::WaitAuthzid) return fail("EXTERNAL: unexpected response");
+    return got_authzid(response);
+  }
+
+  const Credentials& credentials() const override { return creds_; }
+  Credentials take_credentials() override { return std::move(creds_); }
+
+ private:
+  enum class State { Initial, WaitAuthzid, Finished };
+
+  Step got_authzid(std::string_view authzid) {
+    state_ = State::Finished;
+    if (!authzid.empty() && authzid != id_)
+      return fail("EXTERNAL: authorization identity differs from the certificate's user");
+    creds_.authcid = id_;
+    creds_.authzid.assign(authzid);
+    return done();
+  }
+
+  std::string id_;
+  State state_ = State::Initial;
+  Credentials creds_;
+};
+
 // ---- clients ----------------------------------------------------------------
 
 class PlainClient final : public ClientMech {
@@ -177,19 +223,25 @@ namespace {
 // The mechanism registry: a new mechanism is its classes above plus one line.
 struct Mechanism {
   std::string_view name;
-  std::unique_ptr<ServerMech> (*server)();
+  std::unique_ptr<ServerMech> (*server)(const ServerParams&);
   std::unique_ptr<ClientMech> (*client)(std::string_view authzid, std::string_view authcid,
                                          std::string_view password);
 };
 constexpr Mechanism kMechanisms[] = {
-    {"PLAIN", [] { return std::unique_ptr<ServerMech>(std::make_unique<PlainServer>()); },
+    {"PLAIN", [](const ServerParams&) { return std::unique_ptr<ServerMech>(std::make_unique<PlainServer>()); },
      [](std::string_view z, std::string_view c, std::string_view p) {
        return std::unique_ptr<ClientMech>(std::make_unique<PlainClient>(z, c, p));
      }},
-    {"LOGIN", [] { return std::unique_ptr<ServerMech>(std::make_unique<LoginServer>()); },
+    {"LOGIN", [](const ServerParams&) { return std::unique_ptr<ServerMech>(std::make_unique<LoginServer>()); },
      [](std::string_view, std::string_view c, std::string_view p) {
        return std::unique_ptr<ClientMech>(std::make_unique<LoginClient>(c, p));
      }},
+    // Server side only: portier never logs in to a backend with EXTERNAL.
+    {"EXTERNAL",
+     [](const ServerParams& sp) {
+       return std::unique_ptr<ServerMech>(std::make_unique<ExternalServer>(sp.external_id));
+     },
+     [](std::string_view, std::string_view, std::string_view) { return std::unique_ptr<ClientMech>(); }},
 };
 
 const Mechanism* find_mech(std::string_view name) {
@@ -199,10 +251,12 @@ const Mechanism* find_mech(std::string_view name) {
 }
 }  // namespace
 
-std::unique_ptr<ServerMech> make_server_mech(std::string_view name) {
+std::unique_ptr<ServerMech> make_server_mech(std::string_view name, const ServerParams& params) {
   const Mechanism* m = find_mech(name);
-  return m ? m->server() : nullptr;
+  return m ? m->server(params) : nullptr;
 }
+
+bool needs_external_id(std::string_view name) { return core::iequals(name, "EXTERNAL"); }
 
 std::unique_ptr<ClientMech> make_client_mech(std::string_view name, std::string_view authzid,
                                              std::string_view authcid, std::string_view password) {
@@ -211,6 +265,11 @@ std::unique_ptr<ClientMech> make_client_mech(std::string_view name, std::string_
 }
 
 bool is_known_mech(std::string_view name) { return find_mech(name) != nullptr; }
+
+bool is_client_mech(std::string_view name) {
+  const Mechanism* m = find_mech(name);
+  return m && m->client("", "", "") != nullptr;
+}
 
 std::vector<std::string_view> known_mech_names() {
   std::vector<std::string_view> out;

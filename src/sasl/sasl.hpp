@@ -1,5 +1,6 @@
 #pragma once
-// Sans-I/O SASL mechanisms (RFC 4616 PLAIN, draft-murchison-sasl-login LOGIN).
+// Sans-I/O SASL mechanisms (RFC 4616 PLAIN, draft-murchison-sasl-login LOGIN,
+// RFC 4422 appendix A EXTERNAL: the identity of a verified TLS client certificate).
 // No I/O and no base64: every function takes and returns raw decoded bytes;
 // the protocol layer (through sasl::ServerExchange) does the base64 framing.
 //
@@ -54,9 +55,20 @@ class ServerMech {
   virtual Credentials take_credentials() = 0;
 };
 
-/// Creates a server mechanism: "PLAIN" or "LOGIN" (case-insensitive);
-/// nullptr for anything else.
-std::unique_ptr<ServerMech> make_server_mech(std::string_view name);
+/// What a server mechanism may know about the connection.
+struct ServerParams {
+  /// The identity the connection already proved (the user name of a verified
+  /// TLS client certificate); "" = none. EXTERNAL needs one.
+  std::string_view external_id;
+};
+
+/// Creates a server mechanism: "PLAIN", "LOGIN" or "EXTERNAL"
+/// (case-insensitive); nullptr for anything else.
+std::unique_ptr<ServerMech> make_server_mech(std::string_view name, const ServerParams& params = {});
+
+/// Mechanisms that authenticate with ServerParams::external_id (EXTERNAL):
+/// offered only when there is one.
+bool needs_external_id(std::string_view name);
 
 /// Client side of one authentication exchange (used to log in to backends).
 class ClientMech {
@@ -81,6 +93,9 @@ std::unique_ptr<ClientMech> make_client_mech(std::string_view name, std::string_
 /// True for mechanisms this module implements ("PLAIN", "LOGIN";
 /// case-insensitive).
 bool is_known_mech(std::string_view name);
+/// True for mechanisms portier can log in to a backend with (proxy_mech):
+/// "PLAIN", "LOGIN".
+bool is_client_mech(std::string_view name);
 /// The implemented mechanisms' names, in registry order (config messages).
 std::vector<std::string_view> known_mech_names();
 

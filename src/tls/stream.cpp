@@ -96,9 +96,11 @@ net::Task<HandshakeResult> Stream::handshake(bool server) {
     }
     HandshakeResult res;
     long verify = SSL_get_verify_result(ssl_);
-    if (!server && verify != X509_V_OK) {
+    if (verify != X509_V_OK) {
+      // Server side: the client's certificate ([tls] verify_client = required).
       res.cert_error = true;
-      res.error = std::string("certificate verification failed: ") +
+      res.error = std::string(server ? "client certificate verification failed: "
+                                     : "certificate verification failed: ") +
                   X509_verify_cert_error_string(verify);
       ERR_clear_error();
     } else if (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {

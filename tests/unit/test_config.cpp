@@ -433,7 +433,7 @@ TEST(ConfigRegistries, NamesComeFromTheRegistries) {
   EXPECT_FALSE(r.protocol_port("nntp", false));
   EXPECT_TRUE(r.mechanism_known("PLAIN"));
   EXPECT_FALSE(r.mechanism_known("CRAM-MD5"));
-  EXPECT_EQ(r.mechanism_names(), "PLAIN, LOGIN");
+  EXPECT_EQ(r.mechanism_names(), "PLAIN, LOGIN, EXTERNAL");
   EXPECT_EQ(r.protocol_names(), "imap, submission, pop3, managesieve or lmtp");
 }
 
@@ -466,4 +466,42 @@ TEST(Config, LmtpErrors) {
   expect_error(base + "[lmtp]\nrecipient_delimiter = \"@\"\n", 8, "must not contain");
   expect_error(base + "[lmtp]\nunproxied = \"default\"\n", 7, "requires lmtp.default_host");
   expect_error(base + "[lmtp]\nmax_recipient = 1\n", 8, "unknown key 'max_recipient' in [lmtp]");
+}
+
+// ---- issue 13: SNI certificates and client certificates ----
+
+TEST(Config, TlsCertificatesAndClientVerify) {
+  auto c = load_ok(kListener + kPassdb +
+                   "[tls]\nverify_client = \"optional\"\nclient_ca = \"ca.pem\"\ncrl = \"crl.pem\"\n"
+                   "cert_username_field = \"emailAddress\"\n"
+                   "[[tls.certificate]]\nnames = [\"Mail.Example.org\", \"*.example.net\"]\n"
+                   "cert = \"m.pem\"\nkey = \"m.key\"\n"
+                   "[[tls.certificate]]\ncert = \"d.pem\"\nkey = \"/k/d.key\"\n");
+  ASSERT_EQ(c.tls.certificates.size(), 2u);
+  EXPECT_EQ(c.tls.certificates[0].names,
+            (std::vector<std::string>{"mail.example.org", "*.example.net"}));
+  EXPECT_EQ(c.tls.certificates[0].cert, "/etc/portier/m.pem");
+  EXPECT_TRUE(c.tls.certificates[1].names.empty());
+  EXPECT_EQ(c.tls.certificates[1].key, "/k/d.key");
+  EXPECT_EQ(c.tls.verify_client, portier::config::Tls::VerifyClient::Optional);
+  EXPECT_EQ(c.tls.client_ca, "/etc/portier/ca.pem");
+  EXPECT_EQ(c.tls.crl, "/etc/portier/crl.pem");
+  EXPECT_EQ(c.tls.cert_username_field, "emailAddress");
+  EXPECT_TRUE(c.tls.has_cert());
+  // A [[tls.certificate]] alone is enough for a TLS listener.
+  load_ok("[[listener]]\nprotocol = \"imap\"\ntls = \"implicit\"\n" + kPassdb +
+          "[[tls.certificate]]\ncert = \"d.pem\"\nkey = \"d.key\"\n");
+}
+
+TEST(Config, TlsCertificateErrors) {
+  expect_error(kListener + kPassdb + "[[tls.certificate]]\nnames = [\"a b\"]\ncert = \"c\"\nkey = \"k\"\n",
+               8, "'a b' is not a host name");
+  expect_error(kListener + kPassdb + "[[tls.certificate]]\nnames = [\"*.*.x\"]\ncert = \"c\"\nkey = \"k\"\n",
+               8, "is not a host name");
+  expect_error(kListener + kPassdb + "[[tls.certificate]]\nnames = [\"x\"]\ncert = \"c\"\n", 7,
+               "cert and key are required");
+  expect_error(kListener + kPassdb + "[tls]\nverify_client = \"maybe\"\n", 8,
+               "expected none, optional or required");
+  expect_error(kListener + kPassdb + "[tls]\nverify_client = \"required\"\n", 7,
+               "verify_client needs client_ca");
 }

@@ -9,6 +9,7 @@
 
 using namespace portier::sasl;
 using namespace std::string_literals;
+using namespace std::string_view_literals;
 
 namespace {
 const std::vector<std::string> kBoth{"PLAIN", "LOGIN"};
@@ -97,4 +98,54 @@ TEST(SaslExchange, HelpersAreCaseInsensitive) {
   EXPECT_FALSE(is_cleartext_mech("XOAUTH2"));
   EXPECT_TRUE(mech_offered(kBoth, "login"));
   EXPECT_FALSE(mech_offered(kPlainOnly, "LOGIN"));
+}
+
+// ---- EXTERNAL (issue 13): the identity of a verified client certificate ----
+
+namespace {
+const std::vector<std::string> kWithExternal{"PLAIN", "LOGIN", "EXTERNAL"};
+}  // namespace
+
+TEST(SaslExchange, ExternalNeedsAVerifiedIdentity) {
+  ServerExchange x;
+  EXPECT_EQ(x.begin("EXTERNAL", "="sv, ExchangePolicy{kWithExternal, true, ""}), Outcome::Unsupported);
+  EXPECT_FALSE(x.active());
+  // Not configured: unsupported even with a certificate.
+  EXPECT_EQ(x.begin("EXTERNAL", "="sv, ExchangePolicy{kBoth, true, "alice"}), Outcome::Unsupported);
+}
+
+TEST(SaslExchange, ExternalEmptyOrSameAuthzid) {
+  const ExchangePolicy p{kWithExternal, false, "alice"};
+  ServerExchange x;
+  EXPECT_EQ(x.begin("external", "="sv, p), Outcome::Done);
+  auto c = x.take_credentials();
+  EXPECT_EQ(c.mech, "EXTERNAL");
+  EXPECT_EQ(c.authcid, "alice");
+  EXPECT_EQ(c.authzid, "");
+  EXPECT_TRUE(c.password.empty());
+  EXPECT_EQ(x.begin("EXTERNAL", b64("alice"), p), Outcome::Done);
+  EXPECT_EQ(x.take_credentials().authzid, "alice");
+  // Another identity is refused.
+  EXPECT_EQ(x.begin("EXTERNAL", b64("bob"), p), Outcome::Failed);
+}
+
+TEST(SaslExchange, ExternalWithoutInitialResponseAsksOnce) {
+  const ExchangePolicy p{kWithExternal, false, "alice"};
+  ServerExchange x;
+  EXPECT_EQ(x.begin("EXTERNAL", std::nullopt, p), Outcome::Challenge);
+  EXPECT_EQ(x.challenge(), "");
+  EXPECT_EQ(x.respond(""), Outcome::Done);
+  EXPECT_EQ(x.take_credentials().authcid, "alice");
+  // ManageSieve: an empty string is the empty initial response.
+  EXPECT_EQ(x.begin("EXTERNAL", ""sv, p, IrSyntax::Base64Only), Outcome::Done);
+  EXPECT_EQ(x.begin("EXTERNAL", std::nullopt, p), Outcome::Challenge);
+  EXPECT_EQ(x.respond("*"), Outcome::Aborted);
+}
+
+TEST(SaslMechanisms, ExternalIsServerOnly) {
+  EXPECT_TRUE(is_known_mech("EXTERNAL"));
+  EXPECT_FALSE(is_client_mech("EXTERNAL"));
+  EXPECT_TRUE(is_client_mech("plain"));
+  EXPECT_TRUE(needs_external_id("external"));
+  EXPECT_FALSE(needs_external_id("PLAIN"));
 }

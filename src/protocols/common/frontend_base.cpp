@@ -156,13 +156,15 @@ bool FrontendBase::cleartext_allowed() const {
 
 bool FrontendBase::mech_advertised(std::string_view mech) const {
   if (sasl::is_cleartext_mech(mech) && !cleartext_allowed()) return false;
+  // EXTERNAL only after a verified client certificate that names a user.
+  if (sasl::needs_external_id(mech) && client_.cert_user.empty()) return false;
   return sasl::mech_offered(settings_.mechanisms, mech);
 }
 
 FrontendBase::Event FrontendBase::sasl_begin(std::string_view mech,
                                              std::optional<std::string_view> ir,
                                              sasl::IrSyntax syntax) {
-  const sasl::ExchangePolicy policy{settings_.mechanisms, cleartext_allowed()};
+  const sasl::ExchangePolicy policy{settings_.mechanisms, cleartext_allowed(), client_.cert_user};
   return sasl_outcome(sasl_.begin(mech, ir, policy, syntax));
 }
 

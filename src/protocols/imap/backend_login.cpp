@@ -119,6 +119,10 @@ std::string BackendLogin::build_id_command() const {
   s += " \"x-proxy-ttl\" \"" + std::to_string(c.proxy_ttl > 0 ? c.proxy_ttl - 1 : 0) + '"';
   s += " \"x-client-transport\" ";
   s += c.end_client_tls ? "\"TLS\"" : "\"insecure\"";
+  if (!c.local_name.empty()) {
+    s += " \"x-connected-name\" ";
+    append_quoted(s, c.local_name);
+  }
   for (const auto& [k, v] : forward_) {
     // Dropped quietly rather than sent: one bad pair would make a Dovecot
     // backend refuse the whole ID and lose all client-IP forwarding (§13.10).

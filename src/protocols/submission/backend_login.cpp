@@ -201,7 +201,8 @@ std::vector<std::string> BackendLogin::build_xclient(
   if (has("SESSION") && !c.session_id.empty()) attrs.emplace_back("SESSION", c.session_id);
   if (has("CLIENT-TRANSPORT"))
     attrs.emplace_back("CLIENT-TRANSPORT", c.end_client_tls ? "TLS" : "insecure");
-  // DESTNAME: portier does not track the client's SNI name yet.
+  // The client's SNI name (or a trusted upstream's), as Dovecot 2.4 sends it.
+  if (has("DESTNAME") && !c.local_name.empty()) attrs.emplace_back("DESTNAME", c.local_name);
   if (has("FORWARD") && !forward_.empty())
     attrs.emplace_back("FORWARD", common::forward_base64(forward_));
 

@@ -1,6 +1,7 @@
 // portier: command line, config loading, signals, privileges.
 //   portier -c FILE            run in the foreground, log to stderr
 //   portier --check -c FILE    validate the config, print file:line errors
+//   portier ctl ...            the admin socket's client (admin/ctl.hpp)
 //   SIGTERM/SIGINT: graceful stop; SIGHUP: reload config for new sessions.
 // Tells a service manager (systemd Type=notify) about readiness, reloads,
 // stopping, a status line and watchdog pings: app/service_notify.
@@ -13,9 +14,12 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "admin/ctl.hpp"
+#include "admin/server.hpp"
 #include "app/registries.hpp"
 #include "app/service_notify.hpp"
 #include "config/config.hpp"
@@ -31,6 +35,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: portier -c FILE [--check]\n"
+    "       portier ctl [--socket PATH] [-c FILE] who|kick|reload|stats|cache-flush ...\n"
     "  -c, --config FILE  configuration file (TOML)\n"
     "      --check        validate the configuration and exit\n"
     "  -V, --version      print the version\n"
@@ -70,6 +75,43 @@ std::shared_ptr<const portier::login::Snapshot> load(const std::string& path,
   return snap;
 }
 
+/// SIGHUP and the admin API's reload: load, validate, swap the snapshot.
+/// Serialised: the admin thread and the main thread may both ask.
+portier::admin::ReloadResult reload_config(const std::string& path, portier::login::Server& server,
+                                           portier::app::ServiceNotifier& notifier) {
+  static std::mutex m;
+  std::lock_guard lock(m);
+  notifier.reloading();
+  portier::admin::ReloadResult res;
+  std::vector<const portier::login::Protocol*> rprotos;
+  auto fresh = load(path, res.errors, rprotos);
+  if (!fresh) {
+    portier::log::write(Level::Error, "portier", "Config reload failed, keeping the old config:");
+    for (const auto& e : res.errors) portier::log::write(Level::Error, "portier", e);
+    notifier.reloaded(server.connections(), false);
+    return res;
+  }
+  // Listeners (and the admin listener) are bound once at start; a reload
+  // changes everything else.
+  server.reload(fresh);
+  portier::log::write(Level::Info, "portier", "Config reloaded");
+  notifier.reloaded(server.connections(), true);
+  res.ok = true;
+  return res;
+}
+
+/// `portier ctl -c FILE`: the config's [admin] socket.
+std::string socket_of_config(const std::string& path) {
+  auto res = portier::config::load_file(path, portier::app::registries());
+  if (!res.config) {
+    for (const auto& e : res.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    return "";
+  }
+  if (res.config->admin.socket.empty())
+    std::fprintf(stderr, "portier ctl: %s has no [admin] socket\n", path.c_str());
+  return res.config->admin.socket;
+}
+
 bool drop_privileges(const std::string& user) {
   if (user.empty() || geteuid() != 0) return true;
   struct passwd* pw = getpwnam(user.c_str());
@@ -88,6 +130,8 @@ bool drop_privileges(const std::string& user) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "ctl")
+    return portier::admin::ctl_main(std::vector<std::string>(argv + 2, argv + argc), socket_of_config);
   std::string config_path;
   bool check = false;
   for (int i = 1; i < argc; ++i) {
@@ -153,10 +197,31 @@ int main(int argc, char** argv) {
                         "binding, or server.allow_root = true");
     return 1;
   }
+  // Declared before the server: destroyed after it (worker callbacks of
+  // admin requests may be the last to let go of the admin's handlers).
+  std::unique_ptr<portier::admin::AdminServer> admin;
+  portier::app::ServiceNotifier notifier;
   portier::login::Server server(snap, protos);
   if (auto r = server.bind(); !r) {
     portier::log::write(Level::Fatal, "portier", r.error().message);
     return 1;
+  }
+  if (!snap->cfg.admin.listen.empty() || !snap->cfg.admin.socket.empty()) {
+    portier::admin::Engine engine;
+    engine.list = [&server](auto done) { server.list(std::move(done)); };
+    engine.kick = [&server](auto match, auto delay, auto done) {
+      server.kick(std::move(match), delay, std::move(done));
+    };
+    portier::admin::Hooks hooks;  // metrics, cache_flush, forward: wired by their modules
+    hooks.reload = [&config_path, &server, &notifier] {
+      return reload_config(config_path, server, notifier);
+    };
+    admin = std::make_unique<portier::admin::AdminServer>(snap->cfg.admin, std::move(engine),
+                                                          std::move(hooks));
+    if (auto r = admin->bind(); !r) {
+      portier::log::write(Level::Fatal, "portier", r.error().message);
+      return 1;
+    }
   }
   if (!drop_privileges(snap->cfg.server.user)) return 1;
   if (snap->cfg.tls.ktls)
@@ -169,8 +234,8 @@ int main(int argc, char** argv) {
                         "PORTIER_TEST_NO_WIPE is set: secrets are NOT wiped from memory "
                         "(a test switch; never set it in production)");
   server.start();
+  if (admin) admin->start();
   portier::log::write(Level::Info, "portier", "Ready");
-  portier::app::ServiceNotifier notifier;
   notifier.ready(server.connections());
   if (notifier.watchdog_enabled())
     portier::log::logf(Level::Info, "portier", "Service watchdog enabled: pinging every {} ms",
@@ -195,25 +260,12 @@ int main(int argc, char** argv) {
       continue;
     }
     if (sig == SIGHUP) {
-      notifier.reloading();
-      std::vector<std::string> rerrors;
-      std::vector<const portier::login::Protocol*> rprotos;
-      auto fresh = load(config_path, rerrors, rprotos);
-      if (!fresh) {
-        portier::log::write(Level::Error, "portier",
-                            "Config reload failed, keeping the old config:");
-        for (const auto& e : rerrors) portier::log::write(Level::Error, "portier", e);
-        notifier.reloaded(server.connections(), false);
-        continue;
-      }
-      // Listeners are bound once at start; a reload changes everything else.
-      server.reload(fresh);
-      portier::log::write(Level::Info, "portier", "Config reloaded");
-      notifier.reloaded(server.connections(), true);
+      reload_config(config_path, server, notifier);
       continue;
     }
     notifier.stopping();
     portier::log::write(Level::Info, "portier", "Shutting down");
+    if (admin) admin->stop();  // while the workers still answer its requests
     server.shutdown();
     portier::log::write(Level::Info, "portier", "Stopped");
     return 0;

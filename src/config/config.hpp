@@ -231,6 +231,20 @@ struct Log {
   std::string syslog_ident = "portier";    ///< target = "syslog": the tag (ident)
 };
 
+/// [admin]: the control plane (docs/ADMIN.md). Both listeners are off by default.
+struct Admin {
+  std::string listen;       ///< "127.0.0.1:9143" / "[::1]:9143" (HTTP); empty = off; port 0 allowed
+  uint16_t listen_port = 0;  ///< parsed from `listen`
+  std::string listen_address;  ///< parsed from `listen`
+  std::string api_key;      ///< required with `listen`; moved into a core::Secret by the admin server
+  std::string cert;         ///< optional TLS for `listen` (with `key`)
+  std::string key;
+  std::string socket;       ///< unix socket for `portier ctl` (mode 0600); empty = off
+  unsigned max_connections = 16;
+  std::chrono::milliseconds timeout{10000};  ///< per request (read + answer)
+  size_t max_request_size = 1024 * 1024;     ///< headers + body
+};
+
 /// The whole configuration.
 struct Config {
   std::string path;  ///< the config file path as given to load_*
@@ -242,6 +256,7 @@ struct Config {
   Auth auth;
   Login login;
   Log log;
+  Admin admin;
 };
 
 /// One configuration problem. line/column are 1-based; 0 when unknown

@@ -48,6 +48,7 @@ net::Task<void> Handoff::run(const Abort& abort) {
     relay::Result r;
     r.side = ec ? relay::EndSide::Client : relay::EndSide::Proxy;
     if (ec) r.error = ec.message();
+    else if (abort.kicked) r.reason = "Kicked by admin";
     finish(*ending, r);
     co_return;
   }
@@ -57,7 +58,8 @@ net::Task<void> Handoff::run(const Abort& abort) {
                                    reg->relays.erase(ending.get());
                                    finish(*ending, r);
                                  });
-  registry.relays.emplace(ending.get(), rl);
+  row.state = "relaying";
+  registry.relays.emplace(ending.get(), LiveRelay{rl, std::move(row)});
 }
 
 }  // namespace portier::login

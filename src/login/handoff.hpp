@@ -36,6 +36,7 @@ struct Handoff {
   Governor::Lease user;    // the per-user count (may be empty)
   SessionRegistry& registry;
   relay::Options options;
+  SessionRow row;          // what the admin API lists while relaying
 
   /// Write both sides, then start the relay (or end at once on a write error
   /// or when the process is stopping). Both buffers are wiped.

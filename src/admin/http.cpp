@@ -101,7 +101,7 @@ struct RequestParser::Impl {
     auto& self = of(p);
     self.error_status_ = status;
     self.error_text_ = std::move(text);
-    return 1;  // aborts http_parser_execute
+    return -1;  // aborts http_parser_execute (on_headers_complete: 1 would mean "no body")
   }
 };
 

@@ -47,8 +47,13 @@ net::Task<void> Handoff::run(const Abort& abort) {
     client.close();
     relay::Result r;
     r.side = ec ? relay::EndSide::Client : relay::EndSide::Proxy;
-    if (ec) r.error = ec.message();
-    else if (abort.kicked) r.reason = "Kicked by admin";
+    if (abort.kicked) {
+      // Kicked while the first bytes were written (the write was cancelled).
+      r.side = relay::EndSide::Proxy;
+      r.reason = "Kicked by admin";
+    } else if (ec) {
+      r.error = ec.message();
+    }
     finish(*ending, r);
     co_return;
   }

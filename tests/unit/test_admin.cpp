@@ -95,3 +95,35 @@ TEST(AdminApi, MasksDelaysFilters) {
   EXPECT_EQ(v6.dest_ip, "::1");
   EXPECT_EQ(v6.dest_port, 993);
 }
+
+#include "app/registries.hpp"
+#include "config/config.hpp"
+
+namespace {
+portier::config::LoadResult load_admin(const std::string& admin) {
+  return portier::config::load_string(
+      "[[listener]]\nprotocol = \"imap\"\nport = 143\n[[passdb]]\ndriver = \"passwd-file\"\n"
+      "path = \"users\"\n[admin]\n" + admin,
+      "/etc/portier/portier.toml", portier::app::registries());
+}
+}  // namespace
+
+TEST(AdminConfig, ListenSocketAndErrors) {
+  auto ok = load_admin("listen = \"[::1]:0\"\napi_key = \"0123456789abcdef\"\nsocket = \"a.sock\"\n"
+                       "timeout = \"2s\"\n");
+  ASSERT_TRUE(ok.config) << (ok.errors.empty() ? "" : ok.errors[0].to_string());
+  EXPECT_EQ(ok.config->admin.listen_address, "::1");
+  EXPECT_EQ(ok.config->admin.listen_port, 0);
+  EXPECT_EQ(ok.config->admin.socket, "/etc/portier/a.sock");
+  EXPECT_EQ(ok.config->admin.timeout, std::chrono::seconds(2));
+  for (const char* bad : {"listen = \"127.0.0.1:9143\"\n",                        // no key
+                          "listen = \"localhost:9143\"\napi_key = \"0123456789abcdef\"\n",
+                          "listen = \"127.0.0.1:99999\"\napi_key = \"0123456789abcdef\"\n",
+                          "listen = \"127.0.0.1:1\"\napi_key = \"short\"\n",
+                          "cert = \"c.pem\"\n", "bogus = 1\n"}) {
+    auto r = load_admin(bad);
+    EXPECT_FALSE(r.config) << bad;
+    ASSERT_FALSE(r.errors.empty()) << bad;
+    EXPECT_EQ(r.errors[0].to_string().find("0123456789abcdef"), std::string::npos);
+  }
+}

@@ -75,12 +75,16 @@ std::shared_ptr<const portier::login::Snapshot> load(const std::string& path,
   return snap;
 }
 
+/// The notifier is used by the main thread and by a reload from the admin thread.
+std::mutex notify_mutex;
+
 /// SIGHUP and the admin API's reload: load, validate, swap the snapshot.
 /// Serialised: the admin thread and the main thread may both ask.
 portier::admin::ReloadResult reload_config(const std::string& path, portier::login::Server& server,
                                            portier::app::ServiceNotifier& notifier) {
   static std::mutex m;
   std::lock_guard lock(m);
+  std::lock_guard nlock(notify_mutex);
   notifier.reloading();
   portier::admin::ReloadResult res;
   std::vector<const portier::login::Protocol*> rprotos;
@@ -234,9 +238,9 @@ int main(int argc, char** argv) {
                         "PORTIER_TEST_NO_WIPE is set: secrets are NOT wiped from memory "
                         "(a test switch; never set it in production)");
   server.start();
-  if (admin) admin->start();
   portier::log::write(Level::Info, "portier", "Ready");
   notifier.ready(server.connections());
+  if (admin) admin->start();  // after ready(): its reloads may use the notifier
   if (notifier.watchdog_enabled())
     portier::log::logf(Level::Info, "portier", "Service watchdog enabled: pinging every {} ms",
                        notifier.tick_interval().count());
@@ -255,6 +259,7 @@ int main(int argc, char** argv) {
                               alive ? "Worker event loops turning again: watchdog pings resumed"
                                     : "A worker's event loop is stalled: watchdog pings withheld");
         stalled = !alive;
+        std::lock_guard nlock(notify_mutex);
         notifier.tick(server.connections(), alive);
       }
       continue;
@@ -263,9 +268,9 @@ int main(int argc, char** argv) {
       reload_config(config_path, server, notifier);
       continue;
     }
+    if (admin) admin->stop();  // while the workers still answer its requests
     notifier.stopping();
     portier::log::write(Level::Info, "portier", "Shutting down");
-    if (admin) admin->stop();  // while the workers still answer its requests
     server.shutdown();
     portier::log::write(Level::Info, "portier", "Stopped");
     return 0;

@@ -6,6 +6,9 @@
 // together with the governor leases and the log context it needs for its
 // last line. Nothing else of the session survives.
 //
+// The relay is registered in the worker's SessionRegistry with the session's
+// row (for the admin API's list and kick).
+//
 // Owns: nothing after the call. Uses: relay, governor leases, log sink.
 
 #include <string>

@@ -2,7 +2,9 @@
 // Workers and listeners. N worker threads, each with its own io_context and
 // its own SO_REUSEPORT acceptor per listener: the kernel spreads connections,
 // and a session stays on the worker that accepted it. Password checks run on
-// a separate bounded thread pool.
+// a separate bounded thread pool. The admin API (src/admin/) lists and kicks
+// sessions by posting to each worker (list(), kick()): each worker matches
+// its own SessionRegistry on its own thread.
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>

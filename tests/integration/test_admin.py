@@ -427,3 +427,17 @@ def test_kick_churn_1000_sessions(make_portier, make_fake, tmp_path):
     # Everything ends: clients closed, kicked or done.
     until(lambda: adm.call("stats")[1][0]["sessions"] == "0", timeout=15, what="no sessions")
     assert len(px.log.find(r"Kicked by admin")) > 0
+
+
+def test_admin_over_tls(make_portier, certs):
+    px = make_portier([], listeners=[Listener("imap", "none")],
+                      settings={"admin": {"listen": "127.0.0.1:0", "api_key": KEY,
+                                          "cert": str(certs.cert), "key": str(certs.key)}})
+    m = px.log.wait_for(r"Listening on 127\.0\.0\.1:(\d+) \(admin, tls\)", timeout=5)
+    url = f"https://127.0.0.1:{m.group(1)}"
+    out = subprocess.run(["curl", "-sS", "--cacert", str(certs.ca), "-H", f"Authorization: Bearer {KEY}",
+                          "-d", '[["stats",{},"s"]]', url + "/doveadm/v1"],
+                         capture_output=True, text=True, timeout=10)
+    assert json.loads(out.stdout)[0][1][0]["sessions"] == "0", out
+    # Plain HTTP to the TLS listener: no answer in clear, closed.
+    assert not raw_http(int(m.group(1)), b"GET /metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/")

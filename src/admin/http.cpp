@@ -136,6 +136,12 @@ size_t RequestParser::feed(std::string_view data) {
   // needs more is too large, whatever the parser would say of it.
   const size_t room = max_size_ - used_;
   const bool over = data.size() > room;
+  if (room == 0) {  // (a zero-length execute would mean end of stream to the parser)
+    state_ = State::Error;
+    error_status_ = 413;
+    error_text_ = "request too large";
+    return 0;
+  }
   if (over) data = data.substr(0, room);
   size_t n = http_parser_execute(&impl_->parser, &impl_->settings, data.data(), data.size());
   used_ += n;

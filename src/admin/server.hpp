@@ -52,7 +52,7 @@ class AdminServer {
   core::Secret key_;
   tls::CtxPtr tls_;
   Api api_;
-  asio::io_context io_{1};
+  asio::io_context io_;  // workers post replies to it: the default (locking) hint
   std::unique_ptr<asio::ip::tcp::acceptor> tcp_;
   std::unique_ptr<asio::local::stream_protocol::acceptor> unix_;
   std::thread thread_;

@@ -1,6 +1,7 @@
 // portier: command line, config loading, signals, privileges.
 //   portier -c FILE            run in the foreground, log to stderr
 //   portier --check -c FILE    validate the config, print file:line errors
+//   portier ctl ...            the admin socket's client (admin/ctl.hpp)
 //   SIGTERM/SIGINT: graceful stop; SIGHUP: reload config for new sessions;
 //   SIGUSR2: flush the auth cache.
 // Tells a service manager (systemd Type=notify) about readiness, reloads,
@@ -14,9 +15,12 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "admin/ctl.hpp"
+#include "admin/server.hpp"
 #include "app/registries.hpp"
 #include "app/service_notify.hpp"
 #include "config/config.hpp"
@@ -34,6 +38,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: portier -c FILE [--check]\n"
+    "       portier ctl [--socket PATH] [-c FILE] who|kick|reload|stats|cache-flush ...\n"
     "  -c, --config FILE  configuration file (TOML)\n"
     "      --check        validate the configuration and exit\n"
     "  -V, --version      print the version\n"
@@ -94,6 +99,50 @@ void configure_auth_cache(const portier::config::Auth::Cache& c) {
   portier::passdb::auth_cache().configure(s);
 }
 
+/// The notifier is used by the main thread and by a reload from the admin thread.
+std::mutex notify_mutex;
+
+/// SIGHUP and the admin API's reload: load, validate, swap the snapshot.
+/// Serialised: the admin thread and the main thread may both ask.
+portier::admin::ReloadResult reload_config(const std::string& path, portier::login::Server& server,
+                                           portier::app::ServiceNotifier& notifier,
+                                           portier::doveadm::Service* doveadm) {
+  static std::mutex m;
+  std::lock_guard lock(m);
+  std::lock_guard nlock(notify_mutex);
+  notifier.reloading();
+  portier::admin::ReloadResult res;
+  std::vector<const portier::login::Protocol*> rprotos;
+  auto fresh = load(path, res.errors, rprotos);
+  if (!fresh) {
+    portier::log::write(Level::Error, "portier", "Config reload failed, keeping the old config:");
+    for (const auto& e : res.errors) portier::log::write(Level::Error, "portier", e);
+    notifier.reloaded(server.connections(), false);
+    return res;
+  }
+  // Listeners (and the admin listener) are bound once at start; a reload
+  // changes everything else.
+  configure_auth_cache(fresh->cfg.auth.cache);
+  server.reload(fresh);
+  if (doveadm) doveadm->reload(fresh);
+  portier::log::write(Level::Info, "portier", "Config reloaded");
+  notifier.reloaded(server.connections(), true);
+  res.ok = true;
+  return res;
+}
+
+/// `portier ctl -c FILE`: the config's [admin] socket.
+std::string socket_of_config(const std::string& path) {
+  auto res = portier::config::load_file(path, portier::app::registries());
+  if (!res.config) {
+    for (const auto& e : res.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    return "";
+  }
+  if (res.config->admin.socket.empty())
+    std::fprintf(stderr, "portier ctl: %s has no [admin] socket\n", path.c_str());
+  return res.config->admin.socket;
+}
+
 bool drop_privileges(const std::string& user) {
   if (user.empty() || geteuid() != 0) return true;
   struct passwd* pw = getpwnam(user.c_str());
@@ -112,6 +161,8 @@ bool drop_privileges(const std::string& user) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "ctl")
+    return portier::admin::ctl_main(std::vector<std::string>(argv + 2, argv + argc), socket_of_config);
   std::string config_path;
   bool check = false;
   for (int i = 1; i < argc; ++i) {
@@ -180,6 +231,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   configure_auth_cache(snap->cfg.auth.cache);
+  // Declared before the server: destroyed after it (worker callbacks of
+  // admin requests may be the last to let go of the admin's handlers).
+  std::unique_ptr<portier::admin::AdminServer> admin;
+  portier::app::ServiceNotifier notifier;
   portier::login::Server server(snap, protos, sibs);
   if (auto r = server.bind(); !r) {
     portier::log::write(Level::Fatal, "portier", r.error().message);
@@ -189,6 +244,30 @@ int main(int argc, char** argv) {
   if (portier::doveadm::Service::configured(snap->cfg)) {
     doveadm = std::make_unique<portier::doveadm::Service>(snap);
     if (auto r = doveadm->bind(); !r) {
+      portier::log::write(Level::Fatal, "portier", r.error().message);
+      return 1;
+    }
+  }
+  if (!snap->cfg.admin.listen.empty() || !snap->cfg.admin.socket.empty()) {
+    portier::admin::Engine engine;
+    engine.list = [&server](auto done) { server.list(std::move(done)); };
+    engine.kick = [&server](auto match, auto delay, auto done) {
+      server.kick(std::move(match), delay, std::move(done));
+    };
+    portier::admin::Hooks hooks;
+    hooks.cache_flush = [](const std::vector<std::string>& users) {
+      return portier::passdb::auth_cache_flush(users);
+    };
+    if (doveadm)  // per-user doveadm HTTP API commands go to the user's backend
+      hooks.forward = [&doveadm](nlohmann::json cmd, std::function<void(nlohmann::json)> done) {
+        doveadm->http_command(std::move(cmd), std::move(done));
+      };
+    hooks.reload = [&config_path, &server, &notifier, &doveadm] {
+      return reload_config(config_path, server, notifier, doveadm.get());
+    };
+    admin = std::make_unique<portier::admin::AdminServer>(snap->cfg.admin, std::move(engine),
+                                                          std::move(hooks));
+    if (auto r = admin->bind(); !r) {
       portier::log::write(Level::Fatal, "portier", r.error().message);
       return 1;
     }
@@ -206,8 +285,8 @@ int main(int argc, char** argv) {
   server.start();
   if (doveadm) doveadm->start();
   portier::log::write(Level::Info, "portier", "Ready");
-  portier::app::ServiceNotifier notifier;
   notifier.ready(server.connections());
+  if (admin) admin->start();  // after ready(): its reloads may use the notifier
   if (notifier.watchdog_enabled())
     portier::log::logf(Level::Info, "portier", "Service watchdog enabled: pinging every {} ms",
                        notifier.tick_interval().count());
@@ -226,28 +305,13 @@ int main(int argc, char** argv) {
                               alive ? "Worker event loops turning again: watchdog pings resumed"
                                     : "A worker's event loop is stalled: watchdog pings withheld");
         stalled = !alive;
+        std::lock_guard nlock(notify_mutex);
         notifier.tick(server.connections(), alive);
       }
       continue;
     }
     if (sig == SIGHUP) {
-      notifier.reloading();
-      std::vector<std::string> rerrors;
-      std::vector<const portier::login::Protocol*> rprotos;
-      auto fresh = load(config_path, rerrors, rprotos);
-      if (!fresh) {
-        portier::log::write(Level::Error, "portier",
-                            "Config reload failed, keeping the old config:");
-        for (const auto& e : rerrors) portier::log::write(Level::Error, "portier", e);
-        notifier.reloaded(server.connections(), false);
-        continue;
-      }
-      // Listeners are bound once at start; a reload changes everything else.
-      configure_auth_cache(fresh->cfg.auth.cache);
-      server.reload(fresh);
-      if (doveadm) doveadm->reload(fresh);
-      portier::log::write(Level::Info, "portier", "Config reloaded");
-      notifier.reloaded(server.connections(), true);
+      reload_config(config_path, server, notifier, doveadm.get());
       continue;
     }
     if (sig == SIGUSR2) {
@@ -255,6 +319,7 @@ int main(int argc, char** argv) {
       portier::log::logf(Level::Info, "portier", "Auth cache flushed: {} entries removed", n);
       continue;
     }
+    if (admin) admin->stop();  // while the workers still answer its requests
     notifier.stopping();
     portier::log::write(Level::Info, "portier", "Shutting down");
     server.shutdown();

@@ -227,6 +227,8 @@ class Loader {
         if (auto t = as_table(v, "lmtp")) load_lmtp(*t, c.lmtp);
       } else if (key == "doveadm") {
         if (auto t = as_table(v, "doveadm")) load_doveadm(*t, c.doveadm);
+      } else if (key == "admin") {
+        if (auto t = as_table(v, "admin")) load_admin(*t, c.admin);
       } else {
         error_at(k.source(), "unknown top-level key or table '" + std::string(key) + "'");
       }
@@ -941,6 +943,56 @@ class Loader {
         error(t, "doveadm: passwords and the API key must not contain NUL, CR or LF");
         break;
       }
+  void load_admin(const toml::table& t, Admin& a) {
+    for (const auto& [k, v] : t) {
+      std::string_view key = k.str();
+      if (key == "listen") {
+        if (get_string(v, "admin.listen", a.listen)) {
+          // "ip:port" or "[ipv6]:port"
+          auto colon = a.listen.rfind(':');
+          std::string host = colon == std::string::npos ? "" : a.listen.substr(0, colon);
+          if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+          asio::error_code ec;
+          asio::ip::make_address(host, ec);
+          unsigned long port = 70000;
+          if (colon != std::string::npos) {
+            try {
+              size_t used = 0;
+              port = std::stoul(a.listen.substr(colon + 1), &used);
+              if (used != a.listen.size() - colon - 1) port = 70000;
+            } catch (...) {
+            }
+          }
+          if (ec || port > 65535)
+            error(v, "admin.listen: expected \"IP:PORT\" (e.g. \"127.0.0.1:9143\", \"[::1]:9143\")");
+          a.listen_address = host;
+          a.listen_port = static_cast<uint16_t>(port > 65535 ? 0 : port);
+        }
+      } else if (key == "api_key") {
+        if (get_string(v, "admin.api_key", a.api_key) && a.api_key.size() < 16)
+          error(v, "admin.api_key: at least 16 characters");
+      } else if (key == "cert") {
+        if (get_string(v, "admin.cert", a.cert)) a.cert = resolve(a.cert);
+      } else if (key == "key") {
+        if (get_string(v, "admin.key", a.key)) a.key = resolve(a.key);
+      } else if (key == "socket") {
+        if (get_string(v, "admin.socket", a.socket) &&
+            (a.socket.empty() || a.socket.size() >= 108))
+          error(v, "admin.socket: a socket path of 1..107 bytes");
+        else a.socket = resolve(a.socket);
+      } else if (key == "max_connections") {
+        get_uint(v, "admin.max_connections", a.max_connections, 1, 1024);
+      } else if (key == "timeout") {
+        get_duration(v, "admin.timeout", a.timeout);
+      } else if (key == "max_request_size") {
+        get_uint(v, "admin.max_request_size", a.max_request_size, 1024, 64LL * 1024 * 1024);
+      } else {
+        unknown_key(k, "[admin]");
+      }
+    }
+    if (!a.listen.empty() && a.api_key.empty())
+      error(t, "[admin]: listen needs an api_key");
+    if (a.cert.empty() != a.key.empty()) error(t, "[admin]: cert and key must be given together");
   }
 
   std::string path_;

@@ -285,6 +285,18 @@ struct Doveadm {
   uint16_t http_port = 8080;
   std::string backend_api_key;  ///< the backends' doveadm_api_key; "" = no HTTP forwarding
   int line = 0;
+/// [admin]: the control plane (docs/ADMIN.md). Both listeners are off by default.
+struct Admin {
+  std::string listen;       ///< "127.0.0.1:9143" / "[::1]:9143" (HTTP); empty = off; port 0 allowed
+  uint16_t listen_port = 0;  ///< parsed from `listen`
+  std::string listen_address;  ///< parsed from `listen`
+  std::string api_key;      ///< required with `listen`; moved into a core::Secret by the admin server
+  std::string cert;         ///< optional TLS for `listen` (with `key`)
+  std::string key;
+  std::string socket;       ///< unix socket for `portier ctl` (mode 0600); empty = off
+  unsigned max_connections = 16;
+  std::chrono::milliseconds timeout{10000};  ///< per request (read + answer)
+  size_t max_request_size = 1024 * 1024;     ///< headers + body
 };
 
 /// The whole configuration.
@@ -300,6 +312,7 @@ struct Config {
   Lmtp lmtp;
   Log log;
   Doveadm doveadm;
+  Admin admin;
 };
 
 /// One configuration problem. line/column are 1-based; 0 when unknown

@@ -422,7 +422,8 @@ Task<std::optional<ProxyFailure>> BackendDriver::backend_tls(const passdb::Proxy
 ProxyFailure BackendDriver::io_failure(const asio::error_code& ec) const {
   if (abort_.stopped)
     return {FailureType::Connect,
-            fmt::format("Aborted by process shutdown (state={}, duration={}s)", bl_->state(),
+            fmt::format("{} (state={}, duration={}s)",
+                        abort_.kicked ? "Kicked by admin" : "Aborted by process shutdown", bl_->state(),
                         secs_since_session()),
             {}};
   if (timed_out_)

@@ -34,7 +34,8 @@ using Clock = std::chrono::steady_clock;
 /// Why the pre-login part of a session is being cut short; shared by the
 /// session (which sets it) and the drivers (which check it after each wait).
 struct Abort {
-  bool stopped = false;         // process shutdown
+  bool stopped = false;         // process shutdown (or an admin kick: `kicked` too)
+  bool kicked = false;          // admin kick
   bool login_timed_out = false; // login.client_timeout fired
   bool any() const { return stopped || login_timed_out; }
 };
@@ -105,6 +106,7 @@ class BackendDriver {
   Clock::time_point started() const { return start_; }
   tls::Stream& backend() { return *backend_; }
   std::unique_ptr<BackendLogin>& machine() { return bl_; }
+  const BackendLogin* machine() const { return bl_.get(); }
   /// Backend bytes that arrived behind the success line (they are the client's).
   std::string& leftover() { return be_buf_; }
 

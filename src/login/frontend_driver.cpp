@@ -101,7 +101,13 @@ Task<void> FrontendDriver::close_after_failure() {
 }
 
 Task<void> FrontendDriver::cut_short(bool client_gone, std::string_view other_reason) {
-  if (abort_.stopped) {
+  if (abort_.kicked) {
+    if (!client_gone) {
+      fe_->goodbye("Kicked by admin.");
+      co_await goodbye();
+    }
+    end("Kicked by admin");
+  } else if (abort_.stopped) {
     if (!client_gone) {
       fe_->goodbye("Server shutting down.");
       co_await goodbye();

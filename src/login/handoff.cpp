@@ -47,7 +47,13 @@ net::Task<void> Handoff::run(const Abort& abort) {
     client.close();
     relay::Result r;
     r.side = ec ? relay::EndSide::Client : relay::EndSide::Proxy;
-    if (ec) r.error = ec.message();
+    if (abort.kicked) {
+      // Kicked while the first bytes were written (the write was cancelled).
+      r.side = relay::EndSide::Proxy;
+      r.reason = "Kicked by admin";
+    } else if (ec) {
+      r.error = ec.message();
+    }
     finish(*ending, r);
     co_return;
   }
@@ -57,7 +63,8 @@ net::Task<void> Handoff::run(const Abort& abort) {
                                    reg->relays.erase(ending.get());
                                    finish(*ending, r);
                                  });
-  registry.relays.emplace(ending.get(), rl);
+  row.state = "relaying";
+  registry.relays.emplace(ending.get(), LiveRelay{rl, std::move(row)});
 }
 
 }  // namespace portier::login

@@ -6,6 +6,9 @@
 // together with the governor leases and the log context it needs for its
 // last line. Nothing else of the session survives.
 //
+// The relay is registered in the worker's SessionRegistry with the session's
+// row (for the admin API's list and kick).
+//
 // Owns: nothing after the call. Uses: relay, governor leases, log sink.
 
 #include <string>
@@ -36,6 +39,7 @@ struct Handoff {
   Governor::Lease user;    // the per-user count (may be empty)
   SessionRegistry& registry;
   relay::Options options;
+  SessionRow row;          // what the admin API lists while relaying
 
   /// Write both sides, then start the relay (or end at once on a write error
   /// or when the process is stopping). Both buffers are wiped.

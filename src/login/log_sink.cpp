@@ -309,7 +309,8 @@ void render_relay_end(const LogContext& ctx, const relay::Result& r) {
       side = "Disconnected by server";
       break;
     case relay::EndSide::Proxy:
-      side = "Disconnected by proxy: Process shutting down";
+      side = "Disconnected by proxy: ";
+      side += r.reason.empty() ? std::string_view("Process shutting down") : std::string_view(r.reason);
       break;
   }
   if (!r.error.empty()) side += ": " + log::sanitize(r.error);

@@ -160,6 +160,7 @@ void Server::shutdown() {
     // The worker's deadline timer stays armed between sessions; from now on
     // it goes when the last deadline does, so that run() can return.
     net::Wheel::of(w.io.get_executor()).drain();
+    for (auto* t : w.kick_timers) t->cancel();
     w.registry.stop_all(false);
   });
   // 2. Logins already talking to a backend may finish, up to the deadline.
@@ -183,8 +184,142 @@ void SessionRegistry::stop_all(bool force) {
   // A relay's stop() erases it from `relays` at once: iterate over a copy.
   std::vector<relay::Relay*> live;
   live.reserve(relays.size());
-  for (auto& [key, r] : relays) live.push_back(r);
+  for (auto& [key, r] : relays) live.push_back(r.relay);
   for (relay::Relay* r : live) r->stop();
+}
+
+std::vector<SessionRow> SessionRegistry::rows() const {
+  std::vector<SessionRow> out;
+  out.reserve(sessions.size() + relays.size());
+  for (const Stoppable* s : sessions) out.push_back(s->row());
+  for (const auto& [key, r] : relays) {
+    out.push_back(r.row);
+    out.back().in = r.relay->bytes_in();
+    out.back().out = r.relay->bytes_out();
+  }
+  return out;
+}
+
+size_t SessionRegistry::kick(const std::unordered_set<uint64_t>& ids) {
+  // kick()/stop() only cancel (sessions) or end at once and erase themselves
+  // (relays): collect first, then act.
+  std::vector<Stoppable*> pre;
+  std::vector<relay::Relay*> live;
+  for (Stoppable* s : sessions)
+    if (ids.count(s->id())) pre.push_back(s);
+  for (auto& [key, r] : relays)
+    if (ids.count(r.row.id)) live.push_back(r.relay);
+  for (Stoppable* s : pre) s->kick();
+  for (relay::Relay* r : live) r->stop("Kicked by admin");
+  return pre.size() + live.size();
+}
+
+uint64_t next_session_id() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+void set_dest(SessionRow& row, std::string dest) {
+  // "ip:port", "[v6]:port", "host[ip]:port"
+  auto colon = dest.rfind(':');
+  auto open = dest.find('[');
+  if (colon != std::string::npos && (open == std::string::npos || colon > dest.rfind(']'))) {
+    unsigned port = 0;
+    for (char c : std::string_view(dest).substr(colon + 1))
+      port = c >= '0' && c <= '9' && port < 65536 ? port * 10 + unsigned(c - '0') : 65536;
+    row.dest_port = port < 65536 ? static_cast<uint16_t>(port) : 0;
+    if (open != std::string::npos && dest.rfind(']') != std::string::npos)
+      row.dest_ip = dest.substr(open + 1, dest.rfind(']') - open - 1);
+    else
+      row.dest_ip = dest.substr(0, colon);
+  }
+  row.dest = std::move(dest);
+}
+
+// ---- admin API ----------------------------------------------------------------
+
+namespace {
+/// Gathers one result per worker; the last one calls `done`.
+template <typename T>
+struct Gather {
+  std::mutex m;
+  size_t left = 0;
+  T acc{};
+  std::function<void(T)> done;
+};
+}  // namespace
+
+void Server::list(std::function<void(std::vector<SessionRow>)> done) {
+  auto g = std::make_shared<Gather<std::vector<SessionRow>>>();
+  g->left = workers_.size();
+  g->done = std::move(done);
+  for (auto& w : workers_) {
+    Worker* wp = w.get();
+    asio::post(wp->io, [wp, g] {
+      auto rows = wp->registry.rows();
+      std::unique_lock lock(g->m);
+      for (auto& r : rows) g->acc.push_back(std::move(r));
+      if (--g->left == 0) {
+        lock.unlock();
+        g->done(std::move(g->acc));
+      }
+    });
+  }
+}
+
+void Server::kick(std::function<bool(const SessionRow&)> match, std::chrono::milliseconds delay,
+                  std::function<void(size_t)> done) {
+  auto g = std::make_shared<Gather<size_t>>();
+  g->left = workers_.size();
+  g->done = std::move(done);
+  auto m = std::make_shared<std::function<bool(const SessionRow&)>>(std::move(match));
+  for (auto& w : workers_) {
+    Worker* wp = w.get();
+    asio::post(wp->io, [this, wp, g, m, delay] {
+      std::vector<uint64_t> ids;
+      if (!wp->registry.shutting_down)
+        for (const auto& r : wp->registry.rows())
+          if ((*m)(r)) ids.push_back(r.id);
+      const size_t n = ids.size();
+      if (delay.count() <= 0) wp->registry.kick({ids.begin(), ids.end()});
+      else if (n) kick_later(*wp, std::move(ids), delay);
+      std::unique_lock lock(g->m);
+      g->acc += n;
+      if (--g->left == 0) {
+        lock.unlock();
+        g->done(g->acc);
+      }
+    });
+  }
+}
+
+void Server::kick_later(Worker& w, std::vector<uint64_t> ids, std::chrono::milliseconds delay) {
+  asio::co_spawn(
+      w.io,
+      [&w, ids = std::move(ids), delay]() -> net::Task<void> {
+        // Session i of n goes at i/n of the delay, in 100 ms steps.
+        constexpr auto kStep = std::chrono::milliseconds(100);
+        asio::steady_timer timer(w.io);
+        w.kick_timers.insert(&timer);
+        const auto start = std::chrono::steady_clock::now();
+        const size_t n = ids.size();
+        auto offset = [&](size_t i) {
+          auto at = delay * static_cast<long long>(i) / static_cast<long long>(n);
+          return at - at % kStep;
+        };
+        size_t i = 0;
+        while (i < n && !w.registry.shutting_down) {
+          const auto at = offset(i);
+          timer.expires_at(start + at);
+          co_await timer.async_wait(net::use_nothrow);
+          if (w.registry.shutting_down) break;
+          std::unordered_set<uint64_t> batch;
+          for (; i < n && offset(i) <= at; ++i) batch.insert(ids[i]);
+          w.registry.kick(batch);
+        }
+        w.kick_timers.erase(&timer);
+      },
+      asio::detached);
 }
 
 }  // namespace portier::login

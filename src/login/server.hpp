@@ -2,16 +2,22 @@
 // Workers and listeners. N worker threads, each with its own io_context and
 // its own SO_REUSEPORT acceptor per listener: the kernel spreads connections,
 // and a session stays on the worker that accepted it. Password checks run on
-// a separate bounded thread pool.
+// a separate bounded thread pool. The admin API (src/admin/) lists and kicks
+// sessions by posting to each worker (list(), kick()): each worker matches
+// its own SessionRegistry on its own thread.
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/thread_pool.hpp>
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "core/result.hpp"
@@ -44,6 +50,16 @@ class Server {
   /// (its event loop is turning); then posts the next one to each worker.
   bool heartbeat();
 
+  // ---- admin API (any thread; the work runs on each worker's own thread) ----
+  /// Every live session's row. `done` runs once, on the last worker's thread.
+  void list(std::function<void(std::vector<SessionRow>)> done);
+  /// Kick the sessions `match` selects, on every worker; with a `delay` the
+  /// disconnects of each worker are spread evenly over it (100 ms steps). A
+  /// session that ended meanwhile is skipped. `done(matched)` runs once, on
+  /// a worker thread, when every worker has matched (not when all are closed).
+  void kick(std::function<bool(const SessionRow&)> match, std::chrono::milliseconds delay,
+            std::function<void(size_t)> done);
+
  private:
   struct Worker {
     // Every socket and timer of a worker is used only on its thread (other
@@ -53,12 +69,15 @@ class Server {
     std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;
     SessionRegistry registry;
     std::thread thread;
+    std::unordered_set<asio::steady_timer*> kick_timers;  // delayed kicks (cancelled at shutdown)
     std::atomic<uint64_t> beats{0};  // heartbeats run by this worker
     uint64_t posted = 0;              // heartbeats posted (main thread only)
   };
 
   std::shared_ptr<const Snapshot> snapshot() const;
   void accept_loop(Worker& w, asio::ip::tcp::acceptor& acc, size_t listener_index);
+  /// Kick `ids` of worker `w` in 100 ms steps spread over `delay` (worker thread).
+  void kick_later(Worker& w, std::vector<uint64_t> ids, std::chrono::milliseconds delay);
 
   // Declared first: outlives the workers, whose leftover handlers may still
   // hold Governor leases when their io_contexts are destroyed.

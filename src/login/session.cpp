@@ -50,6 +50,28 @@ class Session final : public Stoppable {
 
   static Task<void> main(std::unique_ptr<Session> s) { co_await s->run(); }
 
+  void kick() override {
+    abort_.kicked = true;
+    stop(true);
+  }
+  uint64_t id() const override { return id_; }
+  SessionRow row() const override {
+    SessionRow r;
+    r.id = id_;
+    r.user = log_.user();
+    r.protocol = listener_.protocol->name;
+    r.src_ip = ci_.remote_ip.is_unspecified() ? std::string() : log_.rip();
+    r.src_port = ci_.remote_port;
+    r.since = since_;
+    if (phase_ == Phase::PreLogin) {
+      r.state = "prelogin";
+    } else {
+      set_dest(r, log_.dest());
+      r.state = driver_ && driver_->machine() ? driver_->machine()->state() : "connecting";
+    }
+    return r;
+  }
+
   void stop(bool force) override {
     if (!force && phase_ == Phase::BackendLogin) return;
     abort_.stopped = true;
@@ -236,7 +258,8 @@ class Session final : public Stoppable {
               std::move(conn_lease_),
               std::move(user_lease_),
               registry_,
-              ropts};
+              ropts,
+              row()};
     co_await h.run(abort_);
   }
 
@@ -247,6 +270,8 @@ class Session final : public Stoppable {
     return Governor::ip_key(ci_.remote_ip, snap_->cfg.login.ipv6_prefix);
   }
 
+  const uint64_t id_ = next_session_id();
+  const std::chrono::system_clock::time_point since_ = std::chrono::system_clock::now();
   tls::Stream client_;
   net::Endpoints eps_;  // from accept4 and the listener
   std::shared_ptr<const Snapshot> snap_;

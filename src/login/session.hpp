@@ -6,6 +6,8 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/thread_pool.hpp>
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <unordered_map>
 #include <unordered_set>
@@ -20,23 +22,61 @@
 
 namespace portier::login {
 
-/// What shutdown needs of a pre-login session.
+/// One live session as the admin API lists it (built on its worker thread).
+struct SessionRow {
+  uint64_t id = 0;          // process-unique, never reused
+  std::string user;         // empty before the client gave one
+  std::string protocol;     // "imap"
+  std::string src_ip;
+  uint16_t src_port = 0;
+  std::string dest;         // "127.0.0.1:143" / "host[10.0.0.5]:143"; empty before the backend login
+  std::string dest_ip;
+  uint16_t dest_port = 0;
+  std::string state;        // "relaying", the proxy state ("id+login/banner"), "connecting" or "prelogin"
+  std::chrono::system_clock::time_point since;
+  uint64_t in = 0;          // client -> backend bytes (relaying)
+  uint64_t out = 0;         // backend -> client bytes (relaying)
+};
+
+/// Split a destination as log lines show it ("127.0.0.1:143", "[::1]:143",
+/// "host[10.0.0.5]:143") into the row's dest_ip/dest_port.
+void set_dest(SessionRow& row, std::string dest);
+
+/// A process-unique session id (never 0, never reused).
+uint64_t next_session_id();
+
+/// What shutdown and the admin API need of a pre-login session.
 class Stoppable {
  public:
   /// Process shutdown (worker thread). Without `force`, a login talking to a
   /// backend is left to finish.
   virtual void stop(bool force) = 0;
+  /// Admin kick (worker thread): the protocol's goodbye, then close.
+  virtual void kick() = 0;
+  virtual uint64_t id() const = 0;
+  virtual SessionRow row() const = 0;
 
  protected:
   ~Stoppable() = default;
 };
 
-/// Per-worker bookkeeping of live sessions (for shutdown). Worker thread only.
+/// A live relay and its row (bytes are read from the relay when listed).
+struct LiveRelay {
+  relay::Relay* relay = nullptr;
+  SessionRow row;
+};
+
+/// Per-worker bookkeeping of live sessions (shutdown, admin list/kick).
+/// Worker thread only.
 struct SessionRegistry {
   std::unordered_set<Stoppable*> sessions;
   /// Live relays (post-login), keyed by their log context.
-  std::unordered_map<const void*, relay::Relay*> relays;
+  std::unordered_map<const void*, LiveRelay> relays;
   bool shutting_down = false;
+  /// Every live session's row.
+  std::vector<SessionRow> rows() const;
+  /// Kick the sessions whose ids are in `ids` (those still alive); returns how many.
+  size_t kick(const std::unordered_set<uint64_t>& ids);
   /// Process shutdown. Not forced: relays and idle pre-login sessions end now
   /// (`Disconnected by proxy: Process shutting down`), logins talking to a
   /// backend may finish. Forced: everything ends now.

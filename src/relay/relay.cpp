@@ -255,9 +255,10 @@ bool Relay::transfer_copy(Direction& x, int d) {
   }
 }
 
-void Relay::stop() {
+void Relay::stop(std::string_view reason) {
   if (finished_) return;
   stopped_ = true;
+  result_.reason.assign(reason);
   finish(false, "");
 }
 

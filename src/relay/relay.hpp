@@ -46,6 +46,7 @@ enum class EndSide { Client, Server, Proxy };
 struct Result {
   EndSide side = EndSide::Client;
   std::string error;      // empty for a clean close
+  std::string reason;     // EndSide::Proxy: why (empty = process shutdown)
   uint64_t in = 0;        // client -> backend bytes
   uint64_t out = 0;       // backend -> client bytes
   std::chrono::seconds idle{0};
@@ -73,8 +74,12 @@ class Relay {
   /// Start relaying; the Relay owns itself and deletes itself after `done`.
   static Relay* start(tls::Stream client, tls::Stream backend, Options opts, Done done);
 
-  /// End now (process shutdown): reported as EndSide::Proxy.
-  void stop();
+  /// End now (process shutdown, or `reason` such as an admin kick):
+  /// reported as EndSide::Proxy.
+  void stop(std::string_view reason = {});
+  /// Bytes relayed so far (worker thread).
+  uint64_t bytes_in() const { return result_.in; }
+  uint64_t bytes_out() const { return result_.out; }
 
  private:
   struct Direction {

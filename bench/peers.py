@@ -178,9 +178,11 @@ class PortierProxy(ProxyBase):
     name = "portier"
 
     def __init__(self, binary: Path, workdir: Path, certs, users: list[User],
-                 workers: int = 2, log_level: str = "info") -> None:
+                 workers: int = 2, log_level: str = "info",
+                 settings: dict | None = None) -> None:
         self.binary, self.dir, self.certs, self.users = binary, workdir, certs, users
         self.workers, self.log_level = workers, log_level
+        self.settings = settings or {}  # more config tables, e.g. {"admin": {...}}
         self.dir.mkdir(parents=True, exist_ok=True)
         self.proc: Proc | None = None
 
@@ -194,7 +196,7 @@ class PortierProxy(ProxyBase):
             passwd_path=passwd, certs=self.certs,
             settings={"server": {"workers": self.workers},
                       "login": {"proxy_timeout": "10s"},
-                      "log": {"level": self.log_level}}))
+                      "log": {"level": self.log_level}, **self.settings}))
         log = self.dir / "portier.log"
         self.proc = Proc([str(self.binary), "-c", str(conf)], log, ready=False)
         for port in (self.port, self.tls_port):

@@ -21,6 +21,7 @@
 #include "config/config.hpp"
 #include "core/secure.hpp"
 #include "log/log.hpp"
+#include "login/counters.hpp"
 #include "login/runtime.hpp"
 #include "passdb/registry.hpp"
 #include "login/server.hpp"
@@ -203,6 +204,7 @@ int main(int argc, char** argv) {
         portier::log::write(Level::Error, "portier",
                             "Config reload failed, keeping the old config:");
         for (const auto& e : rerrors) portier::log::write(Level::Error, "portier", e);
+        portier::login::Counters::reloaded(false);  // metrics: portier_config_reloads_total
         notifier.reloaded(server.connections(), false);
         continue;
       }

@@ -328,6 +328,7 @@ Task<std::optional<ProxyFailure>> BackendDriver::dialogue(const passdb::ProxyFie
 Task<std::optional<ProxyFailure>> BackendDriver::backend_tls(const passdb::ProxyFields& f) {
   SSL_CTX* ctx = f.any_cert ? snap_.backend_anycert_ctx.get() : snap_.backend_verify_ctx.get();
   auto hs = co_await backend_->handshake_client(ctx, f.host, !f.any_cert);
+  Counters::tls_handshake(log_.counters(), TlsLeg::Backend, hs.ok);
   if (hs.ok) co_return std::nullopt;
   if (timed_out_ || abort_.any())
     co_return ProxyFailure{FailureType::Connect,

@@ -63,6 +63,7 @@ class Server {
   std::shared_ptr<const Snapshot> snapshot_;
   std::vector<const Protocol*> protocols_;
   std::vector<ListenerInfo> listeners_;
+  std::vector<std::string> listener_names_;  // ListenerInfo::name points here (set by bind())
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<asio::thread_pool> auth_pool_;
 };

@@ -303,6 +303,9 @@ Task<std::optional<ProxyFailure>> BackendDriver::dialogue(const passdb::ProxyFie
   for (;;) {
     std::string line;
     if (auto rf = co_await read_line(line)) co_return rf;
+    // A failure is counted under the state it arrived in ("id+login/banner":
+    // the reply to ID or LOGIN), not the state after the failing reply.
+    std::string arrived_in = last_state_;
     BackendEvent ev = bl_->on_line(line);
     for (;;) {
       last_state_ = bl_->state();
@@ -321,6 +324,7 @@ Task<std::optional<ProxyFailure>> BackendDriver::dialogue(const passdb::ProxyFie
     last_state_ = bl_->state();
     if (ev == BackendEvent::Continue) continue;
     if (ev == BackendEvent::Success) co_return std::nullopt;
+    last_state_ = std::move(arrived_in);
     co_return bl_->failure();
   }
 }

@@ -152,7 +152,7 @@ def test_counters_move_by_exact_amounts(make_portier, dovecot, certs, tmp_path):
     fails = {k: after[k] - before.get(k, 0) for k in after
              if k.startswith("portier_backend_login_failures_total{") and after[k] != before.get(k, 0)}
     assert fails == {
-        'portier_backend_login_failures_total{protocol="imap",type="auth-replied",state="id+login/banner"}': 1,
+        'portier_backend_login_failures_total{protocol="imap",type="auth-replied",state="login/id"}': 1,
         'portier_backend_login_failures_total{protocol="imap",type="connect",state=""}': 1,
     }, fails
     assert d('portier_backend_login_retries_total{protocol="imap"}') == 1

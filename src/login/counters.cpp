@@ -163,18 +163,25 @@ std::map<std::string, PassdbCounters> Counters::passdb_sum() {
 }
 
 Counters::Live& Counters::slot(std::string_view service, std::string_view listener) {
+  if (last_slot_ && last_slot_key_.first == service && last_slot_key_.second == listener)
+    return *last_slot_;
   std::pair<std::string, std::string> key{service, listener};
   std::lock_guard lk(mu_);
-  auto& p = by_slot_[std::move(key)];
+  auto& p = by_slot_[key];
   if (!p) p = std::make_unique<Live>();
+  last_slot_key_ = std::move(key);
+  last_slot_ = p.get();
   return *p;
 }
 
 Counters::PassdbLive& Counters::passdb(std::string_view name) {
+  if (last_passdb_ && last_passdb_key_ == name) return *last_passdb_;
   std::lock_guard lk(mu_);
   auto it = by_passdb_.find(name);
   if (it == by_passdb_.end())
     it = by_passdb_.emplace(std::string(name), std::make_unique<PassdbLive>()).first;
+  last_passdb_key_ = std::string(name);
+  last_passdb_ = it->second.get();
   return *it->second;
 }
 

@@ -171,6 +171,12 @@ class Counters {
   mutable std::mutex mu_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<Live>> by_slot_;
   std::map<std::string, std::unique_ptr<PassdbLive>, std::less<>> by_passdb_;
+  // The last slot found (owner thread only): most sessions of a worker hit
+  // the same one, so the map, the key strings and the mutex are skipped.
+  std::pair<std::string, std::string> last_slot_key_;
+  Live* last_slot_ = nullptr;
+  std::string last_passdb_key_;
+  PassdbLive* last_passdb_ = nullptr;
 };
 
 }  // namespace portier::login

@@ -156,6 +156,14 @@ class NginxAuth(Proc):
                           str(fast_port)], workdir / "nginx-auth.log")
 
 
+class AuthHttpService(Proc):
+    """tests/support/auth_http.py's service in its own process (the passdb
+    rows: one service behind both portier's auth_http passdb and nginx)."""
+    def __init__(self, workdir: Path, dovecot_port: int, fast_port: int) -> None:
+        super().__init__([PYTHON, str(REPO / "bench" / "auth_http_service.py"), str(dovecot_port),
+                          str(fast_port)], workdir / "auth-http-service.log")
+
+
 # ------------------------------------------------------------ proxies
 class ProxyBase:
     name = "?"
@@ -178,11 +186,14 @@ class PortierProxy(ProxyBase):
     name = "portier"
 
     def __init__(self, binary: Path, workdir: Path, certs, users: list[User],
-                 workers: int = 2, log_level: str = "info",
-                 settings: dict | None = None) -> None:
+                 workers: int = 2, log_level: str = "info", name: str = "portier",
+                 extra_toml: str = "", settings: dict | None = None,
+                 aux: list[int] | None = None) -> None:
+        """extra_toml / settings: more passdbs and sections (the passdb rows);
+        aux: helper processes (a database, an auth service) measured apart."""
         self.binary, self.dir, self.certs, self.users = binary, workdir, certs, users
         self.workers, self.log_level = workers, log_level
-        self.settings = settings or {}  # more config tables, e.g. {"admin": {...}}
+        self.name, self.extra_toml, self.settings, self.aux = name, extra_toml, settings or {}, aux or []
         self.dir.mkdir(parents=True, exist_ok=True)
         self.proc: Proc | None = None
 
@@ -196,7 +207,8 @@ class PortierProxy(ProxyBase):
             passwd_path=passwd, certs=self.certs,
             settings={"server": {"workers": self.workers},
                       "login": {"proxy_timeout": "10s"},
-                      "log": {"level": self.log_level}, **self.settings}))
+                      "log": {"level": self.log_level}, **self.settings},
+            extra_toml=self.extra_toml))
         log = self.dir / "portier.log"
         self.proc = Proc([str(self.binary), "-c", str(conf)], log, ready=False)
         for port in (self.port, self.tls_port):
@@ -209,6 +221,9 @@ class PortierProxy(ProxyBase):
 
     def roots(self) -> list[int]:
         return [self.proc.pid] if self.proc else []
+
+    def extra_roots(self) -> list[int]:
+        return self.aux
 
 
 class DovecotProxy(ProxyBase):
@@ -318,7 +333,11 @@ class NginxProxy(ProxyBase):
     name = "nginx"
     MODULE = "/usr/lib/nginx/modules/ngx_mail_module.so"
 
-    def __init__(self, workdir: Path, certs, dovecot_port: int, fast_port: int) -> None:
+    def __init__(self, workdir: Path, certs, dovecot_port: int, fast_port: int,
+                 name: str = "nginx", auth_service: "AuthHttpService | None" = None) -> None:
+        """auth_service: a running shared auth_http service (not owned);
+        default: its own bench/nginx_auth.py."""
+        self.name, self.shared_auth = name, auth_service
         self.dir, self.certs = workdir, certs
         self.dovecot_port, self.fast_port = dovecot_port, fast_port
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -328,7 +347,7 @@ class NginxProxy(ProxyBase):
     def start(self) -> None:
         if not Path(self.MODULE).exists() or not shutil.which("nginx", path="/usr/sbin:/usr/bin"):
             raise RuntimeError("nginx or its mail module missing: run bench/install-deps.sh")
-        self.auth = NginxAuth(self.dir, self.dovecot_port, self.fast_port)
+        self.auth = self.shared_auth or NginxAuth(self.dir, self.dovecot_port, self.fast_port)
         self.port, self.tls_port = free_port(), free_port()
         c = self.certs
         conf = self.dir / "nginx.conf"
@@ -369,9 +388,9 @@ mail {{
         if self.proc:
             self.proc.stop()
             self.proc = None
-        if self.auth:
+        if self.auth and self.auth is not self.shared_auth:
             self.auth.stop()
-            self.auth = None
+        self.auth = None
 
     def roots(self) -> list[int]:
         return [self.proc.pid] if self.proc else []

@@ -167,6 +167,34 @@ class Report:
                               "auth_http CPU ms/login", "backend CPU ms/login", "loadgen CPU ms/login",
                               "softirq ms/login", "whole box CPU ms/login"], rows)
 
+    def passdb_table(self) -> str:
+        """The passdb rows (run.py's passdb phase) and issue 10's targets."""
+        names = []
+        for x in self.r.get("passdb", []):
+            if x["target"] not in names:
+                names.append(x["target"])
+        if not names:
+            return "(not measured in this run)\n"
+        rows = []
+        for n in self.login_clients("passdb"):
+            for t in names:
+                cpu = self.login("passdb", t, n, "proxy_cpu_ms_per_login")
+                rows.append([t, str(n), fmt(self.login("passdb", t, n, "rate"), 0),
+                             fmt(self.login("passdb", t, n, "p50_ms"), 3),
+                             fmt(self.login("passdb", t, n, "p99_ms"), 3), fmt(cpu, 3),
+                             fmt(self.login("passdb", t, n, "aux_cpu_ms_per_login"), 3)])
+        out = self.md_table(["path", "clients", "logins/s", "p50 ms", "p99 ms", "proxy CPU ms/login",
+                             "database / auth service CPU ms/login"], rows)
+        n = max(self.login_clients("passdb"))
+        base = self.login("passdb", "portier", n, "proxy_cpu_ms_per_login")
+        warm = self.login("passdb", "portier-pgsql-warm", n, "proxy_cpu_ms_per_login")
+        cold = self.login("passdb", "portier-pgsql-cold", n, "proxy_cpu_ms_per_login")
+        if base and warm is not None and cold is not None:
+            out += (f"\nTargets at {n} clients: warm cache {warm:.3f} ms vs passwd-file {base:.3f} ms "
+                    f"= {100 * (warm / base - 1):+.1f} % (goal within 10 %); cold pgsql adds "
+                    f"{cold - base:.3f} ms of portier CPU per login (goal ≤ 0.15 ms).\n")
+        return out
+
     def idle_table(self) -> str:
         rows = []
         for n in self.sessions():
@@ -317,6 +345,7 @@ class Report:
                  "### Logins, real Dovecot backend (connect, LOGIN, SELECT INBOX, LOGOUT)\n\n",
                  self.login_table("login"),
                  "\n### Logins, scripted fast backend (bench/fastimapd)\n\n", self.login_table("fast"),
+                 "\n### Logins per passdb driver, fast backend (issue 10)\n\n", self.passdb_table(),
                  "\n### Idle logged-in sessions (fresh proxy process, PSS over its processes)\n\n",
                  self.idle_table(),
                  f"\n### Relay, one stream: {m['fetches']} × FETCH of a {m['msg_size'] / 2**20:g} MiB message\n\n",
@@ -329,7 +358,7 @@ class Report:
                  f"{m.get('cmdline') or 'bench/run.sh'}\n",
                  "# loadgen command lines (ports differ per run):\n"]
         seen = set()
-        for kind in ("login", "fast", "idle", "relay", "syscalls"):
+        for kind in ("login", "fast", "idle", "relay", "syscalls", "passdb"):
             for x in self.r.get(kind, []):
                 key = (kind, x.get("target"), x.get("clients"), x.get("tls"))
                 if key in seen:

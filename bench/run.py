@@ -14,6 +14,12 @@ Measurements (every one on loopback, bounded in count and time):
            (issue 11), and the CPU of one scrape.
   relay    a large FETCH (fetches x msg-size bytes) through each proxy and
            through bare splice / copy / TLS relays: GB/s and CPU s per GB.
+  passdb   the fast-backend login cycle through portier with each passdb:
+           passwd-file, pgsql with the auth cache off (cold: one query per
+           login) and on (warm: after a warm-up pass), auth_http; and nginx
+           with the same auth_http service (tests/support/auth_http.py, in a
+           process of its own): logins/s, proxy CPU per login, and the
+           database's / auth service's CPU per login apart (aux).
 
 Results go to <out>/results.json; bench/report.py renders them.
 """
@@ -31,8 +37,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402
-from peers import (BareRelay, Direct, DovecotProxy, FastBackend, NginxProxy,  # noqa: E402
-                   PortierProxy, portier_users, tree_cpu, tree_pss_kib)
+from peers import (AuthHttpService, BareRelay, Direct, DovecotProxy, FastBackend,  # noqa: E402
+                   NginxProxy, PortierProxy, portier_users, tree_cpu, tree_pss_kib)
 from tests.support.certs import make_certs  # noqa: E402
 from tests.support.dovecot import DovecotBackend  # noqa: E402
 
@@ -62,7 +68,7 @@ class Bench:
         self.work = self.out / "work"
         self.work.mkdir(exist_ok=True)
         self.results: dict = {"meta": {}, "login": [], "fast": [], "idle": [], "relay": [],
-                              "syscalls": [], "metrics": []}
+                              "syscalls": [], "passdb": [], "metrics": []}
         self.failures: list[str] = []
         self.stack: list = []
 
@@ -147,9 +153,9 @@ class Bench:
         return [Direct(direct_port)] + list(self.proxies.values())
 
     def login_round(self, kind: str, prefix: str, direct_port: int, clients: int,
-                    rnd: int) -> None:
+                    rnd: int, targets: list | None = None) -> None:
         a = self.a
-        for t in self.targets(direct_port):
+        for t in targets if targets is not None else self.targets(direct_port):
             roots, extra = t.roots(), t.extra_roots()
             backend_roots = [self.dc.proc.pid] if prefix == "user" else [self.fast.pid]
             c0, x0, b0 = tree_cpu(roots), tree_cpu(extra), tree_cpu(backend_roots)
@@ -368,6 +374,60 @@ class Bench:
         p.stop()
         self.stack.remove(p)
 
+    def measure_passdb(self) -> None:
+        """Logins through portier per passdb driver, and nginx + the same
+        auth_http service (see the module docstring)."""
+        from tests.support import postgres
+        if not postgres.available():
+            log("passdb: PostgreSQL 15 missing, skipped")
+            return
+        a, dport, fport = self.a, self.dc.ports["imap"], self.fast.port
+        pg = postgres.Postgres()
+        self.stack.append(pg)
+        pg.start()
+        pg.create_db()
+        rows = ",".join(f"('{p}{i}', {dport if p == 'user' else fport})"
+                        for p in ("user", "fast") for i in range(a.users))
+        pg.psql("ALTER SYSTEM SET log_statement = 'none'; SELECT pg_reload_conf();")
+        pg.psql("CREATE TABLE users (email text PRIMARY KEY, port int NOT NULL);\n"
+                f"INSERT INTO users VALUES {rows};", user=pg.user)
+        # The same fields as the passwd-file users (portier_users): proxy,
+        # host, port, nopassword (the backend checks the password).
+        query = ("SELECT NULL AS password, 'Y' AS nopassword, 'Y' AS proxy, '127.0.0.1' AS host, port "
+                 "FROM users WHERE email = '%u'")
+        pgsql = (f'[[passdb]]\ndriver = "pgsql"\nconnect = "{pg.conninfo()}"\n'
+                 f'query = "{query}"\n')
+        svc = AuthHttpService(self.work, dport, fport)
+        self.stack.append(svc)
+        auth_http = f'[[passdb]]\ndriver = "auth_http"\nurl = "http://127.0.0.1:{svc.port}/auth"\n'
+        binary = Path(a.build) / "portier"
+        pg_roots = [pg.postmaster_pid()]
+
+        def portier(name: str, extra: str, aux: list[int], cache: bool = False) -> PortierProxy:
+            return PortierProxy(binary, self.work / name, self.certs, [], workers=a.workers, name=name,
+                                extra_toml=extra, aux=aux,
+                                settings={"auth.cache": {"size": "16M"}} if cache else {})
+        targets = [self.proxies["portier"],
+                   portier("portier-pgsql-cold", pgsql, pg_roots),
+                   portier("portier-pgsql-warm", pgsql, pg_roots, cache=True),
+                   portier("portier-auth_http", auth_http, [svc.pid]),
+                   NginxProxy(self.work / "nginx-auth_http", self.certs, dport, fport,
+                              name="nginx-auth_http", auth_service=svc)]
+        for t in targets[1:]:
+            t.start()
+            self.stack.append(t)
+        # Warm-up: every user logs in once through each (pools connected,
+        # the warm cache filled).
+        for t in targets:
+            warm = self.run_loadgen(["login", "--port", str(t.port), "--clients", "4",
+                                     "--count", str(2 * a.users), "--duration", "30",
+                                     "--user-prefix", "fast", "--users", str(a.users),
+                                     "--pass", PASS], 90)
+            self.check(f"passdb warm-up {t.name}", warm, "cycles")
+        for rnd in range(a.rounds):
+            for clients in sorted({1, a.fast_clients}):
+                self.login_round("passdb", "fast", fport, clients, rnd, targets=targets)
+
     def run(self) -> int:
         t0 = time.monotonic()
         try:
@@ -440,8 +500,8 @@ def main() -> int:
     ap.add_argument("--metrics-duration", type=float, default=10.0,
                     help="seconds per login run of the metrics phase")
     ap.add_argument("--phases", nargs="+",
-                    default=["logins", "fast", "idle", "relay", "syscalls", "metrics"],
-                    choices=["logins", "fast", "idle", "relay", "syscalls", "metrics"])
+                    default=["logins", "fast", "idle", "relay", "syscalls", "passdb", "metrics"],
+                    choices=["logins", "fast", "idle", "relay", "syscalls", "passdb", "metrics"])
     a = ap.parse_args()
     if a.smoke:
         a.rounds, a.duration, a.clients, a.fast_clients = 1, 0.5, [1, 4], 4

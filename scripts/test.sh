@@ -13,6 +13,9 @@
 #   PYTEST_ARGS="-k faults -x" scripts/test.sh   extra pytest arguments
 #   FUZZ_SECONDS=60 scripts/test.sh              fuzz time per target (default 30)
 #   SKIP_SANITIZERS=1 scripts/test.sh            only step 1 (quick local run)
+#   PYTEST_WORKERS=1 scripts/test.sh             integration tests one at a time
+#                                                (default: 2 pytest-xdist workers; the
+#                                                tests are independent: own dirs, port 0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -21,7 +24,7 @@ scripts/install-deps.sh
 scripts/build.sh
 ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure --parallel "$(nproc)"
 # -p no:cacheprovider: leave no .pytest_cache behind in the checkout.
-PYTEST=(/usr/bin/python3 -m pytest -q -p no:cacheprovider)
+PYTEST=(/usr/bin/python3 -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-2}")
 if [ -n "${SKIP_SANITIZERS:-}" ]; then
   export PORTIER_BIN="${PORTIER_BIN:-$PWD/${BUILD_DIR:-build}/portier}"
   # shellcheck disable=SC2086

@@ -1,7 +1,8 @@
 // portier: command line, config loading, signals, privileges.
 //   portier -c FILE            run in the foreground, log to stderr
 //   portier --check -c FILE    validate the config, print file:line errors
-//   SIGTERM/SIGINT: graceful stop; SIGHUP: reload config for new sessions.
+//   SIGTERM/SIGINT: graceful stop; SIGHUP: reload config for new sessions;
+//   SIGUSR2: flush the auth cache.
 // Tells a service manager (systemd Type=notify) about readiness, reloads,
 // stopping, a status line and watchdog pings: app/service_notify.
 
@@ -23,6 +24,7 @@
 #include "log/log.hpp"
 #include "login/counters.hpp"
 #include "login/runtime.hpp"
+#include "passdb/cache.hpp"
 #include "passdb/registry.hpp"
 #include "login/server.hpp"
 #include "protocols/registry.hpp"
@@ -36,7 +38,8 @@ constexpr const char* kUsage =
     "      --check        validate the configuration and exit\n"
     "  -V, --version      print the version\n"
     "  -h, --help         this help\n"
-    "Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads the configuration.\n"
+    "Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads the configuration,\n"
+    "SIGUSR2 flushes the auth cache.\n"
     "Under systemd (NOTIFY_SOCKET) it reports readiness, reloads, status and watchdog pings.\n"
     "See portier(8) and portier.toml(5).\n";
 
@@ -69,6 +72,14 @@ std::shared_ptr<const portier::login::Snapshot> load(const std::string& path,
   auto snap = portier::login::Snapshot::build(*res.config, build_errors);
   for (auto& e : build_errors) errors.push_back(path + ": " + e);
   return snap;
+}
+
+void configure_auth_cache(const portier::config::Auth::Cache& c) {
+  portier::passdb::CacheSettings s;
+  s.size = static_cast<size_t>(c.size);
+  s.ttl = c.ttl;
+  s.negative_ttl = c.negative_ttl;
+  portier::passdb::auth_cache().configure(s);
 }
 
 bool drop_privileges(const std::string& user) {
@@ -145,6 +156,7 @@ int main(int argc, char** argv) {
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGHUP);
+  sigaddset(&sigs, SIGUSR2);  // flush the auth cache
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -154,6 +166,7 @@ int main(int argc, char** argv) {
                         "binding, or server.allow_root = true");
     return 1;
   }
+  configure_auth_cache(snap->cfg.auth.cache);
   portier::login::Server server(snap, protos);
   if (auto r = server.bind(); !r) {
     portier::log::write(Level::Fatal, "portier", r.error().message);
@@ -209,9 +222,15 @@ int main(int argc, char** argv) {
         continue;
       }
       // Listeners are bound once at start; a reload changes everything else.
+      configure_auth_cache(fresh->cfg.auth.cache);
       server.reload(fresh);
       portier::log::write(Level::Info, "portier", "Config reloaded");
       notifier.reloaded(server.connections(), true);
+      continue;
+    }
+    if (sig == SIGUSR2) {
+      const size_t n = portier::passdb::auth_cache_flush({});
+      portier::log::logf(Level::Info, "portier", "Auth cache flushed: {} entries removed", n);
       continue;
     }
     notifier.stopping();

@@ -587,6 +587,49 @@ class Loader {
     return p;
   }
 
+  // "16M", "512k", "1G", "4096" (bytes), or an integer; 1024-based.
+  bool get_size(const toml::node& n, std::string_view name, uint64_t& out) {
+    if (auto v = n.as_integer()) {
+      if (v->get() < 0) {
+        error(n, std::string(name) + ": must not be negative");
+        return false;
+      }
+      out = static_cast<uint64_t>(v->get());
+      return true;
+    }
+    auto v = n.as_string();
+    if (!v) {
+      type_error(n, name, "a size string (\"16M\") or integer bytes");
+      return false;
+    }
+    std::string_view s = v->get();
+    size_t i = 0;
+    uint64_t x = 0;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9' && x < (1ULL << 40)) x = x * 10 + uint64_t(s[i++] - '0');
+    std::string_view unit = s.substr(i);
+    uint64_t mul = 0;
+    if (unit.empty() || unit == "B") mul = 1;
+    else if (unit == "k" || unit == "K" || unit == "KB" || unit == "KiB") mul = 1ULL << 10;
+    else if (unit == "M" || unit == "MB" || unit == "MiB") mul = 1ULL << 20;
+    else if (unit == "G" || unit == "GB" || unit == "GiB") mul = 1ULL << 30;
+    if (i == 0 || mul == 0 || x >= (1ULL << 40)) {
+      error(n, std::string(name) + ": invalid size '" + std::string(s) + "' (use e.g. \"16M\", \"512k\", \"1G\")");
+      return false;
+    }
+    out = x * mul;
+    return true;
+  }
+
+  void load_auth_cache(const toml::table& t, Auth::Cache& c) {
+    for (const auto& [k, v] : t) {
+      std::string_view key = k.str();
+      if (key == "size") get_size(v, "auth.cache.size", c.size);
+      else if (key == "ttl") get_duration(v, "auth.cache.ttl", c.ttl);
+      else if (key == "negative_ttl") get_duration(v, "auth.cache.negative_ttl", c.negative_ttl);
+      else unknown_key(k, "[auth.cache]");
+    }
+  }
+
   void load_auth(const toml::table& t, Auth& a) {
     for (const auto& [k, v] : t) {
       std::string_view key = k.str();
@@ -623,6 +666,8 @@ class Loader {
         get_bool(v, "auth.verbose", a.verbose);
       } else if (key == "passdb_timeout") {
         get_duration(v, "auth.passdb_timeout", a.passdb_timeout);
+      } else if (key == "cache") {
+        if (auto ct = as_table(v, "auth.cache")) load_auth_cache(*ct, a.cache);
       } else {
         unknown_key(k, "[auth]");
       }

@@ -186,6 +186,12 @@ struct Auth {
   /// Longest wait for one passdb's answer; then that passdb counts as an
   /// internal failure (TempFail). 0 = no limit.
   std::chrono::milliseconds passdb_timeout{10000};
+  /// [auth.cache]: the auth cache (passdb/cache.hpp). size 0 = off.
+  struct Cache {
+    uint64_t size = 0;  ///< bytes ("16M" = 16 MiB)
+    std::chrono::milliseconds ttl{3600 * 1000};
+    std::chrono::milliseconds negative_ttl{3600 * 1000};  ///< 0 = unknown users not cached
+  } cache;
 };
 
 /// [login]

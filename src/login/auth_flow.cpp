@@ -4,6 +4,7 @@
 
 #include "core/secure.hpp"
 #include "core/strings.hpp"
+#include "core/text.hpp"
 
 namespace portier::login {
 
@@ -17,6 +18,21 @@ std::optional<AuthVerdict> check_identity(const sasl::Credentials& c) {
   v.refused = Why::AuthzDenied;
   return v;
 }
+
+namespace {
+/// A referral's host goes into the client's reply: a host name or an IP
+/// address (letters, digits, `.`, `-`, `_`, `:`), nothing that could end the
+/// URL or the response code early.
+bool referral_host_ok(std::string_view host) {
+  if (host.empty() || host.size() > 253) return false;
+  for (unsigned char c : host) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '-' || c == '_' || c == ':';
+    if (!ok) return false;
+  }
+  return true;
+}
+}  // namespace
 
 AuthVerdict judge(const passdb::Lookup& lookup, const Protocol& protocol) {
   AuthVerdict v;
@@ -43,6 +59,25 @@ AuthVerdict judge(const passdb::Lookup& lookup, const Protocol& protocol) {
     v.reply = AuthFailure::TempFail;
     v.config_error = true;
     v.log_error = pf.error;
+    return v;
+  }
+  if (!pf.fields->proxy && !pf.fields->host.empty()) {
+    const passdb::ProxyFields& f = *pf.fields;
+    if (!referral_host_ok(f.host)) {
+      v.reply = AuthFailure::TempFail;
+      v.config_error = true;
+      v.log_error = "referral: invalid host in passdb: " + core::one_line(f.host);
+      return v;
+    }
+    Referral r;
+    r.user = f.destuser;
+    r.host = f.host;
+    r.port = f.port;
+    r.nologin = f.nologin;
+    r.reason = !f.reason.empty() ? f.reason
+               : f.nologin       ? "Try this server instead."
+                                 : "Logged in, but you should use this server instead.";
+    v.referral = std::move(r);
     return v;
   }
   if (!pf.fields->proxy) {
@@ -155,6 +190,10 @@ Task<AuthVerdict> AuthFlow::run(const sasl::Credentials& creds) {
     co_return cut;
   }
   AuthVerdict v = judge(lookup, protocol_);
+  if (v.referral) {
+    if (v.referral->user.empty()) v.referral->user = creds.authcid;
+    v.referral->mech = log_.method();
+  }
   if (v.refused)
     log_.emit(events::AuthRefused{*v.refused, lookup.passdb, v.log_error, snap_->cfg.auth.verbose});
   else if (v.config_error)

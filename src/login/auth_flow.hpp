@@ -38,12 +38,16 @@ struct AuthVerdict {
   bool config_error = false;            // log_error is a `proxy(user): …` error
   bool aborted = false;                 // shutdown / login timeout during the lookup
   bool disconnect = false;              // failed: end the connection after the reply (Lookup::disconnect)
+  /// `host` without `proxy`: refer the client there (AuthFlow::run fills
+  /// the user and mechanism) instead of `reply`.
+  std::optional<Referral> referral;
   passdb::ProxyFields fields;
 };
 
 /// Master-user logins towards portier itself (authzid ≠ authcid) are refused.
 std::optional<AuthVerdict> check_identity(const sasl::Credentials& c);
-/// The verdict on a passdb answer for `protocol`.
+/// The verdict on a passdb answer for `protocol`. Dovecot's priority:
+/// `proxy` beats `host` (a login referral) beats `nologin`.
 AuthVerdict judge(const passdb::Lookup& lookup, const Protocol& protocol);
 /// The parameters of the backend login: destuser or the login user, `pass`
 /// or the client's password (which is wiped here), master, mechanism, TLS.

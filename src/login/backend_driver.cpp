@@ -1,5 +1,7 @@
 #include "login/backend_driver.hpp"
 
+#include <charconv>
+
 #include <sys/socket.h>
 
 #include <asio/error.hpp>
@@ -35,6 +37,14 @@ std::string dest_text(const passdb::ProxyFields& f, const asio::ip::address& ip)
          std::to_string(f.port);
 }
 
+namespace {
+std::string endpoint_text(const asio::ip::tcp::endpoint& ep) {
+  const auto ip = ep.address();
+  return (ip.is_v6() ? "[" + net::to_text(ip) + "]" : net::to_text(ip)) + ":" +
+         std::to_string(ep.port());
+}
+}  // namespace
+
 std::string proxy_header(unsigned version, const ClientInfo& ci) {
   const asio::ip::tcp::endpoint src(ci.remote_ip, ci.remote_port), dst(ci.local_ip, ci.local_port);
   if (version == 1) return net::proxy::serialize_v1(src, dst);
@@ -61,6 +71,58 @@ std::optional<ProxyFailure> precheck(const passdb::ProxyFields& f, bool ip_ok,
     return ProxyFailure{FailureType::InternalConfig, "Unsupported SASL mechanism " + params.mech,
                         {}};
   return std::nullopt;
+}
+
+std::variant<asio::ip::tcp::endpoint, ProxyFailure> redirect_endpoint(
+    std::string_view target, const asio::ip::tcp::endpoint& current,
+    const std::vector<asio::ip::tcp::endpoint>& visited, const ClientInfo& ci, unsigned hops) {
+  const std::string shown = log::sanitize(target);
+  auto bad = [&] {
+    return ProxyFailure{FailureType::InternalConfig,
+                        "Redirect to " + shown + ": Failed to parse host:port", {}};
+  };
+  std::string_view hp = target;
+  if (auto at = hp.rfind('@'); at != std::string_view::npos) hp = hp.substr(at + 1);
+  std::string_view host = hp, port_text;
+  if (hp.starts_with('[')) {
+    auto close = hp.find(']');
+    if (close == std::string_view::npos) return bad();
+    host = hp.substr(1, close - 1);
+    std::string_view after = hp.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return bad();
+      port_text = after.substr(1);
+    }
+  } else if (auto colon = hp.find(':'); colon != std::string_view::npos &&
+                                        hp.find(':', colon + 1) == std::string_view::npos) {
+    host = hp.substr(0, colon);
+    port_text = hp.substr(colon + 1);
+  }
+  if (host.empty()) return bad();
+  uint16_t port = current.port();
+  if (!port_text.empty()) {
+    unsigned v = 0;
+    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), v);
+    if (ec != std::errc() || end != port_text.data() + port_text.size() || v == 0 || v > 65535)
+      return bad();
+    port = static_cast<uint16_t>(v);
+  }
+  asio::error_code ec;
+  auto ip = asio::ip::make_address(std::string(host), ec);
+  if (ec)
+    return ProxyFailure{FailureType::InternalConfig,
+                        "Redirect to " + shown + ": Failed to parse IP '" + log::sanitize(host) +
+                            "' (DNS lookups not supported)",
+                        {}};
+  asio::ip::tcp::endpoint next(ip, port);
+  for (const auto& v : visited)
+    if (v == next)
+      return ProxyFailure{FailureType::RemoteConfig,
+                          "Proxying loops - already connected to " + endpoint_text(next), {}};
+  if (ci.proxy_ttl <= hops + 1)
+    return ProxyFailure{FailureType::RemoteConfig,
+                        "TTL reached zero - proxies appear to be looping?", {}};
+  return next;
 }
 
 LineCut next_backend_line(std::string& buf, std::string& line) {
@@ -115,7 +177,8 @@ Task<BackendDriver::Result> BackendDriver::run(Frontend& fe, const passdb::Proxy
   if (auto pre = precheck(f, !ec, ip, *params.client, params, log_.user()))
     co_return give_up(fe, std::move(*pre));
 
-  const asio::ip::tcp::endpoint ep(ip, f.port);
+  asio::ip::tcp::endpoint ep(ip, f.port);
+  std::vector<asio::ip::tcp::endpoint> visited{ep};  // loop check for backend referrals
   start_ = Clock::now();
   const auto deadline = start_ + login_timeout(f, snap_.cfg.login.proxy_timeout);
   reconnects_ = 0;
@@ -124,7 +187,7 @@ Task<BackendDriver::Result> BackendDriver::run(Frontend& fe, const passdb::Proxy
     BackendDriver& d;
     ~Unwatch() { d.unwatch_client(); }
   } unwatch{*this};
-  const std::string host_key = log_.dest();
+  std::string host_key = log_.dest();
   for (;;) {
     std::chrono::seconds down_for{0};
     int64_t last_ok = 0;
@@ -152,6 +215,20 @@ Task<BackendDriver::Result> BackendDriver::run(Frontend& fe, const passdb::Proxy
     if (client_gone_) {
       log_.emit(events::ClientGone{last_state_, secs_since_session()});
       co_return Result::Aborted;
+    }
+    if (failure->type == FailureType::AuthRedirect && !failure->redirect.empty()) {
+      // The backend referred the login elsewhere: a fresh dialogue there,
+      // within the same deadline (not a reconnect).
+      auto next = redirect_endpoint(failure->redirect, ep, visited, *params.client,
+                                    static_cast<unsigned>(visited.size() - 1));
+      if (auto* stop = std::get_if<ProxyFailure>(&next)) co_return give_up(fe, std::move(*stop));
+      ep = std::get<asio::ip::tcp::endpoint>(next);
+      visited.push_back(ep);
+      const std::string to = endpoint_text(ep);
+      log_.emit(events::ProxyRedirected{&*failure, to}, last_state_);
+      log_.set_dest(to);
+      host_key = to;
+      continue;
     }
     if (next_after_failure(failure->type, reconnects_, snap_.cfg.login.proxy_max_reconnects,
                            deadline - Clock::now()) == AfterFailure::GiveUp)
@@ -295,6 +372,7 @@ ProxyFailure BackendDriver::connect_failure(const asio::error_code& ec) const {
   return {FailureType::Connect,
           fmt::format("connect({}, {}) failed: {} ({})", addr_text(connect_ep_.address()),
                       connect_ep_.port(), what, after_text()),
+          {},
           {}};
 }
 
@@ -352,6 +430,7 @@ ProxyFailure BackendDriver::io_failure(const asio::error_code& ec) const {
     return {FailureType::Connect,
             fmt::format("Aborted by process shutdown (state={}, duration={}s)", bl_->state(),
                         secs_since_session()),
+            {},
             {}};
   if (timed_out_)
     return {FailureType::Connect,

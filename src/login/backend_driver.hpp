@@ -15,6 +15,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
+#include <vector>
 
 #include "login/governor.hpp"
 #include "login/log_sink.hpp"
@@ -51,6 +53,16 @@ std::string proxy_header(unsigned version, const ClientInfo& ci);
 std::optional<ProxyFailure> precheck(const passdb::ProxyFields& f, bool ip_ok,
                                      const asio::ip::address& ip, const ClientInfo& ci,
                                      const BackendLoginParams& params, std::string_view login_user);
+
+/// Where a backend referral sends the login next (Dovecot 2.4 without
+/// proxy_redirect_reauth): `target` is `[user@]host[:port]` (the user is
+/// ignored; an IPv6 host in brackets); the host must be an IP literal (no DNS
+/// lookups), the port defaults to the current one; a destination this login
+/// already tried, or a TTL that allows no further hop, is a loop. `hops` =
+/// redirects followed so far.
+std::variant<asio::ip::tcp::endpoint, ProxyFailure> redirect_endpoint(
+    std::string_view target, const asio::ip::tcp::endpoint& current,
+    const std::vector<asio::ip::tcp::endpoint>& visited, const ClientInfo& ci, unsigned hops);
 
 /// Cut the next backend line out of `buf` (LF-terminated, one CR before it
 /// dropped) into `line`; Dovecot's pre-login limit of 4096 bytes per line.

@@ -87,8 +87,15 @@ struct RelayEnded {
   const relay::Result* result = nullptr;
 };
 
+/// The backend referred the login elsewhere and the engine follows
+/// (Dovecot 2.4's redirect without proxy_redirect_reauth).
+struct ProxyRedirected {
+  const ProxyFailure* failure = nullptr;  // the referral (reason, target)
+  std::string_view to;                    // the new destination, ip:port
+};
+
 using Event = std::variant<ConnectionRefused, PrefaceRefused, PreloginEnded, AuthRefused, ProxyConfigError,
                            UserLimit, Note, ProxyRetry, ProxyFailed, ProxyTimedOut, ClientGone,
-                           ProxyStarted, RelayEnded>;
+                           ProxyStarted, RelayEnded, ProxyRedirected>;
 
 }  // namespace portier::login::events

@@ -19,7 +19,7 @@ enum class FailureType {
   AuthReplied,     // backend rejected credentials; client reply already rendered
   AuthNotReplied,  // our SASL client gave up; nothing sent yet
   AuthTempfail,    // backend temporary auth failure (retried)
-  AuthRedirect,    // backend referral (not followed in v1; treated as Remote)
+  AuthRedirect,    // backend referral: followed to an IP (BackendDriver), else a failure
   LimitReached,    // backend connection limit; client reply already rendered
   kCount,
 };
@@ -109,6 +109,8 @@ struct ProxyFailure {
   /// For AuthReplied / AuthTempfail / LimitReached: the complete client reply
   /// (with CRLF) that the protocol machine rendered from the backend's answer.
   std::string client_reply;
+  /// AuthRedirect: the referral's `[user@]host[:port]` as the backend sent it.
+  std::string redirect;
 };
 
 }  // namespace portier::login

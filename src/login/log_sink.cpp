@@ -151,7 +151,8 @@ std::string started_text(const SessionLog& l, const events::ProxyStarted& e) {
 constexpr std::string_view kEventNames[] = {
     "connection_refused", "preface_refused", "prelogin_ended", "auth_refused", "proxy_config_error",
     "user_limit",         "note",           "proxy_retry",  "proxy_failed",
-    "proxy_timed_out",    "client_gone",    "proxy_started", "relay_ended"};
+    "proxy_timed_out",    "client_gone",    "proxy_started", "relay_ended",
+    "proxy_redirected"};
 static_assert(std::size(kEventNames) == std::variant_size_v<events::Event>);
 
 void add_failure(log::Fields& f, const ProxyFailure* p) {
@@ -189,6 +190,9 @@ void add_event_fields(const events::Event& ev, log::Fields& f) {
           f.push_back(log::num("attempt", e.attempt));
         } else if constexpr (std::is_same_v<T, events::ProxyFailed>) {
           add_failure(f, e.failure);
+        } else if constexpr (std::is_same_v<T, events::ProxyRedirected>) {
+          f.push_back({"reason", log::sanitize(e.failure->reason)});
+          f.push_back({"to", std::string(e.to)});
         } else if constexpr (std::is_same_v<T, events::ProxyTimedOut> ||
                              std::is_same_v<T, events::ClientGone>) {
           f.push_back({"state", std::string(e.state)});
@@ -256,6 +260,9 @@ void SessionLog::emit(const events::Event& ev, std::string_view state) {
                                                   e.limit));
         } else if constexpr (std::is_same_v<T, events::Note>) {
           client_line(fp, Level::Warning, log::sanitize(e.text));
+        } else if constexpr (std::is_same_v<T, events::ProxyRedirected>) {
+          proxy_line(fp, Level::Info, fmt::format("Backend referral followed to {}: {}", e.to,
+                                                  log::sanitize(e.failure->reason)));
         } else if constexpr (std::is_same_v<T, events::ProxyRetry>) {
           proxy_line(fp, Level::Warning, fmt::format("{}{} - reconnecting (attempt #{})",
                                                  failure_log_prefix(e.failure->type),

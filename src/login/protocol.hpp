@@ -78,6 +78,17 @@ enum class AuthFailure {
   Limit,           // too many concurrent sessions for this user
 };
 
+/// A login referral (RFC 2221; Dovecot's passdb `host` without `proxy`):
+/// the client is told where to log in instead.
+struct Referral {
+  std::string user;    // destuser, or the login user
+  std::string host;    // a host name or IP (checked: no characters that break the reply)
+  uint16_t port = 0;   // `port`, or the protocol's default
+  std::string mech;    // the client's SASL mechanism (IMAP's `;AUTH=`)
+  bool nologin = true; // refused; otherwise "logged in, but use that server" and closed
+  std::string reason;  // the passdb's `reason`, or Dovecot's default text
+};
+
 /// Everything a BackendLogin needs for one backend connection. Move-only
 /// (the password is a core::Secret); the engine keeps one per login and lends
 /// it to each attempt's BackendLogin, which copies the password into its own
@@ -150,6 +161,10 @@ class Frontend {
   virtual sasl::Credentials take_credentials() = 0;
   /// The local passdb refused the login; render the reply. `reason` may be empty.
   virtual void auth_failed(AuthFailure kind, std::string_view reason) = 0;
+  /// The passdb referred the client elsewhere; render the protocol's
+  /// referral reply (and close, for a referral without `nologin` where the
+  /// protocol has an OK form).
+  virtual void referred(const Referral& r) = 0;
   /// A BackendLogin for the current login attempt.
   virtual std::unique_ptr<BackendLogin> make_backend_login(const BackendLoginParams& p) = 0;
   /// The backend login finally failed: render the client reply for `f`

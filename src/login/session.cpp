@@ -181,7 +181,10 @@ class Session final : public Stoppable {
     if (!v.proxy) {
       Counters::login_result(log_.counters(), verdict_result(v));
       if (v.failed_login) co_await delay_failure();
-      front_.fe().auth_failed(v.reply, v.reason);
+      if (v.referral)
+        front_.fe().referred(*v.referral);
+      else
+        front_.fe().auth_failed(v.reply, v.reason);
       if (v.failed_login) ++stats_.failures;
       disconnect_ = v.disconnect;
       co_return false;

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "login/counters.hpp"
+#include "passdb/cache.hpp"
 
 #ifndef PORTIER_VERSION
 #define PORTIER_VERSION "unknown"
@@ -138,6 +139,20 @@ void passdbs(Writer& w) {
   }
 }
 
+void auth_cache(Writer& w) {
+  const auto c = passdb::auth_cache_stats();
+  w.family("portier_auth_cache_hits_total", "counter",
+           "Logins answered from a fresh auth cache entry ([auth.cache]).");
+  w.sample("portier_auth_cache_hits_total", {}, u(c.hits));
+  w.family("portier_auth_cache_misses_total", "counter",
+           "Logins that asked the passdb (no entry, expired, or re-asked).");
+  w.sample("portier_auth_cache_misses_total", {}, u(c.misses));
+  w.family("portier_auth_cache_entries", "gauge", "Auth cache entries (positive and negative).");
+  w.sample("portier_auth_cache_entries", {}, u(c.entries));
+  w.family("portier_auth_cache_bytes", "gauge", "Memory held by the auth cache's entries.");
+  w.sample("portier_auth_cache_bytes", {}, u(c.bytes));
+}
+
 void tls_and_limits(Writer& w, const ByProtocol& by) {
   w.family("portier_tls_handshakes_total", "counter",
            "TLS handshakes by leg (client: implicit TLS or STARTTLS; backend) and result.");
@@ -214,6 +229,7 @@ std::string render() {
   sessions(w, by_listener);
   logins(w, by_protocol);
   passdbs(w);
+  auth_cache(w);
   tls_and_limits(w, by_protocol);
   process(w);
   return w.take();

@@ -10,7 +10,7 @@
 // process facts; it may run on any thread.
 //
 // Owns: the metric names, types, help texts and labels. Uses: login counters,
-// exposition writer, /proc.
+// passdb::auth_cache_stats(), exposition writer, /proc.
 
 #include <string>
 

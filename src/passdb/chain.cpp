@@ -7,7 +7,9 @@
 
 #include <algorithm>
 
+#include "passdb/cache.hpp"
 #include "passdb/registry.hpp"
+#include "passdb/sql_common.hpp"
 
 namespace portier::passdb {
 
@@ -27,6 +29,22 @@ Chain::Entry Chain::entry(std::shared_ptr<Passdb> db, std::string_view name, con
   e.result_success = cfg.result_success;
   e.result_failure = cfg.result_failure;
   e.result_internalfail = cfg.result_internalfail;
+  e.default_pass_scheme = cfg.default_pass_scheme;
+  if (const auto* sql = dynamic_cast<const SqlSettings*>(cfg.settings.get());
+      sql && !sql->query.uses_password()) {
+    // The identity: everything that shapes this entry's answer for a key.
+    std::string id = sql->driver;
+    for (std::string_view part : {std::string_view(sql->connect), std::string_view(sql->query.text()),
+                                  std::string_view(cfg.default_fields), std::string_view(cfg.override_fields),
+                                  std::string_view(cfg.default_pass_scheme)}) {
+      id += '\x1e';
+      id += part;
+    }
+    const size_t h = std::hash<std::string>{}(id);
+    e.cache_id = std::string(name) + ':' + std::to_string(h) + '\x1e';
+    e.settings = cfg.settings;
+    e.cache_template = &sql->query;
+  }
   return e;
 }
 
@@ -51,6 +69,7 @@ std::optional<Chain> Chain::build(const std::vector<config::Passdb>& cfgs, const
     chain.add(entry(std::move(*db), d->log_name, pc));
   }
   if (!ok) return std::nullopt;
+  chain.set_cache(&auth_cache());
   return chain;
 }
 
@@ -173,21 +192,68 @@ bool skipped(const Chain::Entry& e, const Walk& w) {
 
 }  // namespace
 
+net::Task<Lookup> Chain::ask(const Entry& e, const Request& req) const {
+  Request r = req;
+  std::optional<Lookup> l = e.db->lookup_inline(r);
+  if (!l && timeout_.count() > 0) {
+    r.deadline = std::chrono::steady_clock::now() + timeout_;
+    l = co_await lookup_with_timeout(e.db, r, timeout_);
+  } else if (!l) {
+    l = co_await e.db->lookup(r);
+  }
+  co_return std::move(*l);
+}
+
+net::Task<Lookup> Chain::ask_cached(const Entry& e, const Request& r) const {
+  AuthCache& cache = *cache_;
+  const std::string key = e.cache_id + e.cache_template->key(r);
+  std::optional<AuthCache::Hit> hit = cache.get(key, std::chrono::steady_clock::now());
+  if (hit && !hit->expired) {
+    cache.count_hit();
+    const bool last_ok = hit->last_ok;
+    Lookup v = co_await cached_verdict(hit->answer, r, e.default_pass_scheme, e.name);
+    // A wrong password after a good login: the password may have changed
+    // in the database, so ask it (once: the fresh answer replaces the entry).
+    if (!(v.result == Result::Mismatch && last_ok)) {
+      if (hit->answer.found && !r.lookup_only) cache.set_last_ok(key, v.result == Result::Ok);
+      co_return v;
+    }
+  }
+  cache.count_miss();
+  Request fr = r;
+  fr.fetch = true;
+  Lookup f = co_await ask(e, fr);
+  const bool answered = (f.result == Result::Ok && f.stored) || f.result == Result::UnknownUser;
+  if (!answered) {
+    if (f.result == Result::TempFail && hit) {  // the database is down: the expired entry serves
+      Lookup v = co_await cached_verdict(std::move(hit->answer), r, e.default_pass_scheme, e.name);
+      v.error = "served from the auth cache: " + f.error;
+      co_return v;
+    }
+    co_return f;  // TempFail (or a driver that answered without fetching): not cached
+  }
+  CachedAnswer a;
+  a.found = f.result == Result::Ok;
+  a.reply = f.reply;
+  a.stored = f.stored;
+  Lookup v = co_await cached_verdict(a, r, e.default_pass_scheme, e.name);
+  if (v.error.empty()) v.error = f.error;
+  cache.put(key, r.user, std::move(a), v.result == Result::Ok && !r.lookup_only,
+            std::chrono::steady_clock::now());
+  co_return v;
+}
+
 net::Task<Lookup> Chain::lookup(const Request& req) const {
   Walk w;
   Request r = req;
   for (const auto& e : entries_) {
     if (!e.serves(r.protocol) || skipped(e, w)) continue;
     r.lookup_only = req.lookup_only || w.password_verified;
-    std::optional<Lookup> l = e.db->lookup_inline(r);
-    if (!l && timeout_.count() > 0) {
-      r.deadline = std::chrono::steady_clock::now() + timeout_;
-      l = co_await lookup_with_timeout(e.db, r, timeout_);
-    } else if (!l) {
-      l = co_await e.db->lookup(r);
-    }
-    l->passdb = e.name;
-    if (w.step(e, std::move(*l))) break;
+    Lookup l;
+    if (e.cache_template && cache_ && cache_->enabled()) l = co_await ask_cached(e, r);
+    else l = co_await ask(e, r);
+    l.passdb = e.name;
+    if (w.step(e, std::move(l))) break;
   }
   Lookup out = w.finish();
   if (out.passdb.empty()) out.passdb = log_name(req.protocol);

@@ -3,7 +3,8 @@
 // Owns: the order, the per-entry protocol filter, Dovecot's `skip` and
 // `result_success` / `result_failure` / `result_internalfail` semantics,
 // and which passdb's name a result carries (for the `auth:` log lines).
-// May use: passdb.hpp, registry.hpp (to build entries), config. The engine
+// May use: passdb.hpp, registry.hpp (to build entries), cache.hpp,
+// sql_common.hpp (which entries are cacheable), config. The engine
 // calls Chain::lookup() and nothing else of passdb/ for a login.
 //
 // Semantics (Dovecot's): the state starts as "failure". Each consulted
@@ -23,6 +24,16 @@
 // finish on its own (with an owning copy of the request, the passdb held) and
 // its answer dropped; Request::deadline tells drivers doing their own I/O
 // when to give up and free what they hold. Inline answers never wait.
+//
+// Auth cache (cache.hpp; set_cache(), Chain::build() uses the process-wide
+// one): an entry whose query is a Template (the SQL drivers) is looked up by
+// its cache key = the entry's identity (driver, connect, query, field and
+// scheme settings, hashed) + the values of the query's variables. A fresh
+// entry answers without asking the database (the password is checked against
+// the cached stored password); otherwise the passdb is asked with
+// Request::fetch, its answer cached (not TempFail), then checked; a TempFail
+// with an expired entry at hand serves the expired entry; a mismatch against
+// a fresh entry whose last login succeeded asks the database once more.
 
 #include <chrono>
 #include <memory>
@@ -37,6 +48,8 @@
 namespace portier::passdb {
 
 class Registry;
+class AuthCache;
+class Template;
 
 class Chain {
  public:
@@ -48,6 +61,12 @@ class Chain {
     config::PassdbAction result_success = config::PassdbAction::ReturnOk;
     config::PassdbAction result_failure = config::PassdbAction::Continue;
     config::PassdbAction result_internalfail = config::PassdbAction::Continue;
+    /// Auth cache: the query whose variables key the entry (null = not
+    /// cached), the entry's identity, and its default_pass_scheme.
+    std::shared_ptr<const config::PassdbSettings> settings;  ///< keeps cache_template alive
+    const Template* cache_template = nullptr;
+    std::string cache_id;
+    std::string default_pass_scheme;
     bool serves(std::string_view protocol) const;
   };
 
@@ -73,11 +92,17 @@ class Chain {
   /// Per-passdb lookup limit; zero = none (the default until set).
   void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }
   std::chrono::milliseconds timeout() const { return timeout_; }
+  /// The auth cache consulted for cacheable entries (null = none; tests).
+  void set_cache(AuthCache* c) { cache_ = c; }
   std::vector<std::string> warnings() const;
 
  private:
+  net::Task<Lookup> ask(const Entry& e, const Request& r) const;
+  net::Task<Lookup> ask_cached(const Entry& e, const Request& r) const;
+
   std::vector<Entry> entries_;
   std::chrono::milliseconds timeout_{0};
+  AuthCache* cache_ = nullptr;
 };
 
 }  // namespace portier::passdb

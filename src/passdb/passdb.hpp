@@ -52,6 +52,10 @@ struct Lookup {
   /// A failed login after which the connection ends (auth_http's failure
   /// without Auth-Wait, as nginx does); otherwise the client may retry.
   bool disconnect = false;
+  /// Request::fetch answers only: the stored password ("{SCHEME}..." or in
+  /// the passdb's default scheme; empty = none), not yet checked. Set (maybe
+  /// empty) on every found user of a fetch; null otherwise.
+  std::shared_ptr<const core::Secret> stored;
 };
 
 /// One authentication request: everything a driver may use (for queries,
@@ -77,6 +81,10 @@ struct Request {
   /// Look the user up without checking the password (LMTP/doveadm routing,
   /// and a chain after a `continue`/`continue-ok` success): a found user is Ok.
   bool lookup_only = false;
+  /// The auth cache's fetch (cache.hpp): a found user is Ok with its fields
+  /// and Lookup::stored set, and the password is NOT checked (the cache
+  /// checks it per login). Only asked of passdbs the cache keys (SQL).
+  bool fetch = false;
   /// Where password hashing runs (shared by all passdbs, owned by the
   /// server); null = hash on the calling thread (tests, fuzzers).
   asio::thread_pool* hashing = nullptr;

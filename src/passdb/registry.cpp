@@ -1,6 +1,7 @@
 #include "passdb/registry.hpp"
 
 #include "passdb/drivers/auth_http/auth_http.hpp"
+#include "passdb/drivers/ldap/ldap.hpp"
 #include "passdb/drivers/passwd_file/passwd_file.hpp"
 #include "passdb/drivers/pgsql/pgsql.hpp"
 #include "passdb/drivers/sqlite/sqlite.hpp"
@@ -63,6 +64,7 @@ const Registry& registry() {
       {"pgsql",       kSqlLogName,   parse_sql_settings,           make_pgsql},
       {"auth_http", "auth_http", auth_http::parse_settings, auth_http::make},
       {"static", "static", static_db::parse_settings, static_db::make},
+      {"ldap", "ldap", ldap_db::parse_settings, ldap_db::make},
   });
   return r;
 }

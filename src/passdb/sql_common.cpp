@@ -4,6 +4,7 @@
 
 #include "core/secure.hpp"
 #include "core/strings.hpp"
+#include "passdb/cache.hpp"
 #include "passdb/password.hpp"
 
 namespace portier::passdb {
@@ -113,10 +114,11 @@ Lookup sql_tempfail(std::string error) {
   return l;
 }
 
-SqlAnswer sql_answer(const Request& req, const SqlRow& row, const config::Passdb& cfg) {
+SqlAnswer sql_answer(const Request& req, const SqlRow& row, const config::Passdb& cfg,
+                     std::string_view who) {
   SqlAnswer a;
   Lookup& res = a.lookup;
-  res.passdb = kSqlLogName;
+  res.passdb = who;
   if (row.rows == 0) {
     res.result = Result::UnknownUser;
     return a;
@@ -151,28 +153,28 @@ SqlAnswer sql_answer(const Request& req, const SqlRow& row, const config::Passdb
     else r.set(k, v);
   }
   for (const auto& [k, v] : parse_extra_fields(cfg.override_fields)) r.set(k, v);
-  if (req.lookup_only) {
+  if (req.lookup_only && !req.fetch) {
     res.result = Result::Ok;
     return a;
   }
   std::string_view stored = row.values[*pw].value_or(std::string_view());
   if (noscheme && !stored.empty()) a.stored = "{" + cfg.default_pass_scheme + "}" + std::string(stored);
   else a.stored = std::string(stored);
-  std::string_view bare = a.stored;
-  if (!bare.empty() && bare.front() == '{') {
-    auto close = bare.find('}');
-    if (close != std::string_view::npos) bare.remove_prefix(close + 1);
+  if (req.fetch) {  // the auth cache checks the password (cached_verdict)
+    res.result = Result::Ok;
+    res.stored = std::make_shared<const core::Secret>(a.stored);
+    return a;
   }
-  if (r.has("nopassword")) {
-    if (bare.empty()) {
-      res.result = Result::Ok;
-      return a;
-    }
-    res.error = "sql: user " + r.user + ": nopassword set but password is non-empty (ignored)";
+  const StoredCheck check = stored_check(r, a.stored);
+  if (r.has("nopassword") && check == StoredCheck::Verify)
+    res.error = std::string(who) + ": user " + r.user + ": nopassword set but password is non-empty (ignored)";
+  if (check == StoredCheck::Ok) {
+    res.result = Result::Ok;
+    return a;
   }
-  if (bare.empty()) {
+  if (check == StoredCheck::Mismatch) {
     res.result = Result::Mismatch;
-    res.error = "sql: user " + r.user + " has no password";
+    res.error = std::string(who) + ": user " + r.user + " has no password";
     return a;
   }
   a.verify = true;
@@ -183,11 +185,11 @@ bool sql_verify_is_cheap(const SqlAnswer& a, const config::Passdb& cfg) {
   return cleartext_scheme(a.stored, cfg.default_pass_scheme);
 }
 
-Lookup sql_verify(SqlAnswer a, const Request& req, const config::Passdb& cfg) {
+Lookup sql_verify(SqlAnswer a, const Request& req, const config::Passdb& cfg, std::string_view who) {
   Lookup res = std::move(a.lookup);
   if (!a.verify) return res;
   apply_verify(res, verify_password(a.stored, req.password, cfg.default_pass_scheme),
-               "sql: user " + res.reply.user);
+               std::string(who) + ": user " + res.reply.user);
   return res;
 }
 

@@ -74,12 +74,15 @@ struct SqlAnswer {
   ~SqlAnswer();
 };
 
-/// Maps `row` to an answer by the rules above.
-SqlAnswer sql_answer(const Request& req, const SqlRow& row, const config::Passdb& cfg);
+/// Maps `row` to an answer by the rules above. `who` names the driver in
+/// the answer and its messages (the LDAP driver maps its entry the same way).
+SqlAnswer sql_answer(const Request& req, const SqlRow& row, const config::Passdb& cfg,
+                     std::string_view who = kSqlLogName);
 /// True when checking `a.stored` needs no hashing (cleartext scheme).
 bool sql_verify_is_cheap(const SqlAnswer& a, const config::Passdb& cfg);
 /// Checks the password (hashing on this thread) and returns the final lookup.
-Lookup sql_verify(SqlAnswer a, const Request& req, const config::Passdb& cfg);
+Lookup sql_verify(SqlAnswer a, const Request& req, const config::Passdb& cfg,
+                  std::string_view who = kSqlLogName);
 
 /// A lookup that failed before any row: TempFail with `error` (never a password).
 Lookup sql_tempfail(std::string error);

@@ -212,6 +212,37 @@ bool Template::expand(const Request& req, const Escaper& escape, std::string& ou
   return true;
 }
 
+namespace {
+void hex_escape(std::string& out, unsigned char c) {
+  constexpr char kHex[] = "0123456789ABCDEF";
+  out += '\\';
+  out += kHex[c >> 4];
+  out += kHex[c & 0xf];
+}
+}  // namespace
+
+void ldap_filter_escape(std::string& out, std::string_view value) {
+  for (char ch : value) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c >= 0x7f || c == '*' || c == '(' || c == ')' || c == '\\') hex_escape(out, c);
+    else out += ch;
+  }
+}
+
+void ldap_dn_escape(std::string& out, std::string_view value) {
+  for (size_t i = 0; i < value.size(); ++i) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    if (c < 0x20 || c >= 0x7f) {
+      hex_escape(out, c);
+      continue;
+    }
+    const bool special = std::string_view("\"+,;<>\\=").find(static_cast<char>(c)) != std::string_view::npos;
+    const bool edge = (i == 0 && (c == '#' || c == ' ')) || (i + 1 == value.size() && c == ' ');
+    if (special || edge) out += '\\';
+    out += static_cast<char>(c);
+  }
+}
+
 std::string Template::key(const Request& req) const {
   std::string k;
   for (Var v : vars_) {

@@ -1,5 +1,5 @@
 #pragma once
-// Dovecot's %variables in passdb queries and filters (SQL today, LDAP later).
+// Dovecot's %variables in passdb queries and filters (SQL, LDAP).
 // Owns: parsing a template ONCE (at config load) into a compiled Template,
 // rejecting unknown variables and modifiers there (config errors with
 // file:line), and expanding it per request with an escaping function the
@@ -52,6 +52,18 @@ std::string_view var_name(Var v);
 
 /// Appends `value`, escaped for the target language, to `out`.
 using Escaper = std::function<void(std::string& out, std::string_view value)>;
+
+/// RFC 4515 escaping of a value inside an LDAP search filter: '*', '(',
+/// ')', '\\', NUL, control characters and every non-ASCII byte become \XX
+/// (two upper-case hex digits, as slapd logs them); nothing a user name
+/// holds can change the filter's structure.
+void ldap_filter_escape(std::string& out, std::string_view value);
+
+/// RFC 4514 escaping of a value inside an LDAP DN (an attribute value of one
+/// RDN): '"', '+', ',', ';', '<', '>', '\\', '=' get a backslash; a leading
+/// '#' or space and a trailing space get a backslash; NUL, control
+/// characters and every non-ASCII byte become \XX.
+void ldap_dn_escape(std::string& out, std::string_view value);
 
 /// A compiled template.
 class Template {

@@ -255,7 +255,7 @@ TEST(Config, SingleErrors) {
       {kListener, 0, "no [[passdb]]"},
       {"listener = []\n" + kPassdb, 0, "no [[listener]]"},
       // Passdb validation.
-      {kListener + "[[passdb]]\ndriver = \"ldap\"\npath = \"x\"\n", 5, "unknown driver 'ldap'"},
+      {kListener + "[[passdb]]\ndriver = \"nosuch\"\npath = \"x\"\n", 5, "unknown driver 'nosuch'"},
       {kListener + "[[passdb]]\ndriver = \"passwd-file\"\npath = \"\"\n", 6, "must not be empty"},
       {kListener + "[[passdb]]\ndriver = \"passwd-file\"\n", 4, "missing required key 'path'"},
       {kListener + "[[passdb]]\npath = \"p\"\n", 4, "missing required key 'driver'"},

@@ -77,7 +77,7 @@ TEST(AuthVerdict, TempFailIsNoFailedLogin) {
 }
 
 TEST(AuthVerdict, NoProxyFieldIsAConfigurationError) {
-  auto v = judge(lookup(passdb::Result::Ok, "host=10.0.0.5"), kImap);
+  auto v = judge(lookup(passdb::Result::Ok, "port=1143"), kImap);
   EXPECT_FALSE(v.proxy);
   EXPECT_TRUE(v.config_error);
   EXPECT_FALSE(v.failed_login);
@@ -91,6 +91,37 @@ TEST(AuthVerdict, NologinIsDisabledWithItsReason) {
   EXPECT_EQ(v.reply, AuthFailure::Disabled);
   EXPECT_EQ(v.reason, "moved");
   EXPECT_FALSE(v.config_error);
+}
+
+TEST(AuthVerdict, HostWithoutProxyIsAReferral) {
+  auto v = judge(lookup(passdb::Result::Ok, "host=imap2.example.org nologin"), kImap);
+  EXPECT_FALSE(v.proxy);
+  EXPECT_FALSE(v.config_error);
+  ASSERT_TRUE(v.referral);
+  EXPECT_EQ(v.referral->host, "imap2.example.org");
+  EXPECT_EQ(v.referral->port, 143);  // the protocol's default
+  EXPECT_TRUE(v.referral->nologin);
+  EXPECT_EQ(v.referral->user, "alice");  // destuser defaults to the passdb's user
+  EXPECT_EQ(v.referral->reason, "Try this server instead.");
+  v = judge(lookup(passdb::Result::Ok, "host=10.1.1.1 port=1143 destuser=bob reason=moved"), kImap);
+  ASSERT_TRUE(v.referral);
+  EXPECT_FALSE(v.referral->nologin);
+  EXPECT_EQ(v.referral->user, "bob");
+  EXPECT_EQ(v.referral->port, 1143);
+  EXPECT_EQ(v.referral->reason, "moved");
+  // proxy beats host
+  EXPECT_TRUE(judge(lookup(passdb::Result::Ok, "proxy host=10.1.1.1 nologin"), kImap).proxy);
+  // a failed login is never referred
+  EXPECT_FALSE(judge(lookup(passdb::Result::Mismatch, "host=10.1.1.1 nologin"), kImap).referral);
+}
+
+TEST(AuthVerdict, ReferralHostThatWouldBreakTheReplyIsAConfigurationError) {
+  for (const char* h : {"a]b", "a)b", "a/b", "a@b", "a\"b"}) {
+    auto v = judge(lookup(passdb::Result::Ok, std::string("nologin host=") + h), kImap);
+    EXPECT_FALSE(v.referral) << h;
+    EXPECT_TRUE(v.config_error) << h;
+    EXPECT_EQ(v.reply, AuthFailure::TempFail) << h;
+  }
 }
 
 TEST(AuthVerdict, AuthorizationAsAnotherUserIsRefused) {
@@ -247,4 +278,31 @@ TEST(BackendDecisions, LinesAreCutOnLfWithOneCrDroppedAndLimited) {
   EXPECT_EQ(next_backend_line(b3, line), LineCut::TooLong);
   std::string b4(kBackendMaxLine + 2, 'z');  // no LF yet, already too long
   EXPECT_EQ(next_backend_line(b4, line), LineCut::TooLong);
+}
+
+TEST(BackendDecisions, RedirectEndpoint) {
+  const asio::ip::tcp::endpoint cur(asio::ip::make_address("10.0.0.1"), 143);
+  std::vector<asio::ip::tcp::endpoint> visited{cur};
+  ClientInfo ci = client();  // TTL 5
+  auto ep = [&](std::string_view t, unsigned hops = 0) {
+    return redirect_endpoint(t, cur, visited, ci, hops);
+  };
+  auto ok = [](const auto& r) { return std::get<asio::ip::tcp::endpoint>(r); };
+  auto err = [](const auto& r) { return std::get<ProxyFailure>(r); };
+  EXPECT_EQ(ok(ep("user1;AUTH=PLAIN@10.0.0.2:1143")),
+            asio::ip::tcp::endpoint(asio::ip::make_address("10.0.0.2"), 1143));
+  EXPECT_EQ(ok(ep("10.0.0.3")).port(), 143);  // the current port
+  EXPECT_EQ(ok(ep("a%40b@[2001:db8::1]:993")),
+            asio::ip::tcp::endpoint(asio::ip::make_address("2001:db8::1"), 993));
+  EXPECT_EQ(ok(ep("2001:db8::2")).address(), asio::ip::make_address("2001:db8::2"));
+  EXPECT_EQ(err(ep("imap.example.org:143")).reason,
+            "Redirect to imap.example.org:143: Failed to parse IP 'imap.example.org' (DNS lookups "
+            "not supported)");
+  EXPECT_EQ(err(ep("imap.example.org")).type, FailureType::InternalConfig);
+  for (auto bad : {"", "u@", "10.0.0.2:0", "10.0.0.2:65536", "10.0.0.2:x", "[::1", "[::1]x"})
+    EXPECT_EQ(err(ep(bad)).type, FailureType::InternalConfig) << bad;
+  EXPECT_EQ(err(ep("10.0.0.1:143")).reason, "Proxying loops - already connected to 10.0.0.1:143");
+  // TTL 5: four hops are allowed, the fifth is a loop.
+  EXPECT_NO_THROW(ok(ep("10.0.0.9", 3)));
+  EXPECT_EQ(err(ep("10.0.0.9", 4)).type, FailureType::RemoteConfig);
 }

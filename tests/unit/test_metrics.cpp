@@ -205,6 +205,9 @@ TEST(Metrics, ReloadsAndProcessFacts) {
   EXPECT_GT(p.max_fds, 0);
   EXPECT_EQ(value(after, "process_open_fds") > 0, true);
   EXPECT_NE(metrics::render().find("portier_build_info{version=\""), std::string::npos);
+  // The auth cache's counters (passdb::auth_cache_stats()) are exported too.
+  EXPECT_TRUE(after.count("portier_auth_cache_hits_total"));
+  EXPECT_TRUE(after.count("portier_auth_cache_entries"));
 }
 
 // The whole exposition passes promtool's parser and linter (names, _total,

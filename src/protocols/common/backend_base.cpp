@@ -19,6 +19,12 @@ BackendBase::BackendBase(const login::BackendLoginParams& p)
 
 BackendBase::~BackendBase() = default;  // password_ wipes itself
 
+login::BackendEvent BackendBase::redirected(std::string reason, std::string_view target) {
+  auto ev = fail(login::FailureType::AuthRedirect, std::move(reason));
+  failure_.redirect.assign(target);
+  return ev;
+}
+
 login::BackendEvent BackendBase::fail(login::FailureType type, std::string reason,
                                       std::string client_reply) {
   finished_ = true;

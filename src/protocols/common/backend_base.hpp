@@ -35,6 +35,9 @@ class BackendBase : public login::BackendLogin {
   /// End the attempt with a failure; secrets are wiped.
   login::BackendEvent fail(login::FailureType type, std::string reason,
                            std::string client_reply = {});
+  /// End the attempt with a backend referral to `target` ([user@]host[:port]),
+  /// which the engine follows (login::BackendDriver).
+  login::BackendEvent redirected(std::string reason, std::string_view target);
   /// Create sasl_ for mech_ and clear password_; false for an unknown mech.
   /// authcid = master if set, else the user; authzid = the user for master
   /// logins (or always, with `authzid_always`), empty otherwise.

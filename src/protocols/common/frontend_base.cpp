@@ -36,6 +36,14 @@ void FrontendBase::auth_failed(login::AuthFailure kind, std::string_view reason)
   refuse_login(kind, reason);
 }
 
+void FrontendBase::referred(const login::Referral& r) {
+  login_over();
+  if (refer(r)) {
+    set_close_reason("Login with referral");
+    closed();
+  }
+}
+
 void FrontendBase::feed(std::string_view data) {
   if (mode_ == Mode::Closed) return;
   in_.append(data);

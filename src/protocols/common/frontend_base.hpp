@@ -62,6 +62,10 @@ class FrontendBase : public login::Frontend {
   /// The engine refused the login: credentials forgotten, commands parsed
   /// again, the protocol's reply queued (refuse_login()).
   void auth_failed(login::AuthFailure kind, std::string_view reason) final;
+  /// The passdb referred the client: credentials forgotten, the protocol's
+  /// referral reply queued (refer()); closed when refer() says the reply
+  /// ends the session (an OK referral, as Dovecot: "Login with referral").
+  void referred(const login::Referral& r) final;
   void feed(std::string_view data) final;
   login::FrontendEvent next() final;
   sasl::Credentials take_credentials() final;
@@ -92,6 +96,9 @@ class FrontendBase : public login::Frontend {
   virtual void greet() = 0;
   /// Queue the reply to a login the engine refused.
   virtual void refuse_login(login::AuthFailure kind, std::string_view reason) = 0;
+  /// Queue the reply to a login referral (protocols/common/referral.hpp
+  /// renders the target); true when that reply ends the session.
+  virtual bool refer(const login::Referral& r) = 0;
   /// Parse buffered input in Commands or SaslResponse mode. By default for
   /// a line protocol (POP3, Submission): one line, the SASL response or a
   /// command for command_line().

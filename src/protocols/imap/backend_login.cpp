@@ -17,6 +17,7 @@
 // continuations `+ <b64>` are answered with bare base64 lines.
 
 #include "protocols/imap/backend_login.hpp"
+#include "protocols/common/referral.hpp"
 
 #include <string>
 
@@ -388,7 +389,8 @@ BackendEvent BackendLogin::on_login_reply(std::string_view rest) {
   if (code == "UNAVAILABLE") return fail(FailureType::AuthTempfail, reason, verbatim);
   if (code == "SERVERBUG") return fail(FailureType::RemoteConfig, reason);
   if (code == "LIMIT") return fail(FailureType::LimitReached, reason, verbatim);
-  if (code == "REFERRAL") return fail(FailureType::AuthRedirect, reason);
+  if (code == "REFERRAL")  // [REFERRAL imap://[user[;AUTH=m]@]host[:port]/] (RFC 2221)
+    return redirected(reason, common::referral_target_in(rest, "://", "/] "));
   // Other RFC 5530 codes a Dovecot backend uses for a refused login carry
   // something the user must act on: forwarded as they are. Any other code
   // (unknown, or made up by a non-Dovecot backend) gets the generic reply,

@@ -17,6 +17,7 @@
 // (take_pending_input); on failure parsing resumes with it.
 
 #include "protocols/imap/frontend.hpp"
+#include "protocols/common/referral.hpp"
 
 #include "core/secure.hpp"
 #include "core/strings.hpp"
@@ -288,6 +289,14 @@ void Frontend::refuse_login(AuthFailure kind, std::string_view reason) {
       reply(tag_, "NO [LIMIT] Too many sessions for this user.");
       break;
   }
+}
+
+bool Frontend::refer(const login::Referral& r) {
+  // RFC 2221: NO (nologin) or OK (logged in, but use that server; Dovecot
+  // then ends the session) with an IMAP URL (RFC 5092) naming the mechanism.
+  reply(tag_, std::string(r.nologin ? "NO" : "OK") + " [REFERRAL imap://" +
+                  common::referral_target(r, 143, true) + "/] " + core::one_line(r.reason));
+  return !r.nologin;
 }
 
 std::unique_ptr<login::BackendLogin> Frontend::make_backend_login(

@@ -37,6 +37,7 @@ class Frontend final : public common::FrontendBase {
  private:
   void greet() override;
   void refuse_login(login::AuthFailure kind, std::string_view reason) override;
+  bool refer(const login::Referral& r) override;
   Event parse() override;
   Event sasl_refused(sasl::Outcome outcome, std::string_view text) override;
   void on_tls_started() override;

@@ -19,6 +19,7 @@
 // may carry literals (`{n}` CRLF data): lines are joined until complete.
 
 #include "protocols/managesieve/backend_login.hpp"
+#include "protocols/common/referral.hpp"
 
 #include "core/base64.hpp"
 #include "core/secure.hpp"
@@ -238,7 +239,8 @@ BackendEvent BackendLogin::on_auth_reply(std::string_view raw, const Response& r
                                                        "Remote refused authentication (TRYLATER/NORETRY): " + reason);
       // Dovecot forgets to reply here (§13.4); the client gets the backend's NO.
       if (code.starts_with("LIMIT")) return fail(FailureType::LimitReached, reason, verbatim);
-      if (code == "REFERRAL") return fail(FailureType::AuthRedirect, reason);
+      if (code == "REFERRAL")  // NO (REFERRAL sieve://[user@]host[:port]) "..."
+        return redirected(reason, common::referral_target_in(r.code, "://", "/) "));
       // Anything else: hide the backend's wording (it could tell which users exist).
       return fail(FailureType::AuthReplied, reason, std::string(kAuthFailedReply));
     }

@@ -22,6 +22,7 @@
 // (take_pending_input); on failure parsing resumes with it.
 
 #include "protocols/managesieve/frontend.hpp"
+#include "protocols/common/referral.hpp"
 
 #include <array>
 
@@ -287,6 +288,15 @@ void Frontend::refuse_login(AuthFailure kind, std::string_view reason) {
          "LIMIT/CONNECTIONS");
       break;
   }
+}
+
+bool Frontend::refer(const login::Referral& r) {
+  // RFC 5804 REFERRAL response code: NO, or OK and the session ends.
+  output_ += r.nologin ? "NO" : "OK";
+  output_ += " (REFERRAL sieve://" + common::referral_target(r, 4190) + ") ";
+  append_string(output_, core::one_line(r.reason));
+  output_ += "\r\n";
+  return !r.nologin;
 }
 
 std::unique_ptr<login::BackendLogin> Frontend::make_backend_login(

@@ -41,6 +41,7 @@ class Frontend final : public common::FrontendBase {
  private:
   void greet() override;
   void refuse_login(login::AuthFailure kind, std::string_view reason) override;
+  bool refer(const login::Referral& r) override;
   Event parse() override;
   void send_challenge(std::string_view b64) override;
   Event sasl_refused(sasl::Outcome outcome, std::string_view text) override;

@@ -20,6 +20,7 @@
 // NUL) goes with AUTH PLAIN instead.
 
 #include "protocols/pop3/backend_login.hpp"
+#include "protocols/common/referral.hpp"
 
 #include "core/base64.hpp"
 #include "core/secure.hpp"
@@ -187,8 +188,8 @@ BackendEvent BackendLogin::login_failed(std::string_view line) {
   if (starts_with(text, "[SYS/TEMP]"))
     return fail(FailureType::AuthTempfail, text, verbatim);
   if (starts_with(text, "[IN-USE]")) return fail(FailureType::LimitReached, text, verbatim);
-  if (starts_with(text, "[REFERRAL/"))
-    return fail(FailureType::AuthRedirect, "Backend sent a referral (not followed): " + text);
+  if (starts_with(text, "[REFERRAL/"))  // [2.4] -ERR [REFERRAL/[user@]host[:port]] ...
+    return redirected(text, common::referral_target_in(text, "[REFERRAL/", "] "));
   // Codes about the mailbox or server state, not about the credentials.
   if (starts_with(text, "[SYS/PERM]") || starts_with(text, "[LOGIN-DELAY]"))
     return fail(FailureType::AuthReplied, text, verbatim);

@@ -26,6 +26,7 @@
 // parsing resumes with it. Three bad commands in a row disconnect.
 
 #include "protocols/pop3/frontend.hpp"
+#include "protocols/common/referral.hpp"
 
 #include "core/base64.hpp"
 #include "core/secure.hpp"
@@ -257,6 +258,12 @@ void Frontend::refuse_login(AuthFailure kind, std::string_view reason) {
                                  : one_line(reason)));
       break;
   }
+}
+
+bool Frontend::refer(const login::Referral& r) {
+  // Dovecot's POP3 referral has no OK form: always a refusal.
+  reply_line("-ERR [REFERRAL/" + common::referral_target(r, 110) + "] Referral");
+  return false;
 }
 
 std::unique_ptr<login::BackendLogin> Frontend::make_backend_login(

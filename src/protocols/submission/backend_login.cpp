@@ -20,6 +20,7 @@
 // response follows the backend's empty `334 `.
 
 #include "protocols/submission/backend_login.hpp"
+#include "protocols/common/referral.hpp"
 
 #include "core/base64.hpp"
 #include "core/secure.hpp"
@@ -329,9 +330,8 @@ BackendEvent BackendLogin::on_auth_line(unsigned status, bool last, std::string_
   }
   if (status / 100 == 4) return fail(FailureType::AuthTempfail, sanitize_for_log(first_text), reply);
   if (status == 550 && auth_enhanced_ == "5.2.900")
-    // [2.4] referral `550 5.2.900 user@host[:port] ...`: not followed in v1.
-    return fail(FailureType::AuthRedirect,
-                "Backend sent a referral (not followed): " + sanitize_for_log(first_text));
+    // [2.4] referral `550 5.2.900 [user@]host[:port] Referral`.
+    return redirected(sanitize_for_log(first_text), first_text.substr(0, first_text.find(' ')));
   return fail(FailureType::AuthReplied, sanitize_for_log(first_text), reply);
 }
 

@@ -19,6 +19,7 @@
 // (take_pending_input); on failure parsing resumes with it.
 
 #include "protocols/submission/frontend.hpp"
+#include "protocols/common/referral.hpp"
 
 #include "core/strings.hpp"
 #include "core/text.hpp"
@@ -274,6 +275,12 @@ void Frontend::refuse_login(AuthFailure kind, std::string_view reason) {
       reply_line("454 4.7.0 Too many sessions for this user.");
       break;
   }
+}
+
+bool Frontend::refer(const login::Referral& r) {
+  // Dovecot 2.4's redirect reply (no OK form: always a refusal).
+  reply_line("550 5.2.900 " + common::referral_target(r, 587) + " Referral");
+  return false;
 }
 
 std::unique_ptr<login::BackendLogin> Frontend::make_backend_login(

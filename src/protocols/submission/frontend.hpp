@@ -38,6 +38,7 @@ class Frontend final : public common::FrontendBase {
  private:
   void greet() override;
   void refuse_login(login::AuthFailure kind, std::string_view reason) override;
+  bool refer(const login::Referral& r) override;
   void send_challenge(std::string_view b64) override;
   void on_tls_started() override;
   void send_bye(Bye kind, std::string_view text) override;

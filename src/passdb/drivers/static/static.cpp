@@ -9,6 +9,32 @@ namespace portier::passdb::static_db {
 
 namespace {
 constexpr std::string_view kName = "static";
+void append_verbatim(std::string& out, std::string_view v) { out.append(v); }
+
+// parse_extra_fields() with spaces inside `%{...}` kept in their token
+// ("host=%{user | domain}.backend" is one field).
+std::vector<std::pair<std::string, std::string>> split_fields(std::string_view text) {
+  std::vector<std::pair<std::string, std::string>> out;
+  size_t i = 0;
+  while (i < text.size()) {
+    while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) ++i;
+    size_t start = i;
+    bool in_var = false;
+    for (; i < text.size(); ++i) {
+      char c = text[i];
+      if (!in_var && (c == ' ' || c == '\t')) break;
+      if (!in_var && c == '%' && i + 1 < text.size() && text[i + 1] == '{') in_var = true;
+      else if (in_var && c == '}') in_var = false;
+    }
+    std::string_view tok = text.substr(start, i - start);
+    if (tok.empty()) continue;
+    size_t eq = tok.find('=');
+    std::string_view k = tok.substr(0, eq);
+    if (k.empty()) continue;
+    out.emplace_back(std::string(k), eq == std::string_view::npos ? std::string() : std::string(tok.substr(eq + 1)));
+  }
+  return out;
+}
 }
 
 std::shared_ptr<const config::PassdbSettings> parse_settings(config::PassdbSection& section) {
@@ -16,6 +42,13 @@ std::shared_ptr<const config::PassdbSettings> parse_settings(config::PassdbSecti
   if (section.has("fields")) {
     auto f = section.string("fields");
     if (!f) return nullptr;
+    for (const auto& [k, v] : split_fields(*f)) {
+      if (k == "password") continue;  // a literal, never expanded
+      if (auto t = Template::compile(v); !t) {
+        section.error("fields", "passdb.fields: " + k + ": " + t.error().message);
+        return nullptr;
+      }
+    }
     s->fields = *f;
   }
   if (section.has("password")) {
@@ -30,15 +63,19 @@ Static::Static(const config::Passdb& cfg) : default_scheme_(cfg.default_pass_sch
   const auto& s = dynamic_cast<const Settings&>(*cfg.settings);
   password_ = s.password;
   for (const auto& [k, v] : parse_extra_fields(cfg.default_fields)) reply_.set(k, v);
-  for (auto& [k, v] : parse_extra_fields(s.fields)) {
+  for (auto& [k, v] : split_fields(s.fields)) {
     if (k == "password") {  // Dovecot's static args: password=<pw>
       password_ = v;
       core::secure_zero(v);
       continue;
     }
     reply_.set(k, v);
+    if (auto t = Template::compile(v); t && !t->variables().empty()) templated_.emplace_back(k, std::move(*t));
   }
-  for (const auto& [k, v] : parse_extra_fields(cfg.override_fields)) reply_.set(k, v);
+  for (const auto& [k, v] : parse_extra_fields(cfg.override_fields)) {
+    reply_.set(k, v);
+    std::erase_if(templated_, [&k](const auto& kt) { return kt.first == k; });
+  }
 }
 
 Static::~Static() { core::secure_zero(password_); }
@@ -48,6 +85,15 @@ Lookup Static::answer(const Request& req, bool may_hash, bool& needs_hash) const
   l.passdb = kName;
   l.reply = reply_;
   l.reply.user = std::string(req.user);
+  std::string value;
+  for (const auto& [k, t] : templated_) {
+    if (!t.expand(req, append_verbatim, value)) {
+      l.result = Result::TempFail;
+      l.error = "static: a variable in field '" + k + "' holds NUL";
+      return l;
+    }
+    l.reply.set(k, value);
+  }
   if (req.lookup_only) {
     l.result = Result::Ok;
     return l;

@@ -17,7 +17,11 @@
 //  - no password: with `nopassword` -> Ok (the backend checks the
 //    client's password), without it -> Mismatch.
 // The reply's user is the login name; fields are default_fields, `fields`,
-// override_fields (later values replace earlier ones). No %variables.
+// override_fields (later values replace earlier ones). Values in `fields`
+// may use Dovecot's %variables (vars.hpp, 2.3 and 2.4 forms, e.g.
+// "host=%{user | domain}.backend"), expanded per login without escaping
+// (the value is a field, not a query); an unknown variable is a config error
+// at the `fields` line; a value holding NUL fails the lookup (TempFail).
 
 #include <memory>
 #include <string>
@@ -25,6 +29,7 @@
 #include "config/config.hpp"
 #include "core/result.hpp"
 #include "passdb/passdb.hpp"
+#include "passdb/vars.hpp"
 
 namespace portier::passdb::static_db {
 
@@ -49,6 +54,8 @@ class Static final : public Passdb, public std::enable_shared_from_this<Static> 
  private:
   Lookup answer(const Request& req, bool may_hash, bool& needs_hash) const;
   Reply reply_;            ///< fields, without the user
+  /// `fields` values with variables, expanded into reply_'s copy per login.
+  std::vector<std::pair<std::string, Template>> templated_;
   std::string password_;   ///< wiped on destruction
   std::string default_scheme_;
 };

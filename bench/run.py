@@ -10,6 +10,8 @@ Measurements (every one on loopback, bounded in count and time):
   fast     the same cycle against the scripted fast backend (logins/s).
   idle     N logged-in idle sessions through each proxy, fresh proxy process,
            PSS summed over its processes, (after - before) / N; plain and TLS.
+  metrics  CPU per login with GET /metrics scraped every second vs none
+           (issue 11), and the CPU of one scrape.
   relay    a large FETCH (fetches x msg-size bytes) through each proxy and
            through bare splice / copy / TLS relays: GB/s and CPU s per GB.
   passdb   the fast-backend login cycle through portier with each passdb:
@@ -66,7 +68,7 @@ class Bench:
         self.work = self.out / "work"
         self.work.mkdir(exist_ok=True)
         self.results: dict = {"meta": {}, "login": [], "fast": [], "idle": [], "relay": [],
-                              "syscalls": [], "passdb": []}
+                              "syscalls": [], "passdb": [], "metrics": []}
         self.failures: list[str] = []
         self.stack: list = []
 
@@ -297,6 +299,81 @@ class Bench:
             top = ", ".join(f"{k} {v:.1f}" for k, v in list(per.items())[:8])
             log(f"sys   {name:8} {total:.1f} syscalls/login: {top}")
 
+    def measure_metrics(self) -> None:
+        """Issue 11: CPU per login with GET /metrics scraped every second vs no
+        scrapes (counting is always on), on one portier with the admin
+        listener, rounds interleaved (off/on, then on/off), fast backend, 50
+        clients; plus the CPU of one scrape on an idle process. Skipped (and
+        recorded as such) when this build has no admin listener."""
+        import threading
+        import urllib.request
+        a = self.a
+        admin = peers.free_port()
+        key = "bench-metrics-key"
+        p = PortierProxy(Path(a.build) / "portier", self.work / "portier-metrics", self.certs,
+                         portier_users(a.users, self.dc.ports["imap"], self.fast.port),
+                         workers=a.workers,
+                         settings={"admin": {"listen": f"127.0.0.1:{admin}", "api_key": key}})
+        try:
+            p.start()
+        except Exception as e:  # config rejected: no admin listener in this build
+            log(f"metrics: skipped, portier with [admin] did not start: {e}")
+            self.results["metrics"] = [{"skipped": str(e)}]
+            return
+        self.stack.append(p)
+        url = f"http://127.0.0.1:{admin}/metrics"
+
+        def scrape() -> int:
+            req = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return len(r.read())
+
+        size = scrape()
+        # The scrape alone: N scrapes of an idle process.
+        n = 5 if a.smoke else 50
+        c0 = tree_cpu(p.roots())
+        for _ in range(n):
+            scrape()
+        scrape_ms = (tree_cpu(p.roots()) - c0) * 1e3 / n
+        rows = self.results.setdefault("metrics", [])
+        rows.append({"mode": "scrape", "scrapes": n, "cpu_ms_per_scrape": scrape_ms, "bytes": size})
+        log(f"metrics scrape: {size} bytes, {scrape_ms:.3f} ms CPU per scrape (idle, {n} scrapes)")
+        for rnd in range(a.rounds):
+            for mode in (("off", "on") if rnd % 2 == 0 else ("on", "off")):
+                stop = threading.Event()
+                scrapes: list[int] = []
+
+                def scraper() -> None:
+                    while not stop.wait(1.0):
+                        scrapes.append(scrape())
+                t = threading.Thread(target=scraper, daemon=True) if mode == "on" else None
+                c0 = tree_cpu(p.roots())
+                if t:
+                    t.start()
+                args = ["login", "--port", str(p.port), "--clients", str(a.fast_clients),
+                        "--duration", str(a.metrics_duration), "--user-prefix", "fast",
+                        "--users", str(a.users), "--pass", PASS, "--threads", str(a.loadgen_threads)]
+                res = self.run_loadgen(args, timeout=a.metrics_duration + 60)
+                if t:
+                    stop.set()
+                    t.join(10)
+                c1 = tree_cpu(p.roots())
+                logins = max(res["cycles"], 1)
+                res.update(target="portier", mode=mode, round=rnd, scrapes=len(scrapes),
+                           load=self.load()[0], proxy_cpu_ms_per_login=(c1 - c0) * 1e3 / logins)
+                rows.append(res)
+                self.check(f"metrics {mode}", res, "cycles")
+                log(f"metrics {mode:3} round {rnd}: {res['rate']:8.1f}/s cpu/login "
+                    f"{res['proxy_cpu_ms_per_login']:.4f} ms, {len(scrapes)} scrapes")
+        med = {m: statistics.median(r["proxy_cpu_ms_per_login"] for r in rows if r.get("mode") == m)
+               for m in ("off", "on")}
+        rows.append({"mode": "summary", "off_ms": med["off"], "on_ms": med["on"],
+                     "delta_pct": (med["on"] / med["off"] - 1) * 100 if med["off"] else None})
+        log(f"metrics: CPU per login off {med['off']:.4f} ms, on {med['on']:.4f} ms "
+            f"({(med['on'] / med['off'] - 1) * 100:+.2f} %)")
+        p.stop()
+        self.stack.remove(p)
+
     def measure_passdb(self) -> None:
         """Logins through portier per passdb driver, and nginx + the same
         auth_http service (see the module docstring)."""
@@ -420,15 +497,18 @@ def main() -> int:
     ap.add_argument("--fetches", type=int, default=16)
     ap.add_argument("--relay-rounds", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2, help="portier worker threads")
+    ap.add_argument("--metrics-duration", type=float, default=10.0,
+                    help="seconds per login run of the metrics phase")
     ap.add_argument("--phases", nargs="+",
-                    default=["logins", "fast", "idle", "relay", "syscalls", "passdb"],
-                    choices=["logins", "fast", "idle", "relay", "syscalls", "passdb"])
+                    default=["logins", "fast", "idle", "relay", "syscalls", "passdb", "metrics"],
+                    choices=["logins", "fast", "idle", "relay", "syscalls", "passdb", "metrics"])
     a = ap.parse_args()
     if a.smoke:
         a.rounds, a.duration, a.clients, a.fast_clients = 1, 0.5, [1, 4], 4
         a.relay_rounds = 1
         a.sessions, a.msg_size, a.fetches, a.users = [20], 1 << 20, 2, 4
         a.syscall_logins = 20
+        a.metrics_duration = 1.5
     return Bench(a).run()
 
 

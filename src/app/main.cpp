@@ -27,10 +27,12 @@
 #include "core/secure.hpp"
 #include "doveadm/service.hpp"
 #include "log/log.hpp"
+#include "login/counters.hpp"
 #include "login/runtime.hpp"
 #include "passdb/cache.hpp"
 #include "passdb/registry.hpp"
 #include "login/server.hpp"
+#include "metrics/prometheus.hpp"
 #include "protocols/registry.hpp"
 #include "tls/context.hpp"
 
@@ -117,6 +119,7 @@ portier::admin::ReloadResult reload_config(const std::string& path, portier::log
   if (!fresh) {
     portier::log::write(Level::Error, "portier", "Config reload failed, keeping the old config:");
     for (const auto& e : res.errors) portier::log::write(Level::Error, "portier", e);
+    portier::login::Counters::reloaded(false);  // metrics: portier_config_reloads_total
     notifier.reloaded(server.connections(), false);
     return res;
   }
@@ -255,6 +258,7 @@ int main(int argc, char** argv) {
       server.kick(std::move(match), delay, std::move(done));
     };
     portier::admin::Hooks hooks;
+    hooks.metrics = [] { return portier::metrics::render(); };
     hooks.cache_flush = [](const std::vector<std::string>& users) {
       return portier::passdb::auth_cache_flush(users);
     };

@@ -117,10 +117,11 @@ BackendLoginParams backend_params(const passdb::ProxyFields& f, sasl::Credential
 }
 
 net::Task<void> FailureDelay::wait(std::string key, const config::Config& cfg,
-                                   const Abort& abort) {
+                                   const Abort& abort, Counters::Live* counters) {
   governor_.record_auth_failure(key);
   auto d = governor_.failure_delay(key, cfg.auth.failure_delay, cfg.login.auth_penalty_max);
   if (d.count() <= 0 || abort.stopped) co_return;
+  if (counters) Counters::failure_delay(*counters, d, d > cfg.auth.failure_delay);
   timer_.expires_after(d);
   co_await timer_.async_wait(net::use_nothrow);
 }
@@ -153,7 +154,31 @@ Task<passdb::Lookup> AuthFlow::verify(const sasl::Credentials& c) {
     if (const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl_)) req.tls_cipher = SSL_CIPHER_get_name(cipher);
   }
   req.hashing = &pool_;
-  co_return co_await snap_->passdbs.lookup(req);
+  const auto t0 = std::chrono::steady_clock::now();
+  passdb::Lookup l = co_await snap_->passdbs.lookup(req);
+  count_passdb(l, std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::steady_clock::now() - t0));
+  co_return l;
+}
+
+// Dovecot's auth_passdb_request_finished results: ok, password_mismatch,
+// user_unknown, internal_failure (kPassdbResultNames order).
+void AuthFlow::count_passdb(const passdb::Lookup& l, std::chrono::microseconds took) {
+  size_t result = 3;
+  switch (l.result) {
+    case passdb::Result::Ok:
+      result = 0;
+      break;
+    case passdb::Result::Mismatch:
+      result = 1;
+      break;
+    case passdb::Result::UnknownUser:
+      result = 2;
+      break;
+    case passdb::Result::TempFail:
+      break;
+  }
+  Counters::passdb_request(Counters::local().passdb(l.passdb.empty() ? "none" : l.passdb), result, took);
 }
 
 Task<AuthVerdict> AuthFlow::run(const sasl::Credentials& creds) {

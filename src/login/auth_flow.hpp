@@ -59,8 +59,9 @@ BackendLoginParams backend_params(const passdb::ProxyFields& f, sasl::Credential
 class FailureDelay {
  public:
   FailureDelay(const asio::any_io_executor& ex, Governor& gov) : timer_(ex), governor_(gov) {}
-  /// Record a failure for `key` and wait out its delay.
-  net::Task<void> wait(std::string key, const config::Config& cfg, const Abort& abort);
+  /// Record a failure for `key` and wait out its delay (counted in `counters`).
+  net::Task<void> wait(std::string key, const config::Config& cfg, const Abort& abort,
+                       Counters::Live* counters = nullptr);
   void cancel() { timer_.cancel(); }
 
  private:
@@ -85,6 +86,8 @@ class AuthFlow {
 
  private:
   net::Task<passdb::Lookup> verify(const sasl::Credentials& c);
+  /// The passdb's answer and latency into the worker's passdb counters.
+  static void count_passdb(const passdb::Lookup& l, std::chrono::microseconds took);
 
   std::shared_ptr<const Snapshot> snap_;
   const Protocol& protocol_;

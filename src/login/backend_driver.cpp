@@ -380,6 +380,9 @@ Task<std::optional<ProxyFailure>> BackendDriver::dialogue(const passdb::ProxyFie
   for (;;) {
     std::string line;
     if (auto rf = co_await read_line(line)) co_return rf;
+    // A failure is counted under the state it arrived in ("id+login/banner":
+    // the reply to ID or LOGIN), not the state after the failing reply.
+    std::string arrived_in = last_state_;
     BackendEvent ev = bl_->on_line(line);
     for (;;) {
       last_state_ = bl_->state();
@@ -398,6 +401,7 @@ Task<std::optional<ProxyFailure>> BackendDriver::dialogue(const passdb::ProxyFie
     last_state_ = bl_->state();
     if (ev == BackendEvent::Continue) continue;
     if (ev == BackendEvent::Success) co_return std::nullopt;
+    last_state_ = std::move(arrived_in);
     co_return bl_->failure();
   }
 }
@@ -405,6 +409,7 @@ Task<std::optional<ProxyFailure>> BackendDriver::dialogue(const passdb::ProxyFie
 Task<std::optional<ProxyFailure>> BackendDriver::backend_tls(const passdb::ProxyFields& f) {
   SSL_CTX* ctx = f.any_cert ? snap_.backend_anycert_ctx.get() : snap_.backend_verify_ctx.get();
   auto hs = co_await backend_->handshake_client(ctx, f.host, !f.any_cert);
+  Counters::tls_handshake(log_.counters(), TlsLeg::Backend, hs.ok);
   if (hs.ok) co_return std::nullopt;
   if (timed_out_ || abort_.any())
     co_return ProxyFailure{FailureType::Connect,

@@ -68,6 +68,7 @@ Task<FrontendDriver::Next> FrontendDriver::start_tls() {
     co_return Next::End;
   }
   auto hs = co_await client_.handshake_server(snap_.server_ctx.get());
+  Counters::tls_handshake(log_.counters(), TlsLeg::Client, hs.ok);
   if (!hs.ok) {
     end("TLS handshaking: " + log::sanitize(hs.error));
     co_return Next::End;

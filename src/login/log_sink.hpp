@@ -37,13 +37,15 @@ struct LogContext {
   std::string service;
   std::string prefix;    // "proxy(user,dest): "
   std::string elements;  // "user=<…>, method=…, rip=…, …"
-  Counters::Live* counters = nullptr;  // the worker's slot for `service` (the relay ends there too)
+  Counters::Live* counters = nullptr;  // the worker's slot for `service` and listener (the relay ends there too)
   log::Fields fields;    // the same as JSON fields (only with format = "json")
 };
 
 class SessionLog {
  public:
-  SessionLog(std::string_view service, const ClientInfo& ci) : service_(service), ci_(ci) {}
+  /// `listener`: the listener's label for the counters ("127.0.0.1:143").
+  SessionLog(std::string_view service, const ClientInfo& ci, std::string_view listener = {})
+      : service_(service), listener_(listener), ci_(ci) {}
 
   void set_user(std::string user, std::string method) {
     user_ = std::move(user);
@@ -65,6 +67,13 @@ class SessionLog {
   const std::string& lip() const;
   std::string elements() const;
 
+  /// This worker's counter slot for the service and listener, found once per
+  /// session (for the counting points outside the events).
+  Counters::Live& counters() const {
+    if (!counters_) counters_ = &Counters::local().slot(service_, listener_);
+    return *counters_;
+  }
+
  private:
   std::string proxy_prefix() const;
   /// The session's fields of a JSON line, `event` first.
@@ -73,13 +82,8 @@ class SessionLog {
   void proxy_line(const log::Fields* f, log::Level lvl, std::string_view msg) const;
   void auth_line(const log::Fields* f, log::Level lvl, std::string_view driver,
                  std::string_view msg) const;
-  /// This worker's counter slot for the service, found once per session.
-  Counters::Live& counters() const {
-    if (!counters_) counters_ = &Counters::local().slot(service_);
-    return *counters_;
-  }
-
   std::string_view service_;
+  std::string_view listener_;
   const ClientInfo& ci_;
   std::string user_;
   std::string method_;

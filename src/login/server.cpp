@@ -10,6 +10,7 @@
 #include <asio/steady_timer.hpp>
 
 #include "log/log.hpp"
+#include "login/counters.hpp"
 #include "net/awaitable.hpp"
 #include "net/deadline.hpp"
 #include "net/socket.hpp"
@@ -40,7 +41,8 @@ Server::Server(std::shared_ptr<const Snapshot> snapshot, std::vector<const Proto
   auth_pool_ = std::make_unique<asio::thread_pool>(std::max(2u, n));
   for (size_t i = 0; i < snapshot_->cfg.listeners.size(); ++i)
     listeners_.push_back({protocols_[i], snapshot_->cfg.listeners[i].tls,
-                          snapshot_->cfg.listeners[i].haproxy ? "haproxy" : ""});
+                          snapshot_->cfg.listeners[i].haproxy ? "haproxy" : "", {}});
+  listener_names_.resize(listeners_.size());
 }
 
 Server::~Server() { shutdown(); }
@@ -51,8 +53,11 @@ std::shared_ptr<const Snapshot> Server::snapshot() const {
 }
 
 void Server::reload(std::shared_ptr<const Snapshot> snapshot) {
-  std::lock_guard lock(snap_mutex_);
-  snapshot_ = std::move(snapshot);
+  {
+    std::lock_guard lock(snap_mutex_);
+    snapshot_ = std::move(snapshot);
+  }
+  Counters::reloaded(true);
 }
 
 core::Result<void> Server::bind() {
@@ -86,6 +91,10 @@ core::Result<void> Server::bind() {
       port = acc->local_endpoint().port();
       w->acceptors.push_back(std::move(acc));
     }
+    // The metrics' listener label; its counters exist (at zero) from now on.
+    listener_names_[li] = fmt::format("{}:{}", addr.is_v6() ? "[" + l.address + "]" : l.address, port);
+    listeners_[li].name = listener_names_[li];
+    Counters::local().slot(listeners_[li].protocol->service, listeners_[li].name);
     log::logf(log::Level::Info, "portier", "Listening on {}:{} ({}, tls={}{})",
               addr.is_v6() ? "[" + l.address + "]" : l.address, port, l.protocol,
               tls_name(l.tls), l.haproxy ? ", haproxy" : "");

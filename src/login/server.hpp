@@ -87,6 +87,7 @@ class Server {
   std::vector<const Protocol*> protocols_;
   std::vector<const SiblingService*> siblings_;  // per listener; null = login
   std::vector<ListenerInfo> listeners_;
+  std::vector<std::string> listener_names_;  // ListenerInfo::name points here (set by bind())
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<asio::thread_pool> auth_pool_;
 };

@@ -37,13 +37,16 @@ class Session final : public Stoppable {
           std::shared_ptr<const Snapshot> snap, const ListenerInfo& li, SessionRegistry& reg,
           asio::thread_pool& pool, Governor& gov)
       : client_(std::move(socket)), eps_(eps), snap_(std::move(snap)), listener_(li), registry_(reg),
-        pool_(pool), governor_(gov), log_(li.protocol->service, ci_),
+        pool_(pool), governor_(gov), log_(li.protocol->service, ci_, li.name),
         front_(client_, *snap_, ci_, log_, abort_, stats_, conn_lease_),
         delay_(client_.socket().get_executor(), gov) {
     registry_.sessions.insert(this);
+    Counters::connection_opened(log_.counters());
   }
   ~Session() {
     registry_.sessions.erase(this);
+    // A relayed connection is closed (and counted) by the relay's end.
+    if (phase_ != Phase::Relay) Counters::connection_closed(log_.counters());
     // conn_lease_ / user_lease_ release exactly what they were admitted under.
     if (phase_ == Phase::BackendLogin) governor_.backend_login_finished();
   }
@@ -120,6 +123,7 @@ class Session final : public Stoppable {
     });
     if (implicit_tls) {
       auto hs = co_await client_.handshake_server(snap_->server_ctx.get());
+      Counters::tls_handshake(log_.counters(), TlsLeg::Client, hs.ok);
       if (!hs.ok) {
         log_.emit(events::PreloginEnded{"TLS handshaking: " + log::sanitize(hs.error),
                                         stats_.summary(), ci_.health_check});
@@ -188,14 +192,19 @@ class Session final : public Stoppable {
   /// Local authentication, then the backend login. True: relaying.
   Task<bool> login() {
     sasl::Credentials creds = front_.fe().take_credentials();
+    const auto t0 = Clock::now();
     ++stats_.attempts;
     stats_.last_failure.reset();
     log_.set_user(creds.authcid, core::to_upper(creds.mech));
     AuthFlow flow(snap_, *listener_.protocol, ci_, pool_, log_, abort_, stats_.attempts,
                   client_.ssl());
     AuthVerdict v = co_await flow.run(creds);
-    if (v.aborted) co_return false;
+    if (v.aborted) {
+      Counters::login_result(log_.counters(), LoginResult::Aborted);
+      co_return false;
+    }
     if (!v.proxy) {
+      Counters::login_result(log_.counters(), verdict_result(v));
       if (v.failed_login) co_await delay_failure();
       if (v.referral)
         front_.fe().referred(*v.referral);
@@ -209,20 +218,48 @@ class Session final : public Stoppable {
     const unsigned max_user = snap_->cfg.login.max_sessions_per_user;
     if (!governor_.admit_user(log_.user(), max_user, user_lease_)) {
       log_.emit(events::UserLimit{max_user});
+      Counters::login_result(log_.counters(), LoginResult::UserLimit);
       front_.fe().auth_failed(AuthFailure::Limit, {});
       params.password.clear();
       co_return false;
     }
-    co_return co_await backend_login(v.fields, params);
+    const bool ok = co_await backend_login(v.fields, params);
+    if (ok) Counters::login_duration(log_.counters(), since(t0));
+    co_return ok;
+  }
+
+  /// A local refusal's result for the counters.
+  static LoginResult verdict_result(const AuthVerdict& v) {
+    if (v.refused) {
+      switch (*v.refused) {
+        case events::AuthRefused::Why::AuthzDenied:
+          return LoginResult::AuthzDenied;
+        case events::AuthRefused::Why::Mismatch:
+          return LoginResult::PasswordMismatch;
+        case events::AuthRefused::Why::UnknownUser:
+          return LoginResult::UserUnknown;
+        case events::AuthRefused::Why::TempFail:
+          return LoginResult::PassdbTempfail;
+      }
+    }
+    return v.reply == AuthFailure::Disabled ? LoginResult::Disabled : LoginResult::ConfigError;
+  }
+  static std::chrono::microseconds since(Clock::time_point t0) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);
   }
 
   Task<bool> backend_login(const passdb::ProxyFields& f, BackendLoginParams& params) {
     phase_ = Phase::BackendLogin;
     governor_.backend_login_started();
     driver_.emplace(client_, *snap_, governor_, log_, abort_, stats_.start);
+    const auto t0 = Clock::now();
     auto r = co_await driver_->run(front_.fe(), f, params);
     params.password.clear();
+    Counters::login_result(log_.counters(), r == BackendDriver::Result::LoggedIn ? LoginResult::Success
+                                            : r == BackendDriver::Result::Failed ? LoginResult::BackendFailed
+                                                                                 : LoginResult::Aborted);
     if (r == BackendDriver::Result::LoggedIn) {
+      Counters::backend_login_duration(log_.counters(), since(t0));
       // The login counts as a success only now that the backend accepted it.
       governor_.record_auth_success(penalty_key());
       destuser_ = params.user;
@@ -265,7 +302,7 @@ class Session final : public Stoppable {
 
   /// A failed login; the penalty key is the client's (possibly forwarded)
   /// address, IPv6 grouped by login.ipv6_prefix.
-  Task<void> delay_failure() { return delay_.wait(penalty_key(), snap_->cfg, abort_); }
+  Task<void> delay_failure() { return delay_.wait(penalty_key(), snap_->cfg, abort_, &log_.counters()); }
   std::string penalty_key() const {
     return Governor::ip_key(ci_.remote_ip, snap_->cfg.login.ipv6_prefix);
   }

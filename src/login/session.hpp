@@ -89,6 +89,9 @@ struct ListenerInfo {
   /// The connection preface to run before the session (net/preface.hpp
   /// registry name, e.g. "haproxy"); empty = none.
   std::string_view preface;
+  /// The bound address, "127.0.0.1:143" / "[::]:993": the metrics' `listener`
+  /// label (storage owned by the Server).
+  std::string_view name;
 };
 
 /// Accepted connection → complete session. `auth_pool` runs password checks.

@@ -259,9 +259,10 @@ int main(int argc, char** argv) {
     };
     portier::admin::Hooks hooks;
     hooks.metrics = [] { return portier::metrics::render(); };
-    hooks.cache_flush = [](const std::vector<std::string>& users) {
-      return portier::passdb::auth_cache_flush(users);
-    };
+    if (snap->cfg.auth.cache.size > 0)  // bound at start, like the listener
+      hooks.cache_flush = [](const std::vector<std::string>& users) {
+        return portier::passdb::auth_cache_flush(users);
+      };
     if (doveadm)  // per-user doveadm HTTP API commands go to the user's backend
       hooks.forward = [&doveadm](nlohmann::json cmd, std::function<void(nlohmann::json)> done) {
         doveadm->http_command(std::move(cmd), std::move(done));

@@ -29,6 +29,24 @@ std::string Error::to_string() const {
 
 namespace {
 
+/// A control-plane listener address: "ip:port" or "[ipv6]:port" (port 0 =
+/// any). False when it is neither.
+bool parse_listen(const std::string& s, std::string& host, uint16_t& port) {
+  const size_t colon = s.rfind(':');
+  if (colon == std::string::npos || colon + 1 >= s.size() || s.size() - colon - 1 > 5 ||
+      s.find_first_not_of("0123456789", colon + 1) != std::string::npos)
+    return false;
+  std::string h = s.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  const unsigned long p = std::stoul(s.substr(colon + 1));
+  asio::error_code ec;
+  asio::ip::make_address(h, ec);
+  if (ec || p > 65535) return false;
+  host = h;
+  port = static_cast<uint16_t>(p);
+  return true;
+}
+
 const char* type_name(toml::node_type t) {
   switch (t) {
     case toml::node_type::table: return "table";
@@ -899,22 +917,8 @@ class Loader {
       if (key == "listen") {
         std::string s;
         if (!get_string(v, "doveadm.listen", s)) continue;
-        // "ip:port" or "[ipv6]:port"
-        size_t colon = s.rfind(':');
-        std::string host = colon == std::string::npos ? "" : s.substr(0, colon);
-        if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-        unsigned long port = 0;
-        bool ok = colon != std::string::npos && colon + 1 < s.size() && colon + 6 >= s.size() &&
-                  s.find_first_not_of("0123456789", colon + 1) == std::string::npos;
-        if (ok) port = std::stoul(s.substr(colon + 1));
-        asio::error_code ec;
-        asio::ip::make_address(host, ec);
-        if (!ok || port > 65535 || ec) {
+        if (!parse_listen(s, d.listen_address, d.listen_port))
           error(v, "doveadm.listen: expected \"<ip>:<port>\" (e.g. \"127.0.0.1:2425\", \"[::1]:2425\"), got '" + s + "'");
-          continue;
-        }
-        d.listen_address = host;
-        d.listen_port = static_cast<uint16_t>(port);
       } else if (key == "password") {
         get_string(v, "doveadm.password", d.password);
       } else if (key == "backend_password") {
@@ -943,31 +947,15 @@ class Loader {
         error(t, "doveadm: passwords and the API key must not contain NUL, CR or LF");
         break;
       }
+  }
+
   void load_admin(const toml::table& t, Admin& a) {
     for (const auto& [k, v] : t) {
       std::string_view key = k.str();
       if (key == "listen") {
-        if (get_string(v, "admin.listen", a.listen)) {
-          // "ip:port" or "[ipv6]:port"
-          auto colon = a.listen.rfind(':');
-          std::string host = colon == std::string::npos ? "" : a.listen.substr(0, colon);
-          if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-          asio::error_code ec;
-          asio::ip::make_address(host, ec);
-          unsigned long port = 70000;
-          if (colon != std::string::npos) {
-            try {
-              size_t used = 0;
-              port = std::stoul(a.listen.substr(colon + 1), &used);
-              if (used != a.listen.size() - colon - 1) port = 70000;
-            } catch (...) {
-            }
-          }
-          if (ec || port > 65535)
-            error(v, "admin.listen: expected \"IP:PORT\" (e.g. \"127.0.0.1:9143\", \"[::1]:9143\")");
-          a.listen_address = host;
-          a.listen_port = static_cast<uint16_t>(port > 65535 ? 0 : port);
-        }
+        if (get_string(v, "admin.listen", a.listen) &&
+            !parse_listen(a.listen, a.listen_address, a.listen_port))
+          error(v, "admin.listen: expected \"IP:PORT\" (e.g. \"127.0.0.1:9143\", \"[::1]:9143\")");
       } else if (key == "api_key") {
         if (get_string(v, "admin.api_key", a.api_key) && a.api_key.size() < 16)
           error(v, "admin.api_key: at least 16 characters");

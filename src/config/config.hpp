@@ -285,6 +285,8 @@ struct Doveadm {
   uint16_t http_port = 8080;
   std::string backend_api_key;  ///< the backends' doveadm_api_key; "" = no HTTP forwarding
   int line = 0;
+};
+
 /// [admin]: the control plane (docs/ADMIN.md). Both listeners are off by default.
 struct Admin {
   std::string listen;       ///< "127.0.0.1:9143" / "[::1]:9143" (HTTP); empty = off; port 0 allowed

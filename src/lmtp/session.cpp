@@ -171,6 +171,20 @@ class Session final : public login::Stoppable, public std::enable_shared_from_th
     for (auto& b : backends_)
       if (b->conn) b->conn->cancel();
   }
+  /// Admin kick: the connection ends now (the sending MTA retries whatever
+  /// was not acknowledged, as after any lost connection).
+  void kick() override { stop(true); }
+  uint64_t id() const override { return id_; }
+  login::SessionRow row() const override {
+    login::SessionRow r;
+    r.id = id_;
+    r.protocol = "lmtp";
+    r.src_ip = remote_ip_;
+    r.src_port = remote_port_;
+    r.state = busy_ ? "transaction" : "idle";
+    r.since = since_;
+    return r;
+  }
 
  private:
   // ---- client leg
@@ -202,6 +216,8 @@ class Session final : public login::Stoppable, public std::enable_shared_from_th
   login::SessionRegistry& registry_;
   const config::Config& cfg_;
 
+  const uint64_t id_ = login::next_session_id();
+  const std::chrono::system_clock::time_point since_ = std::chrono::system_clock::now();
   std::string sid_;
   std::string remote_ip_, local_ip_;
   asio::ip::address local_addr_;

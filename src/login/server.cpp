@@ -94,7 +94,8 @@ core::Result<void> Server::bind() {
     // The metrics' listener label; its counters exist (at zero) from now on.
     listener_names_[li] = fmt::format("{}:{}", addr.is_v6() ? "[" + l.address + "]" : l.address, port);
     listeners_[li].name = listener_names_[li];
-    Counters::local().slot(listeners_[li].protocol->service, listeners_[li].name);
+    if (listeners_[li].protocol)  // a sibling service (LMTP) has no login counters
+      Counters::local().slot(listeners_[li].protocol->service, listeners_[li].name);
     log::logf(log::Level::Info, "portier", "Listening on {}:{} ({}, tls={}{})",
               addr.is_v6() ? "[" + l.address + "]" : l.address, port, l.protocol,
               tls_name(l.tls), l.haproxy ? ", haproxy" : "");

@@ -242,7 +242,7 @@ def test_metrics_and_unknown_routes(setup):
     h = {"Authorization": "Bearer " + KEY}
     st, body = adm.raw("GET", "/metrics", headers=h)
     assert st == 200
-    assert re.search(rb'portier_logins_total\{service="imap-login"\} 1', body), body
+    assert re.search(rb'portier_logins_total\{protocol="imap",result="success"\} 1\n', body), body
     assert adm.raw("GET", "/nope", headers=h)[0] == 404
     assert adm.raw("GET", "/doveadm/v1", headers=h)[0] == 405
     st, body = adm.raw("POST", "/doveadm/v1", "{not json", h)

@@ -364,3 +364,51 @@ def test_stop_with_open_doveadm_connections(make_portier, backends):
     assert time.monotonic() - t0 < 5
     idle.close()
     half.close()
+
+
+ADMIN_KEY = "dv-admin-api-key-0123456789"
+ADMIN_RE = re.compile(r"Listening on 127\.0\.0\.1:(\d+) \(admin")
+
+
+def http_post(port: int, key: str, body: str) -> tuple[int, object]:
+    import json
+    r = subprocess.run(["curl", "-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}",
+                        "-H", f"Authorization: X-Dovecot-API {base64.b64encode(key.encode()).decode()}",
+                        "-H", "Content-Type: application/json", "--data-binary", body,
+                        f"http://127.0.0.1:{port}/doveadm/v1"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    text, _, code = r.stdout.rpartition("\n")
+    try:
+        return int(code), json.loads(text)
+    except ValueError:
+        return int(code), text
+
+
+def test_http_api_through_the_admin_listener(make_portier, backends):
+    """curl → portier's admin listener POST /doveadm/v1 → the user's backend's
+    doveadm HTTP API: the same answer as asking that backend directly; an
+    unknown user gets doveadm's exit code 67."""
+    a, b = backends
+    users = [User("user1", None, proxy(port=a.ports["doveadm"])),
+             User("alice", None, proxy(port=a.ports["doveadm"]))]
+    settings = {"doveadm": {"listen": "127.0.0.1:0", "password": CLIENT_PW,
+                            "backend_password": BACKEND_PW, "timeout": "2s",
+                            "http_port": a.ports["doveadm_http"], "backend_api_key": API_KEY},
+                "admin": {"listen": "127.0.0.1:0", "api_key": ADMIN_KEY}}
+    p = make_portier(users, settings=settings, listeners=(Listener("imap", "none"),))
+    admin = int(p.log.wait_for(ADMIN_RE).group(1))
+    req = '[["mailboxList", {"user": "user1"}, "t1"]]'
+    code, via = http_post(admin, ADMIN_KEY, req)
+    assert code == 200, via
+    code, direct = http_post(a.ports["doveadm_http"], API_KEY, req)
+    assert code == 200, direct
+    assert via == direct, (via, direct)
+    assert via[0][0] == "doveadmResponse" and via[0][2] == "t1"
+    assert any(row.get("mailbox") == "OnlyOnA" for row in via[0][1]), via
+    code, miss = http_post(admin, ADMIN_KEY, '[["mailboxList", {"user": "nobody"}, "t2"]]')
+    assert miss[0][0] == "error" and miss[0][2] == "t2", miss
+    assert miss[0][1].get("exitCode") == 67, miss
+    # the admin key, not the backends' key, opens portier's API
+    code, _ = http_post(admin, API_KEY, req)
+    assert code == 401

@@ -40,7 +40,7 @@ def scrape(port: int) -> str:
                         "-D", "-", f"http://127.0.0.1:{port}/metrics"],
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, r.stderr
-    head, _, body = r.stdout.partition("\r\n\r\n")
+    head, _, body = r.stdout.partition("\n\n")  # text=True: CRLF read as LF
     assert head.split()[1] == "200", head
     assert re.search(r"(?im)^content-type: text/plain; version=0\.0\.4", head), head
     return body

@@ -81,6 +81,9 @@ std::shared_ptr<const portier::login::Snapshot> load(const std::string& path,
                        "' is not supported by this build");
       continue;
     }
+    if (!l.path.empty())  // logins need the client's address (limits, penalties, logs)
+      errors.push_back(path + ":" + std::to_string(l.line) + ": listener protocol '" + l.protocol +
+                       "' cannot listen on a unix socket (path)");
     if (l.tls != portier::config::TlsMode::None && res.config->tls.cert.empty())
       errors.push_back(path + ":" + std::to_string(l.line) + ": listener needs [tls] cert and key");
     protos.push_back(p);

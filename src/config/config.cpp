@@ -470,6 +470,15 @@ class Loader {
           }
         } else if (key == "haproxy") {
           if (!get_bool(v, "listener.haproxy", l.haproxy)) ok = false;
+        } else if (key == "path") {
+          if (!get_string(v, "listener.path", l.path)) {
+            ok = false;
+          } else if (l.path.empty() || l.path.size() > 107) {
+            error(v, "listener.path: a unix socket path of 1..107 bytes");
+            ok = false;
+          } else {
+            l.path = resolve(l.path);
+          }
         } else {
           unknown_key(k, "[[listener]]");
         }
@@ -485,7 +494,14 @@ class Loader {
       }
       if (!ok) continue;
       if (!have_port) l.port = drivers_.protocol_port(l.protocol, l.tls == TlsMode::Implicit).value_or(0);
-      if (l.port != 0) {
+      if (!l.path.empty()) {
+        if (have_port) {
+          error(port_node ? *port_node : static_cast<const toml::node&>(*t),
+                "listener: path and port exclude each other");
+          continue;
+        }
+        l.port = 0;
+      } else if (l.port != 0) {
         auto it = std::find_if(seen.begin(), seen.end(),
                                [&](const Seen& s) { return s.addr == l.address && s.port == l.port; });
         if (it != seen.end()) {

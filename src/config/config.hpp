@@ -48,6 +48,9 @@ struct Listener {
   /// `haproxy = true`: every connection starts with a PROXY v1/v2 header
   /// (from login.haproxy_trusted_networks, within login.haproxy_timeout).
   bool haproxy = false;
+  /// `path`: a unix stream socket instead of address/port (sibling services
+  /// such as LMTP, for Postfix's `lmtp:unix:`); created mode 0666.
+  std::string path;
   int line = 0;  ///< line of the [[listener]] header, for later diagnostics
 };
 

@@ -386,6 +386,10 @@ net::Task<void> Session::open(Backend& be) {
         {"DESTADDR", local_ip_},
         {"DESTPORT", std::to_string(local_port_)},
     };
+    // A unix-socket client has no ports (Dovecot refuses PORT=0): left out.
+    std::erase_if(attrs, [](const auto& a) {
+      return (a.first == "PORT" || a.first == "DESTPORT") && a.second == "0";
+    });
     if (!helo_.empty()) attrs.emplace_back("HELO", helo_);
     const std::vector<std::string> xclient = xclient_lines(attrs, be.caps.xclient_attrs);
     for (const std::string& l : xclient) {

@@ -1,6 +1,8 @@
 #include "login/server.hpp"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -65,6 +67,23 @@ core::Result<void> Server::bind() {
   for (size_t li = 0; li < cfg.listeners.size(); ++li) {
     const auto& l = cfg.listeners[li];
     asio::error_code ec;
+    if (!l.path.empty()) {
+      // A unix socket (sibling services): one acceptor, on the first worker.
+      ::unlink(l.path.c_str());  // a stale socket from a previous run
+      auto acc = std::make_unique<asio::local::stream_protocol::acceptor>(workers_.front()->io);
+      acc->open(asio::local::stream_protocol(), ec);
+      if (!ec) acc->bind(asio::local::stream_protocol::endpoint(l.path), ec);
+      if (!ec && ::chmod(l.path.c_str(), 0666) != 0)
+        ec = asio::error_code(errno, asio::error::get_system_category());
+      if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+      if (ec) return core::fail("bind(" + l.path + ") failed: " + ec.message());
+      for (auto& w : workers_) w->acceptors.push_back(nullptr);
+      workers_.front()->unix_acceptors.emplace_back(li, std::move(acc));
+      listener_names_[li] = l.path;
+      listeners_[li].name = listener_names_[li];
+      log::logf(log::Level::Info, "portier", "Listening on {} ({}, unix)", l.path, l.protocol);
+      continue;
+    }
     auto addr = asio::ip::make_address(l.address, ec);
     if (ec) {
       return core::fail("listener " + l.address + ": invalid address");
@@ -133,9 +152,48 @@ void Server::accept_loop(Worker& w, asio::ip::tcp::acceptor& acc, size_t li) {
       asio::detached);
 }
 
+// A unix-socket client (a local MTA) has no IP: it is shown as 127.0.0.1,
+// port 0, on both ends — local, like Dovecot's unix listeners. The stream is
+// handed on as a tcp::socket over the same descriptor (reads and writes do
+// not care about the address family; nothing asks it for endpoints).
+void Server::unix_accept_loop(Worker& w, asio::local::stream_protocol::acceptor& acc, size_t li) {
+  asio::co_spawn(
+      w.io,
+      [this, &w, &acc, li]() -> net::Task<void> {
+        asio::steady_timer backoff(w.io);
+        const asio::ip::tcp::endpoint local(asio::ip::address_v4::loopback(), 0);
+        for (;;) {
+          asio::local::stream_protocol::socket peer(w.io);
+          auto [ec] = co_await acc.async_accept(peer, net::use_nothrow);
+          if (ec == asio::error::operation_aborted || w.registry.shutting_down) co_return;
+          if (ec) {
+            log::logf(log::Level::Error, "portier", "accept() failed: {}", ec.message());
+            backoff.expires_after(std::chrono::milliseconds(100));
+            co_await backoff.async_wait(net::use_nothrow);
+            continue;
+          }
+          asio::ip::tcp::socket sock(w.io);
+          asio::error_code aec;
+          const int fd = peer.release(aec);
+          if (!aec) sock.assign(asio::ip::tcp::v4(), fd, aec);
+          if (aec) {
+            if (fd >= 0) ::close(fd);
+            continue;
+          }
+          sock.non_blocking(true, aec);
+          net::Endpoints eps{local, local};
+          if (const SiblingService* sib = siblings_[li])
+            sib->start({std::move(sock), eps, snapshot(), w.registry, governor_});
+        }
+      },
+      asio::detached);
+}
+
 void Server::start() {
   for (auto& w : workers_) {
-    for (size_t li = 0; li < w->acceptors.size(); ++li) accept_loop(*w, *w->acceptors[li], li);
+    for (size_t li = 0; li < w->acceptors.size(); ++li)
+      if (w->acceptors[li]) accept_loop(*w, *w->acceptors[li], li);
+    for (auto& [li, acc] : w->unix_acceptors) unix_accept_loop(*w, *acc, li);
     Worker* wp = w.get();
     wp->thread = std::thread([wp] { wp->io.run(); });
   }
@@ -166,7 +224,13 @@ void Server::shutdown() {
   // 1. Stop accepting; end relays and idle pre-login sessions.
   on_each([](Worker& w) {
     asio::error_code ec;
-    for (auto& a : w.acceptors) a->close(ec);
+    for (auto& a : w.acceptors)
+      if (a) a->close(ec);
+    for (auto& [li, a] : w.unix_acceptors) {
+      const std::string path = a->local_endpoint(ec).path();
+      a->close(ec);
+      if (!path.empty()) ::unlink(path.c_str());
+    }
     // The worker's deadline timer stays armed between sessions; from now on
     // it goes when the last deadline does, so that run() can return.
     net::Wheel::of(w.io.get_executor()).drain();

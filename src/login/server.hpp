@@ -8,6 +8,7 @@
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/local/stream_protocol.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/thread_pool.hpp>
 #include <atomic>
@@ -66,7 +67,9 @@ class Server {
     // threads post to it), so the reactor's per-descriptor locks are off;
     // the scheduler keeps its lock for those posts.
     asio::io_context io{ASIO_CONCURRENCY_HINT_UNSAFE_IO};
-    std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;
+    std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;  // null for a unix listener
+    /// Unix-socket listeners (`path`), on the first worker only: listener index, acceptor.
+    std::vector<std::pair<size_t, std::unique_ptr<asio::local::stream_protocol::acceptor>>> unix_acceptors;
     SessionRegistry registry;
     std::thread thread;
     std::unordered_set<asio::steady_timer*> kick_timers;  // delayed kicks (cancelled at shutdown)
@@ -76,6 +79,7 @@ class Server {
 
   std::shared_ptr<const Snapshot> snapshot() const;
   void accept_loop(Worker& w, asio::ip::tcp::acceptor& acc, size_t listener_index);
+  void unix_accept_loop(Worker& w, asio::local::stream_protocol::acceptor& acc, size_t listener_index);
   /// Kick `ids` of worker `w` in 100 ms steps spread over `delay` (worker thread).
   void kick_later(Worker& w, std::vector<uint64_t> ids, std::chrono::milliseconds delay);
 

@@ -521,3 +521,24 @@ def test_xclient_from_trusted_upstream_is_forwarded(portier, backends):
         assert code == 554 and b"(TTL=0)" in text
     msg = wait_for_message(b1, addr("alice"), marker)
     assert re.search(rb"Received: from \S+ \(\[192\.0\.2\.7\]\)", msg), msg[:300]
+
+
+def test_unix_socket_listener(module_portier_factory, route, backends, tmp_path):
+    """`path = ...`: LMTP on a unix socket (Postfix's `lmtp:unix:`), mode 0666,
+    removed at shutdown; a delivery through it lands in the backend."""
+    b1, _b2 = backends
+    sock = tmp_path / "lmtp.sock"
+    p = module_portier_factory(route, listeners=(Listener("lmtp", path=str(sock)),))
+    p.log.wait_for(rf"Listening on {re.escape(str(sock))} \(lmtp, unix\)")
+    assert sock.is_socket() and (sock.stat().st_mode & 0o777) == 0o666
+    marker = f"unix-{time.time_ns()}".encode()
+    c = smtplib.LMTP(str(sock), timeout=15)   # a path: smtplib connects to the unix socket
+    try:
+        assert c.ehlo()[0] == 250                 # LMTP: sent as LHLO
+        rr, dr = send(c, [addr("alice")], b"Subject: unix\r\n\r\n" + marker + b"\r\n")
+    finally:
+        c.close()
+    assert [code for code, _ in rr] == [250] and [code for code, _ in dr] == [250], (rr, dr)
+    wait_for_message(b1, addr("alice"), marker)
+    p.stop()
+    assert not sock.exists()

@@ -505,3 +505,15 @@ TEST(Config, TlsCertificateErrors) {
   expect_error(kListener + kPassdb + "[tls]\nverify_client = \"required\"\n", 7,
                "verify_client needs client_ca");
 }
+
+TEST(Config, ListenerUnixSocketPath) {
+  Config c = load_ok("[[listener]]\nprotocol = \"lmtp\"\npath = \"/run/portier/lmtp\"\n" + kPassdb);
+  ASSERT_EQ(c.listeners.size(), 1u);
+  EXPECT_EQ(c.listeners[0].path, "/run/portier/lmtp");
+  EXPECT_EQ(c.listeners[0].port, 0);
+  expect_error("[[listener]]\nprotocol = \"lmtp\"\npath = \"/x\"\nport = 24\n" + kPassdb, 4,
+               "path and port exclude each other");
+  expect_error("[[listener]]\nprotocol = \"lmtp\"\npath = \"/" + std::string(120, 'x') + "\"\n" +
+                   kPassdb,
+               3, "a unix socket path of 1..107 bytes");
+}

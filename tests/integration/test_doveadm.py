@@ -350,7 +350,8 @@ def test_large_fetch_is_streamed_with_bounded_memory(proxy_up, backends, client_
     assert len(r.stdout) > 23 * 1024 * 1024   # CRLF printed as LF
     grew = vm_kib(pid, "VmHWM") - before
     print(f"portier peak RSS grew by {grew} KiB for a {len(r.stdout) >> 20} MiB fetch")
-    assert grew < 8 * 1024, grew
+    if not os.environ.get("PORTIER_SANITIZER"):   # ASan's quarantine keeps freed memory
+        assert grew < 8 * 1024, grew
 
 
 def test_stop_with_open_doveadm_connections(make_portier, backends):

@@ -518,7 +518,11 @@ def test_slow_service_times_out_without_stalling_the_worker(make_portier, doveco
         waited = time.monotonic() - t0
     assert r.startswith(b"a NO [UNAVAILABLE]"), r
     assert 1.9 <= waited < 5, waited
-    assert max(during) < base + 0.25, (base, during)
+    # A stalled worker would hold these logins until the 2 s timeout; a loaded
+    # machine (CI runs two test workers) adds scheduling noise to single
+    # logins, so: the typical login keeps its latency, none waits for the hang.
+    assert statistics.median(during) < base + 0.25, (base, during)
+    assert max(during) < 1.2, (base, during)
     px.log.wait_for(r"auth_http .*: timed out")
 
 

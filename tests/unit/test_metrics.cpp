@@ -178,7 +178,8 @@ TEST(Metrics, CountersMoveByExactAmounts) {
   EXPECT_EQ(d("portier_passdb_requests_total{passdb=\"mtest-db\",result=\"ok\"}"), 0);
   EXPECT_EQ(d("portier_passdb_request_duration_seconds_bucket{passdb=\"mtest-db\",le=\"0.0005\"}"), 2);
   // The per-service view (admin `stats`) agrees.
-  const auto& s = Counters::sum().at("mtest-login");
+  const auto sums = Counters::sum();  // a copy: sum() returns a fresh map
+  const auto& s = sums.at("mtest-login");
   EXPECT_EQ(s.logins, 4u);
   EXPECT_EQ(s.connections, 6u);
 }

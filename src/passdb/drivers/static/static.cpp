@@ -74,7 +74,8 @@ Static::Static(const config::Passdb& cfg) : default_scheme_(cfg.default_pass_sch
   }
   for (const auto& [k, v] : parse_extra_fields(cfg.override_fields)) {
     reply_.set(k, v);
-    std::erase_if(templated_, [&k](const auto& kt) { return kt.first == k; });
+    const std::string& key = k;  // clang 14 cannot capture a structured binding
+    std::erase_if(templated_, [&key](const auto& kt) { return kt.first == key; });
   }
 }
 

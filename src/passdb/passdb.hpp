@@ -40,6 +40,16 @@ enum class Result {
   TempFail,     ///< the passdb could not answer (unreadable file, bad hash, database down, ...)
 };
 
+/// Why an OAuth 2.0 token was refused (RFC 6750 error and the settings a
+/// client needs to get a better token): the SASL mechanisms OAUTHBEARER and
+/// XOAUTH2 send it to the client as a JSON challenge before the final failure
+/// (sasl::oauth_failure_json renders it per mechanism).
+struct OAuthFailure {
+  std::string status = "invalid_token";  ///< invalid_token | insufficient_scope | invalid_request
+  std::string scope;                     ///< the scope(s) a token needs ("" = the mechanism's default)
+  std::string openid_configuration;      ///< discovery URL for the client ("" = none)
+};
+
 /// What a lookup answered. `reply` is filled for Ok and Mismatch.
 struct Lookup {
   Result result = Result::TempFail;
@@ -56,6 +66,9 @@ struct Lookup {
   /// the passdb's default scheme; empty = none), not yet checked. Set (maybe
   /// empty) on every found user of a fetch; null otherwise.
   std::shared_ptr<const core::Secret> stored;
+  /// Set by a driver that validated an OAuth 2.0 token and refused it
+  /// (Mismatch): what the OAuth mechanisms tell the client.
+  std::optional<OAuthFailure> oauth_failure;
 };
 
 /// One authentication request: everything a driver may use (for queries,

@@ -115,6 +115,11 @@ struct ProxyFailure {
   std::string client_reply;
   /// AuthRedirect: the referral's `[user@]host[:port]` as the backend sent it.
   std::string redirect;
+  /// AuthReplied after an OAuth mechanism (OAUTHBEARER, XOAUTH2): the
+  /// backend's failure challenge (base64 JSON, as sent). The frontend relays it
+  /// to the client as its own SASL continuation, reads the client's answer,
+  /// then sends client_reply. Empty = no challenge to relay.
+  std::string sasl_challenge;
 };
 
 }  // namespace portier::login

@@ -2,6 +2,7 @@
 
 #include "passdb/drivers/auth_http/auth_http.hpp"
 #include "passdb/drivers/ldap/ldap.hpp"
+#include "passdb/drivers/oauth2/oauth2.hpp"
 #include "passdb/drivers/passwd_file/passwd_file.hpp"
 #include "passdb/drivers/pgsql/pgsql.hpp"
 #include "passdb/drivers/sqlite/sqlite.hpp"
@@ -65,6 +66,7 @@ const Registry& registry() {
       {"auth_http", "auth_http", auth_http::parse_settings, auth_http::make},
       {"static", "static", static_db::parse_settings, static_db::make},
       {"ldap", "ldap", ldap_db::parse_settings, ldap_db::make},
+      {"oauth2", "oauth2", oauth2::parse_settings, oauth2::make},
   });
   return r;
 }

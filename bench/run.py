@@ -20,6 +20,10 @@ Measurements (every one on loopback, bounded in count and time):
            with the same auth_http service (tests/support/auth_http.py, in a
            process of its own): logins/s, proxy CPU per login, and the
            database's / auth service's CPU per login apart (aux).
+  oauth2   (on request: --phases oauth2) the fast-backend login cycle with an
+           OAuth token as password through portier's oauth2 passdb —
+           introspection from the cache, local JWT RS256 / ES256 — beside
+           passwd-file, one user: extra CPU per OAuth login.
 
 Results go to <out>/results.json; bench/report.py renders them.
 """
@@ -68,7 +72,7 @@ class Bench:
         self.work = self.out / "work"
         self.work.mkdir(exist_ok=True)
         self.results: dict = {"meta": {}, "login": [], "fast": [], "idle": [], "relay": [],
-                              "syscalls": [], "passdb": [], "metrics": []}
+                              "syscalls": [], "passdb": [], "metrics": [], "oauth2": []}
         self.failures: list[str] = []
         self.stack: list = []
 
@@ -153,7 +157,9 @@ class Bench:
         return [Direct(direct_port)] + list(self.proxies.values())
 
     def login_round(self, kind: str, prefix: str, direct_port: int, clients: int,
-                    rnd: int, targets: list | None = None) -> None:
+                    rnd: int, targets: list | None = None, users: int | None = None,
+                    passwords: dict[str, str] | None = None) -> None:
+        """passwords: per target name (default PASS), e.g. OAuth tokens."""
         a = self.a
         for t in targets if targets is not None else self.targets(direct_port):
             roots, extra = t.roots(), t.extra_roots()
@@ -162,7 +168,8 @@ class Bench:
             m0 = box_cpu()
             args = ["login", "--port", str(t.port), "--clients", str(clients),
                     "--duration", str(a.duration), "--user-prefix", prefix,
-                    "--users", str(a.users), "--pass", PASS,
+                    "--users", str(users or a.users),
+                    "--pass", (passwords or {}).get(t.name, PASS),
                     "--threads", str(a.loadgen_threads if clients > 1 else 1)]
             if a.src_ips:
                 args += ["--src-ips", str(a.src_ips)]
@@ -428,6 +435,48 @@ class Bench:
             for clients in sorted({1, a.fast_clients}):
                 self.login_round("passdb", "fast", fport, clients, rnd, targets=targets)
 
+    def measure_oauth2(self) -> None:
+        """OAuth logins (the token as LOGIN password, one user fast0)
+        through portier with the oauth2 passdb — introspection answered
+        from its cache, and local JWT (RS256, ES256) — beside the
+        passwd-file reference, same run, same fast backend."""
+        from tests.support.oauth import IntrospectionServer, TokenIssuer
+        fport = self.fast.port
+        issuer = TokenIssuer(self.work / "oauth-keys")
+        srv = IntrospectionServer().start()
+        self.stack.append(srv)
+        route = f'fields = {{ proxy = "y", host = "127.0.0.1", port = "{fport}", nopassword = "y" }}\n'
+        common = ('[[passdb]]\ndriver = "oauth2"\nclient_id = "portier"\n'
+                  'issuers = ["https://issuer.test"]\nscope = ["mail"]\n' + route)
+        intro = common + f'introspection_url = "{srv.url()}"\ncache_ttl = "1h"\n'
+        local = common + f'introspection_mode = "local"\nlocal_keys = "{issuer.keydir}"\n'
+        binary = Path(self.a.build) / "portier"
+
+        def portier(name: str, extra: str) -> PortierProxy:
+            return PortierProxy(binary, self.work / name, self.certs, [], workers=self.a.workers,
+                                name=name, extra_toml=extra)
+        user = "fast0"
+        tokens = {"portier-oauth2-introspect-cached": srv.opaque(issuer, user, exp_in=7200),
+                  "portier-oauth2-jwt-rs256": issuer.mint(user, "RS256", exp_in=7200),
+                  "portier-oauth2-jwt-es256": issuer.mint(user, "ES256", exp_in=7200)}
+        targets = [self.proxies["portier"], portier("portier-oauth2-introspect-cached", intro),
+                   portier("portier-oauth2-jwt-rs256", local), portier("portier-oauth2-jwt-es256", local)]
+        for t in targets[1:]:
+            t.start()
+            self.stack.append(t)
+        passwords = {t.name: tokens.get(t.name, PASS) for t in targets}
+        for t in targets:
+            warm = self.run_loadgen(["login", "--port", str(t.port), "--clients", "1", "--count", "3",
+                                     "--duration", "30", "--user-prefix", "fast", "--users", "1",
+                                     "--pass", passwords[t.name]], 60)
+            self.check(f"oauth2 warm-up {t.name}", warm, "cycles")
+        log(f"oauth2: introspection requests after warm-up: {srv.requests}")
+        for rnd in range(self.a.rounds):
+            for clients in sorted({1, self.a.fast_clients}):
+                self.login_round("oauth2", "fast", fport, clients, rnd, targets=targets, users=1,
+                                 passwords=passwords)
+        self.results["oauth2_introspection_requests"] = srv.requests
+
     def run(self) -> int:
         t0 = time.monotonic()
         try:
@@ -501,7 +550,8 @@ def main() -> int:
                     help="seconds per login run of the metrics phase")
     ap.add_argument("--phases", nargs="+",
                     default=["logins", "fast", "idle", "relay", "syscalls", "passdb", "metrics"],
-                    choices=["logins", "fast", "idle", "relay", "syscalls", "passdb", "metrics"])
+                    choices=["logins", "fast", "idle", "relay", "syscalls", "passdb", "metrics",
+                             "oauth2"])
     a = ap.parse_args()
     if a.smoke:
         a.rounds, a.duration, a.clients, a.fast_clients = 1, 0.5, [1, 4], 4

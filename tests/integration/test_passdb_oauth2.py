@@ -21,11 +21,13 @@ import pytest
 from tests.support.dovecot import DovecotBackend
 from tests.support.imap_client import RawIMAP
 from tests.support.oauth import CLIENT_ID, ISSUER, IntrospectionServer, TokenIssuer
-from tests.support.portier import Listener
+from tests.support.portier import Listener, User
 from tests.support.util import closed_port
 
 LISTENERS = (Listener("imap", "none"),)
 USER = "user1"
+# A passwd-file user answered first in the chain (nologin: refused with a reason, no backend).
+PF = User("pf-user", "pf-Pass-x8Kq", "nologin reason=pf-user-ok")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,7 @@ def oauth2_toml(backend, *, url: str | None = None, mode: str = "post", keys: st
 
 
 def start(make_portier, toml: str, timeout: str = "5s"):
-    return make_portier([], listeners=LISTENERS, extra_toml=toml,
+    return make_portier([PF], listeners=LISTENERS, extra_toml=toml,
                         settings={"server": {"workers": 1}, "auth": {"passdb_timeout": timeout}})
 
 
@@ -193,19 +195,22 @@ def test_slow_introspection_does_not_stall_others(make_portier, backend, oauth):
     slow = IntrospectionServer(delay=3.0).start()
     slow.tokens = front.tokens
     try:
-        toml = (oauth2_toml(backend, url=slow.url(), extra='protocols = ["imap"]\ntimeout = "1s"\n'
-                            'connections = 2\n'))
+        toml = oauth2_toml(backend, url=slow.url(), extra='timeout = "1s"\nconnections = 2\n')
         px = start(make_portier, toml, timeout="10s")
-        # a passwd-file user logs in while two token logins wait on the slow server
+        # a passwd-file login is answered while two token logins wait on the slow server
         results = []
         ts = [threading.Thread(target=lambda: results.append(login(px, USER, front.opaque(issuer, USER))))
               for _ in range(2)]
         for t in ts:
             t.start()
+        deadline = time.monotonic() + 5
+        while slow.requests < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)   # until both requests are being held by the slow server
+        assert slow.requests == 2
         t0 = time.monotonic()
         with RawIMAP(px.port("imap")) as c:
-            r = c.command("a", "LOGIN nosuch x")[-1]
-        assert r.startswith(b"a NO"), r
+            r = c.command("a", f"LOGIN {PF.name} {PF.password}")[-1]
+        assert b"pf-user-ok" in r, r
         assert time.monotonic() - t0 < 1.0, "a non-token login waited for the slow introspection"
         for t in ts:
             t.join(15)

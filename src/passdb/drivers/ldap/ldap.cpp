@@ -11,6 +11,7 @@
 #include "core/secure.hpp"
 #include "core/strings.hpp"
 #include "passdb/blocking.hpp"
+#include "passdb/field_table.hpp"
 #include "passdb/password.hpp"
 #include "passdb/sql_common.hpp"
 
@@ -538,25 +539,13 @@ std::shared_ptr<const config::PassdbSettings> parse_settings(config::PassdbSecti
       ok = false;
     }
   }
-  if (section.has("fields")) {
-    if (auto t = section.string_table("fields")) {
-      for (const auto& [name, value] : *t) {
-        auto f = parse_field(name, value);
-        if (!f) {
-          section.error("fields", "passdb.fields: " + f.error().message);
-          ok = false;
-          continue;
-        }
-        for (const auto& p : f->pieces) {
-          if (!p.attr) continue;
-          const bool seen = std::any_of(s->attributes.begin(), s->attributes.end(),
-                                        [&](const std::string& a) { return core::iequals(a, p.text); });
-          if (!seen) s->attributes.push_back(p.text);
-        }
-        s->fields.push_back(std::move(*f));
-      }
-    } else {
-      ok = false;
+  ok &= parse_field_table(section, parse_field, s->fields);
+  for (const auto& f : s->fields) {
+    for (const auto& p : f.pieces) {
+      if (!p.attr) continue;
+      const bool seen = std::any_of(s->attributes.begin(), s->attributes.end(),
+                                    [&](const std::string& a) { return core::iequals(a, p.text); });
+      if (!seen) s->attributes.push_back(p.text);
     }
   }
   if (section.has("auth_bind")) {

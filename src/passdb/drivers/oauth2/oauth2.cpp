@@ -12,6 +12,7 @@
 #include "core/secret.hpp"
 #include "core/secure.hpp"
 #include "passdb/blocking.hpp"
+#include "passdb/field_table.hpp"
 #include "passdb/drivers/oauth2/jwt.hpp"
 
 namespace portier::passdb::oauth2 {
@@ -417,21 +418,7 @@ std::shared_ptr<const config::PassdbSettings> parse_settings(config::PassdbSecti
       ok = false;
     }
   }
-  if (section.has("fields")) {
-    if (auto t = section.string_table("fields")) {
-      for (const auto& [name, value] : *t) {
-        auto f = parse_field(name, value);
-        if (!f) {
-          section.error("fields", "passdb.fields: " + f.error().message);
-          ok = false;
-          continue;
-        }
-        s->fields.push_back(std::move(*f));
-      }
-    } else {
-      ok = false;
-    }
-  }
+  ok &= parse_field_table(section, parse_field, s->fields);
   if (!ok) return nullptr;
   return s;
 }

@@ -7,14 +7,15 @@
 #include <openssl/bio.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <stdlib.h>
 
+#include <cctype>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 
 namespace fs = std::filesystem;
 using namespace portier::passdb::oauth2;
@@ -66,9 +67,10 @@ struct TestKey {
   std::string sign(std::string_view input) const {
     if (!secret.empty()) {
       unsigned char mac[EVP_MAX_MD_SIZE];
-      unsigned int len = 0;
-      HMAC(md_of(alg), secret.data(), static_cast<int>(secret.size()),
-           reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &len);
+      size_t len = 0;
+      const std::string digest = "SHA" + alg.substr(2);
+      EVP_Q_mac(nullptr, "HMAC", nullptr, digest.c_str(), nullptr, secret.data(), secret.size(),
+                reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, sizeof mac, &len);
       return std::string(reinterpret_cast<char*>(mac), len);
     }
     EVP_MD_CTX* ctx = EVP_MD_CTX_new();
@@ -124,7 +126,11 @@ class Jwt : public ::testing::Test {
   // Publishes `k` at <dir>/<azp>/<dir_alg>/<kid>.
   void publish(const TestKey& k, const std::string& kid = "k1", const std::string& azp = "default",
                std::string dir_alg = "") {
-    fs::path p = fs::path(dir_) / azp / (dir_alg.empty() ? k.alg : dir_alg) / kid;
+    if (dir_alg.empty()) {
+      dir_alg = k.alg;
+      for (char& ch : dir_alg) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    }
+    fs::path p = fs::path(dir_) / azp / dir_alg / kid;
     fs::create_directories(p.parent_path());
     std::ofstream(p, std::ios::binary) << k.public_file();
   }

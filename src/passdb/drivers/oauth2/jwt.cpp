@@ -4,11 +4,11 @@
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <sstream>
 
@@ -116,11 +116,12 @@ std::optional<std::string> ecdsa_der(std::string_view raw, size_t n) {
 bool verify_signature(const Key& key, std::string_view alg, std::string_view input, std::string_view sig) {
   const std::string_view family = alg.substr(0, 2);
   if (family == "HS") {
-    const EVP_MD* md = digest_for(alg.substr(2));
+    const std::string digest = "SHA" + std::string(alg.substr(2));
     unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (!md || !HMAC(md, key.secret.view().data(), static_cast<int>(key.secret.size()),
-                     reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &len)) {
+    size_t len = 0;
+    if (!EVP_Q_mac(nullptr, "HMAC", nullptr, digest.c_str(), nullptr, key.secret.view().data(),
+                   key.secret.size(), reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac,
+                   sizeof mac, &len)) {
       return false;
     }
     return sig.size() == len && CRYPTO_memcmp(mac, sig.data(), len) == 0;
@@ -209,7 +210,9 @@ KeyStore::~KeyStore() = default;
 core::Result<std::shared_ptr<const Key>> KeyStore::find(std::string_view azp, std::string_view alg,
                                                         std::string_view kid) {
   if (!supported_alg(alg)) return core::fail("unsupported alg");
-  std::string rel = escape_part(azp.empty() ? "default" : azp) + "/" + std::string(alg) + "/" +
+  std::string dir_alg(alg);  // Dovecot's layout: the alg upper-case ("EDDSA")
+  for (char& ch : dir_alg) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  std::string rel = escape_part(azp.empty() ? "default" : azp) + "/" + dir_alg + "/" +
                     escape_part(kid.empty() ? "default" : kid);
   std::lock_guard lock(mu_);
   if (auto it = keys_.find(rel); it != keys_.end()) return it->second;

@@ -4,7 +4,7 @@
 // key directory in Dovecot's local-validation layout, and the claim checks
 // shared by local validation and RFC 7662 introspection answers.
 //
-// Key directory (`local_keys`): <dir>/<azp or "default">/<ALG>/<kid or "default">,
+// Key directory (`local_keys`): <dir>/<azp or "default">/<ALG upper-case, e.g. EDDSA>/<kid or "default">,
 // azp and kid escaped as Dovecot does ('%' -> "%25", '/' -> "%2f"; a leading
 // '.' doubled). A file holds a PEM public key (SubjectPublicKeyInfo), or for
 // HS256/384/512 the raw shared secret. Keys are read once and kept until

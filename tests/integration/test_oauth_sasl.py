@@ -95,11 +95,14 @@ def users(dovecot) -> list[User]:
     return out
 
 
+# A short failure delay (the penalty doubles it per failure from 127.0.0.1).
+AUTH = {"mechanisms": ["PLAIN", "OAUTHBEARER", "XOAUTH2"], "failure_delay": "10ms"}
+
+
 @pytest.fixture(scope="module")
 def px(module_portier_factory, dovecot):
     return module_portier_factory(users(dovecot), listeners=LISTENERS,
-                                  settings={"auth": {"mechanisms": ["PLAIN", "OAUTHBEARER",
-                                                                     "XOAUTH2"]}})
+                                  settings={"auth": AUTH, "login": {"auth_penalty_max": "50ms"}})
 
 
 class Conn:
@@ -201,8 +204,7 @@ def test_cancel_during_exchange(px, proto):
 @pytest.mark.parametrize("proto", PROTOS, ids=ids)
 def test_hidden_and_refused_without_tls(module_portier_factory, dovecot, proto):
     px = module_portier_factory(users(dovecot), listeners=LISTENERS,
-                                settings={"auth": {"mechanisms": ["PLAIN", "OAUTHBEARER", "XOAUTH2"],
-                                                   "allow_cleartext": False}})
+                                settings={"auth": dict(AUTH, allow_cleartext=False)})
     # From 127.0.0.2 to 127.0.0.1: not a local connection, not TLS.
     with Conn(px, proto, source="127.0.0.2") as c:
         caps = c.caps
@@ -273,3 +275,16 @@ def test_curl_oauth2_bearer(px, proto, mech):
                     since=mark)
     r = curl(px, proto, f"{proto}-u", WRONG, *extra)
     assert r.returncode != 0
+
+
+def test_last_attempt_answer_is_read_before_the_goodbye(module_portier_factory, dovecot):
+    px = module_portier_factory(users(dovecot), listeners=LISTENERS,
+                                settings={"auth": AUTH, "login": {"max_auth_attempts": 1}})
+    imap = PROTOS[0]
+    with Conn(px, imap) as c:
+        line = c.cmd(imap.auth("XOAUTH2", message("XOAUTH2", "imap-u", WRONG)))[-1]
+        assert imap.challenge(line), line
+        c.c.send(b"\r\n")
+        rest = c.c.read_until_closed()
+        assert rest.startswith(b"a NO [AUTHENTICATIONFAILED]"), rest
+        assert b"* BYE Too many authentication failures" in rest, rest

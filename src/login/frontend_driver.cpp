@@ -97,7 +97,8 @@ Task<bool> FrontendDriver::read_failure_answer() {
       end("Connection closed");
       co_return false;
     }
-    if (co_await read() == Next::End) co_return false;
+    const Next next = co_await read();
+    if (next == Next::End) co_return false;
   }
   co_return true;
 }

@@ -49,7 +49,7 @@ std::string parse_kvpairs(std::string_view body, KvPairs& out) {
       if (out.has_auth) return "auth given twice";
       out.has_auth = true;
       if (value.size() < 7 || !core::iequals(value.substr(0, 7), "Bearer "))
-        return "auth is not a Bearer token";
+        return "auth scheme is not Bearer";
       out.token = value.substr(7);
       if (!token_ok(out.token)) return "invalid bearer token";
     } else if (key == "user") {

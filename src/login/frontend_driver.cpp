@@ -104,7 +104,9 @@ Task<bool> FrontendDriver::read_failure_answer() {
 }
 
 Task<void> FrontendDriver::too_many_failures() {
-  if (!co_await read_failure_answer()) co_return;
+  // A named local, not co_await in the condition (GCC 12 miscompiles that here).
+  const bool answered = co_await read_failure_answer();
+  if (!answered) co_return;
   co_await flush();
   fe_->goodbye("Too many authentication failures.");
   co_await goodbye();
@@ -112,7 +114,9 @@ Task<void> FrontendDriver::too_many_failures() {
 }
 
 Task<void> FrontendDriver::close_after_failure() {
-  if (!co_await read_failure_answer()) co_return;
+  // A named local, not co_await in the condition (GCC 12 miscompiles that here).
+  const bool answered = co_await read_failure_answer();
+  if (!answered) co_return;
   co_await goodbye();
   end("Authentication failed");
 }

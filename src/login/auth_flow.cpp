@@ -2,9 +2,11 @@
 
 #include <openssl/ssl.h>
 
+#include "core/base64.hpp"
 #include "core/secure.hpp"
 #include "core/strings.hpp"
 #include "core/text.hpp"
+#include "sasl/oauth.hpp"
 
 namespace portier::login {
 
@@ -95,6 +97,17 @@ AuthVerdict judge(const passdb::Lookup& lookup, const Protocol& protocol) {
   v.proxy = true;
   v.fields = std::move(*pf.fields);
   return v;
+}
+
+std::string oauth_failure_challenge(std::string_view mech,
+                                    const std::optional<passdb::OAuthFailure>& f) {
+  sasl::OAuthFailureInfo info;
+  if (f) {
+    info.status = f->status;
+    info.scope = f->scope;
+    info.openid_configuration = f->openid_configuration;
+  }
+  return core::base64_encode(sasl::oauth_failure_json(mech, info));
 }
 
 BackendLoginParams backend_params(const passdb::ProxyFields& f, sasl::Credentials& creds,
@@ -203,6 +216,9 @@ Task<AuthVerdict> AuthFlow::run(const sasl::Credentials& creds) {
     v.log_error = "EXTERNAL login needs a pass field (and master) from the passdb: "
                   "the client sent no password";
   }
+  // The OAuth mechanisms tell a refused client why, in a last challenge.
+  if (v.failed_login && sasl::is_oauth_mech(creds.mech))
+    v.sasl_challenge = oauth_failure_challenge(creds.mech, lookup.oauth_failure);
   if (v.referral) {
     if (v.referral->user.empty()) v.referral->user = creds.authcid;
     v.referral->mech = log_.method();

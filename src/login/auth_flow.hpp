@@ -38,6 +38,7 @@ struct AuthVerdict {
   bool config_error = false;            // log_error is a `proxy(user): …` error
   bool aborted = false;                 // shutdown / login timeout during the lookup
   bool disconnect = false;              // failed: end the connection after the reply (Lookup::disconnect)
+  std::string sasl_challenge;           // failed OAuth login: the failure JSON (base64) to send first
   /// `host` without `proxy`: refer the client there (AuthFlow::run fills
   /// the user and mechanism) instead of `reply`.
   std::optional<Referral> referral;
@@ -49,6 +50,10 @@ std::optional<AuthVerdict> check_identity(const sasl::Credentials& c);
 /// The verdict on a passdb answer for `protocol`. Dovecot's priority:
 /// `proxy` beats `host` (a login referral) beats `nologin`.
 AuthVerdict judge(const passdb::Lookup& lookup, const Protocol& protocol);
+/// A refused OAuth login's failure challenge for `mech` (base64 JSON): the
+/// passdb's OAuthFailure when it gave one, else invalid_token / "mail".
+std::string oauth_failure_challenge(std::string_view mech,
+                                    const std::optional<passdb::OAuthFailure>& f);
 /// The parameters of the backend login: destuser or the login user, `pass`
 /// or the client's password (which is wiped here), master, mechanism, TLS.
 BackendLoginParams backend_params(const passdb::ProxyFields& f, sasl::Credentials& creds,

@@ -34,6 +34,9 @@ class CommandBudget {
   void give_back(size_t n) { used_ -= std::min(n, used_); }
   /// A new command starts.
   void reset() { used_ = 0; }
+  /// A command whose kind allows a different size (a SASL message): what
+  /// it used so far stays charged.
+  void set_limit(size_t limit) { limit_ = limit; }
 
   size_t used() const { return used_; }
   size_t limit() const { return limit_; }
@@ -47,6 +50,18 @@ class CommandBudget {
 /// command, so the command budget caps it too.
 inline size_t line_limit(const FrontendSettings& s) {
   return std::min(s.max_line_length, s.max_command_size);
+}
+
+/// The longest SASL message (decoded) a client may send: 64 KiB, room for an
+/// OAuth bearer token (Dovecot's SASL maximum).
+inline constexpr size_t kMaxSaslMessage = 65536;
+/// The one larger limit, for a line (or string) that carries one SASL
+/// message in base64: the response to a challenge, or the AUTHENTICATE /
+/// AUTH command with an initial response (room for tag, verb, mechanism,
+/// quotes). Every other command keeps line_limit().
+inline size_t sasl_line_limit(const FrontendSettings& s) {
+  constexpr size_t kSaslLine = 4 * ((kMaxSaslMessage + 2) / 3) + 256;
+  return std::max(line_limit(s), kSaslLine);
 }
 
 }  // namespace portier::login

@@ -89,7 +89,24 @@ Task<void> FrontendDriver::refuse(const Protocol& p, bool implicit_tls, std::str
   client_.close();
 }
 
+Task<bool> FrontendDriver::read_failure_answer() {
+  while (fe_->failure_answer_pending()) {
+    const FrontendEvent ev = fe_->next();
+    if (!fe_->failure_answer_pending() || ev != FrontendEvent::NeedInput) break;
+    if (!co_await flush()) {
+      end("Connection closed");
+      co_return false;
+    }
+    const Next next = co_await read();
+    if (next == Next::End) co_return false;
+  }
+  co_return true;
+}
+
 Task<void> FrontendDriver::too_many_failures() {
+  // A named local, not co_await in the condition (GCC 12 miscompiles that here).
+  const bool answered = co_await read_failure_answer();
+  if (!answered) co_return;
   co_await flush();
   fe_->goodbye("Too many authentication failures.");
   co_await goodbye();
@@ -97,6 +114,9 @@ Task<void> FrontendDriver::too_many_failures() {
 }
 
 Task<void> FrontendDriver::close_after_failure() {
+  // A named local, not co_await in the condition (GCC 12 miscompiles that here).
+  const bool answered = co_await read_failure_answer();
+  if (!answered) co_return;
   co_await goodbye();
   end("Authentication failed");
 }

@@ -73,6 +73,10 @@ class FrontendDriver {
  private:
   enum class Next { Continue, Login, End };
   net::Task<bool> flush();
+  /// Before a goodbye after a failed login: a failure challenge that is out
+  /// gets its answer first, so the final reply precedes the goodbye. False:
+  /// the session already ended.
+  net::Task<bool> read_failure_answer();
   net::Task<void> goodbye();
   net::Task<Next> read();
   net::Task<Next> start_tls();

@@ -161,8 +161,15 @@ class Frontend {
   virtual void tls_started() = 0;
   /// After Authenticate: the credentials the client gave (moved out).
   virtual sasl::Credentials take_credentials() = 0;
-  /// The local passdb refused the login; render the reply. `reason` may be empty.
-  virtual void auth_failed(AuthFailure kind, std::string_view reason) = 0;
+  /// The local passdb refused the login; render the reply. `reason` may be
+  /// empty. A non-empty `sasl_challenge` (base64; an OAuth mechanism's
+  /// failure JSON) goes out first as a SASL continuation; the reply follows
+  /// the client's answer to it (any line).
+  virtual void auth_failed(AuthFailure kind, std::string_view reason,
+                           std::string_view sasl_challenge = {}) = 0;
+  /// A failure challenge (auth_failed, ProxyFailure::sasl_challenge) waits
+  /// for the client's answer: next() reads it, then queues the reply.
+  virtual bool failure_answer_pending() const { return false; }
   /// The passdb referred the client elsewhere; render the protocol's
   /// referral reply (and close, for a referral without `nologin` where the
   /// protocol has an OK form).
@@ -170,7 +177,8 @@ class Frontend {
   /// A BackendLogin for the current login attempt.
   virtual std::unique_ptr<BackendLogin> make_backend_login(const BackendLoginParams& p) = 0;
   /// The backend login finally failed: render the client reply for `f`
-  /// (uses f.client_reply where the machine already rendered one).
+  /// (uses f.client_reply where the machine already rendered one); with
+  /// f.sasl_challenge that challenge first, as auth_failed() does.
   virtual void proxy_failed(const ProxyFailure& f) = 0;
   /// The pre-login timeout fired; queue the protocol's goodbye (e.g. `* BYE Timeout...`).
   virtual void timed_out() = 0;

@@ -209,7 +209,7 @@ class Session final : public Stoppable {
       if (v.referral)
         front_.fe().referred(*v.referral);
       else
-        front_.fe().auth_failed(v.reply, v.reason);
+        front_.fe().auth_failed(v.reply, v.reason, v.sasl_challenge);
       if (v.failed_login) ++stats_.failures;
       disconnect_ = v.disconnect;
       co_return false;

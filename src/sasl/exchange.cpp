@@ -3,11 +3,14 @@
 #include "core/base64.hpp"
 #include "core/secure.hpp"
 #include "core/strings.hpp"
+#include "sasl/oauth.hpp"
 
 namespace portier::sasl {
 
 bool is_cleartext_mech(std::string_view mech) {
-  return core::iequals(mech, "PLAIN") || core::iequals(mech, "LOGIN");
+  // Dovecot flags the OAuth mechanisms cleartext too: a bearer token is a
+  // password equivalent.
+  return core::iequals(mech, "PLAIN") || core::iequals(mech, "LOGIN") || is_oauth_mech(mech);
 }
 
 bool mech_offered(std::span<const std::string> offered, std::string_view mech) {

@@ -44,7 +44,8 @@ struct ExchangePolicy {
   std::string_view external_id;
 };
 
-/// PLAIN and LOGIN send the password in the clear.
+/// PLAIN and LOGIN send the password in the clear; OAUTHBEARER and XOAUTH2 a
+/// bearer token (a password equivalent).
 bool is_cleartext_mech(std::string_view mech);
 /// `mech` (any case) is in `offered`.
 bool mech_offered(std::span<const std::string> offered, std::string_view mech);

@@ -4,6 +4,7 @@
 
 #include "core/secure.hpp"
 #include "core/strings.hpp"
+#include "sasl/oauth.hpp"
 
 namespace portier::sasl {
 
@@ -227,6 +228,9 @@ struct Mechanism {
   std::unique_ptr<ClientMech> (*client)(std::string_view authzid, std::string_view authcid,
                                          std::string_view password);
 };
+constexpr auto kNoClient = [](std::string_view, std::string_view, std::string_view) {
+  return std::unique_ptr<ClientMech>();
+};
 constexpr Mechanism kMechanisms[] = {
     {"PLAIN", [](const ServerParams&) { return std::unique_ptr<ServerMech>(std::make_unique<PlainServer>()); },
      [](std::string_view z, std::string_view c, std::string_view p) {
@@ -241,7 +245,10 @@ constexpr Mechanism kMechanisms[] = {
      [](const ServerParams& sp) {
        return std::unique_ptr<ServerMech>(std::make_unique<ExternalServer>(sp.external_id));
      },
-     [](std::string_view, std::string_view, std::string_view) { return std::unique_ptr<ClientMech>(); }},
+     kNoClient},
+    // OAuth 2.0 (sasl/oauth.hpp); server side here, the client side is oauth_client.
+    {"OAUTHBEARER", [](const ServerParams&) { return make_oauthbearer_server(); }, kNoClient},
+    {"XOAUTH2", [](const ServerParams&) { return make_xoauth2_server(); }, kNoClient},
 };
 
 const Mechanism* find_mech(std::string_view name) {

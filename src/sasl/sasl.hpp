@@ -1,6 +1,7 @@
 #pragma once
 // Sans-I/O SASL mechanisms (RFC 4616 PLAIN, draft-murchison-sasl-login LOGIN,
-// RFC 4422 appendix A EXTERNAL: the identity of a verified TLS client certificate).
+// RFC 4422 appendix A EXTERNAL: the identity of a verified TLS client certificate;
+// RFC 7628 OAUTHBEARER and XOAUTH2 in sasl/oauth.hpp).
 // No I/O and no base64: every function takes and returns raw decoded bytes;
 // the protocol layer (through sasl::ServerExchange) does the base64 framing.
 //
@@ -62,8 +63,8 @@ struct ServerParams {
   std::string_view external_id;
 };
 
-/// Creates a server mechanism: "PLAIN", "LOGIN" or "EXTERNAL"
-/// (case-insensitive); nullptr for anything else.
+/// Creates a server mechanism: "PLAIN", "LOGIN", "EXTERNAL", "OAUTHBEARER"
+/// or "XOAUTH2" (sasl/oauth.hpp) (case-insensitive); nullptr for anything else.
 std::unique_ptr<ServerMech> make_server_mech(std::string_view name, const ServerParams& params = {});
 
 /// Mechanisms that authenticate with ServerParams::external_id (EXTERNAL):

@@ -335,7 +335,7 @@ port = 70000
 [[passdb]]
 driver = "sql"
 [auth]
-mechanisms = ["XOAUTH2"]
+mechanisms = ["SCRAM-SHA-1"]
 failure_delay = "forever"
 [login]
 trusted_networks = ["1.2.3.4/99"]
@@ -433,7 +433,7 @@ TEST(ConfigRegistries, NamesComeFromTheRegistries) {
   EXPECT_FALSE(r.protocol_port("nntp", false));
   EXPECT_TRUE(r.mechanism_known("PLAIN"));
   EXPECT_FALSE(r.mechanism_known("CRAM-MD5"));
-  EXPECT_EQ(r.mechanism_names(), "PLAIN, LOGIN, EXTERNAL");
+  EXPECT_EQ(r.mechanism_names(), "PLAIN, LOGIN, EXTERNAL, OAUTHBEARER, XOAUTH2");
   EXPECT_EQ(r.protocol_names(), "imap, submission, pop3, managesieve or lmtp");
 }
 

@@ -95,7 +95,7 @@ TEST(SaslExchange, MalformedMessageFails) {
 TEST(SaslExchange, HelpersAreCaseInsensitive) {
   EXPECT_TRUE(is_cleartext_mech("plain"));
   EXPECT_TRUE(is_cleartext_mech("Login"));
-  EXPECT_FALSE(is_cleartext_mech("XOAUTH2"));
+  EXPECT_TRUE(is_cleartext_mech("XOAUTH2"));  // a bearer token is a password
   EXPECT_TRUE(mech_offered(kBoth, "login"));
   EXPECT_FALSE(mech_offered(kPlainOnly, "LOGIN"));
 }

@@ -1,6 +1,12 @@
 #include "protocols/common/frontend_base.hpp"
 
+#include <utility>
+
+#include "core/base64.hpp"
+#include "core/secure.hpp"
+#include "core/strings.hpp"
 #include "login/command_budget.hpp"
+#include "sasl/oauth.hpp"
 
 namespace portier::protocols::common {
 
@@ -31,9 +37,30 @@ void FrontendBase::start() {
   greet();
 }
 
-void FrontendBase::auth_failed(login::AuthFailure kind, std::string_view reason) {
+void FrontendBase::auth_failed(login::AuthFailure kind, std::string_view reason,
+                               std::string_view sasl_challenge) {
   login_over();
-  refuse_login(kind, reason);
+  if (sasl_challenge.empty())
+    refuse_login(kind, reason);
+  else
+    behind_challenge(sasl_challenge, [&] { refuse_login(kind, reason); });
+}
+
+template <class Render>
+void FrontendBase::behind_challenge(std::string_view b64, Render render) {
+  std::string queued = std::exchange(output_, {});
+  render();
+  held_reply_ = std::exchange(output_, std::move(queued));
+  send_challenge(b64);
+  mode_ = Mode::SaslResponse;
+  answer_pending_ = true;
+}
+
+void FrontendBase::release_held_reply() {
+  answer_pending_ = false;
+  mode_ = Mode::Commands;
+  output_ += held_reply_;
+  held_reply_.clear();
 }
 
 void FrontendBase::referred(const login::Referral& r) {
@@ -60,8 +87,17 @@ FrontendEvent FrontendBase::next() {
   }
 }
 
+namespace {
+/// POP3 and Submission: `AUTH <mech> <initial response>` may carry a 64 KiB
+/// SASL message; every other command keeps the normal line limit.
+bool auth_command_ahead(std::string_view in) {
+  return in.size() >= 5 && core::iequals(in.substr(0, 5), "AUTH ");
+}
+}  // namespace
+
 FrontendBase::Event FrontendBase::parse() {
-  switch (in_.take_line(login::line_limit(settings_))) {
+  const bool sasl = mode_ == Mode::SaslResponse || auth_command_ahead(in_.avail());
+  switch (in_.take_line(sasl ? login::sasl_line_limit(settings_) : login::line_limit(settings_))) {
     case login::PreloginInput::Line::NeedMore:
       return FrontendEvent::NeedInput;
     case login::PreloginInput::Line::TooLong:
@@ -89,8 +125,15 @@ void FrontendBase::tls_started() {
 }
 
 void FrontendBase::proxy_failed(const login::ProxyFailure& f) {
-  using login::FailureType;
   login_over();
+  if (f.sasl_challenge.empty())
+    render_proxy_failure(f);
+  else
+    behind_challenge(f.sasl_challenge, [&] { render_proxy_failure(f); });
+}
+
+void FrontendBase::render_proxy_failure(const login::ProxyFailure& f) {
+  using login::FailureType;
   // The one switch that maps a backend failure to the client reply (§3.6,
   // §4.2, §5.4, §6.2); referrals are not followed in v1.
   std::string_view text = failure_texts_.unavailable;
@@ -169,6 +212,12 @@ FrontendBase::Event FrontendBase::sasl_begin(std::string_view mech,
 }
 
 FrontendBase::Event FrontendBase::sasl_respond(std::string_view text) {
+  // RFC 7628: the answer to a failure challenge is ^A (XOAUTH2: empty) or
+  // "*"; whatever it is, the failure follows.
+  if (answer_pending_) {
+    release_held_reply();
+    return std::nullopt;
+  }
   return sasl_outcome(sasl_.respond(text));
 }
 
@@ -186,12 +235,22 @@ FrontendBase::Event FrontendBase::sasl_outcome(sasl::Outcome o) {
       break;
   }
   mode_ = Mode::Commands;
+  if (o == sasl::Outcome::Failed && sasl::is_oauth_mech(sasl_.mech_name())) {
+    // RFC 7628 §3.2.2, as Dovecot: a malformed OAuth message is answered
+    // with the failure JSON (invalid_request) first.
+    sasl::OAuthFailureInfo info;
+    info.status = "invalid_request";
+    const std::string b64 = core::base64_encode(sasl::oauth_failure_json(sasl_.mech_name(), info));
+    behind_challenge(b64, [&] { sasl_refused(o, sasl_texts_.of(o)); });
+    return std::nullopt;
+  }
   return sasl_refused(o, sasl_texts_.of(o));
 }
 
 void FrontendBase::sasl_cancel() {
   sasl_.reset();
   mode_ = Mode::Commands;
+  if (answer_pending_) release_held_reply();
 }
 
 FrontendBase::Event FrontendBase::authenticate(std::string user, std::string_view password) {
@@ -210,6 +269,8 @@ void FrontendBase::login_over() {
 
 FrontendBase::Event FrontendBase::closed() {
   mode_ = Mode::Closed;
+  answer_pending_ = false;
+  core::secure_zero(held_reply_);
   sasl_.reset();
   in_.wipe();
   return FrontendEvent::Close;

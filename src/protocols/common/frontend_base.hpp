@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "core/secure.hpp"
+#include "login/command_budget.hpp"
 #include "login/prelogin_input.hpp"
 #include "login/protocol.hpp"
 #include "sasl/exchange.hpp"
@@ -45,7 +46,8 @@ struct FailureTexts {
 /// A command parser's Limits (IMAP, ManageSieve) from the settings.
 template <class Limits>
 Limits parser_limits(const login::FrontendSettings& s) {
-  return Limits{s.max_line_length, s.max_literal_size, s.max_command_size};
+  return Limits{s.max_line_length, s.max_literal_size, s.max_command_size,
+                login::sasl_line_limit(s)};
 }
 
 /// One per client connection, created by the protocol's make_frontend();
@@ -61,7 +63,9 @@ class FrontendBase : public login::Frontend {
   void start() final;
   /// The engine refused the login: credentials forgotten, commands parsed
   /// again, the protocol's reply queued (refuse_login()).
-  void auth_failed(login::AuthFailure kind, std::string_view reason) final;
+  void auth_failed(login::AuthFailure kind, std::string_view reason,
+                   std::string_view sasl_challenge = {}) final;
+  bool failure_answer_pending() const final { return answer_pending_; }
   /// The passdb referred the client: credentials forgotten, the protocol's
   /// referral reply queued (refer()); closed when refer() says the reply
   /// ends the session (an OK referral, as Dovecot: "Login with referral").
@@ -74,7 +78,8 @@ class FrontendBase : public login::Frontend {
   /// the protocol forgets what it learned in plaintext (on_tls_started()).
   void tls_started() final;
   /// The backend login failed: the backend's own reply if it gave one,
-  /// else the protocol's FailureTexts entry (failure_reply()).
+  /// else the protocol's FailureTexts entry (failure_reply()); behind
+  /// f.sasl_challenge when there is one.
   void proxy_failed(const login::ProxyFailure& f) final;
   /// The pre-login timeout: send_bye(Bye::Timeout, ...), then closed.
   void timed_out() final;
@@ -127,10 +132,11 @@ class FrontendBase : public login::Frontend {
   /// AUTHENTICATE/AUTH <mech> [<ir>]: runs the exchange's first step.
   Event sasl_begin(std::string_view mech, std::optional<std::string_view> ir,
                    sasl::IrSyntax syntax = sasl::IrSyntax::EqualsIsEmpty);
-  /// The client's response line to the last challenge ("*" aborts).
+  /// The client's response line to the last challenge ("*" aborts); the
+  /// answer to a failure challenge (any text) releases the held reply.
   Event sasl_respond(std::string_view text);
   /// The client's response could not be read (ManageSieve: not a string):
-  /// the exchange is over.
+  /// the exchange is over (a held failure reply goes out).
   void sasl_cancel();
   /// A cleartext login command (IMAP LOGIN, POP3 PASS): hand `user` and
   /// `password` to the engine.
@@ -214,12 +220,20 @@ class FrontendBase : public login::Frontend {
 
  private:
   Event sasl_outcome(sasl::Outcome o);
+  void render_proxy_failure(const login::ProxyFailure& f);
+  /// OAuth failures: queue `b64` as a SASL continuation and hold what
+  /// `render` queues until the client answered it (sasl_respond).
+  template <class Render>
+  void behind_challenge(std::string_view b64, Render render);
+  void release_held_reply();
 
   const SaslTexts& sasl_texts_;
   const FailureTexts& failure_texts_;
   sasl::ServerExchange sasl_;
   sasl::Credentials credentials_;
   unsigned invalid_commands_ = 0;
+  bool answer_pending_ = false;  // a failure challenge is out
+  std::string held_reply_;       // the final reply behind it
 };
 
 }  // namespace portier::protocols::common

@@ -60,10 +60,18 @@ bool is_atom_char(unsigned char c) {
 
 bool command_is(const Command& c, std::string_view name) { return core::iequals(c.name, name); }
 
+void CommandParser::widen_for_sasl() {
+  // An initial response (SASL-IR) may carry a 64 KiB OAuth token.
+  line_max_ = std::max(line_max_, limits_.max_sasl_line);
+  budget_.set_limit(std::max(limits_.max_command_size, limits_.max_sasl_line));
+}
+
 void CommandParser::reset() {
   state_ = State::TagStart;
   line_bytes_ = 0;
   budget_.reset();
+  budget_.set_limit(limits_.max_command_size);
+  line_max_ = limits_.max_line_length;
   arg_len_ = 0;
   lit_got_ = 0;
   id_mode_ = false;
@@ -244,7 +252,7 @@ CommandParser::Result CommandParser::parse(std::string_view in, size_t& consumed
     }
 
     const unsigned char c = static_cast<unsigned char>(in[i++]);
-    if (++line_bytes_ > limits_.max_line_length || (!id_mode_ && !budget_.take(1))) {
+    if (++line_bytes_ > line_max_ || (!id_mode_ && !budget_.take(1))) {
       consumed = i;
       return fail_fatal(ParseError::LineTooLong);
     }
@@ -291,6 +299,7 @@ CommandParser::Result CommandParser::parse(std::string_view in, size_t& consumed
           if (state_ == State::Name) {
             state_ = State::ArgSep;
             if (core::iequals(cur_.name, "ID")) id_mode_ = true;
+            if (core::iequals(cur_.name, "AUTHENTICATE")) widen_for_sasl();
           }
         } else if (c == '\r') {
           state_ = State::EolLf;

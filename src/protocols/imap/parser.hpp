@@ -103,6 +103,8 @@ class CommandParser {
     size_t max_line_length = 8192;
     size_t max_literal_size = 65536;
     size_t max_command_size = 16384;  ///< all bytes of one command (not ID)
+    /// AUTHENTICATE and SASL responses: line, literal and command limit (0 = none larger).
+    size_t max_sasl_line = 0;
   };
 
   enum class Result {
@@ -169,10 +171,13 @@ class CommandParser {
 
   enum class IdState : uint8_t { Start, Key, Value, After, Invalid };
 
+  void widen_for_sasl();  // AUTHENTICATE: Limits::max_sasl_line for this command
+
   Limits limits_;
   login::CommandBudget budget_;
   State state_ = State::TagStart;
   size_t line_bytes_ = 0;
+  size_t line_max_ = limits_.max_line_length;  // this command's line limit
   size_t arg_len_ = 0;     // bytes of the current argument (also those not kept)
   uint64_t lit_got_ = 0;   // literal bytes read so far
   bool id_mode_ = false;   // streaming an ID command

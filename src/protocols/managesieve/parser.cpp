@@ -144,11 +144,22 @@ void CommandParser::reset() {
   state_ = State::Start;
   line_bytes_ = 0;
   budget_.reset();
+  budget_.set_limit(limits_.max_command_size);
+  line_max_ = limits_.max_line_length;
+  literal_max_ = limits_.max_literal_size;
   cur_ = Command{};
   arg_ = Arg{};
   lit_size_ = 0;
   lit_digits_ = 0;
   what_ = {};
+}
+
+void CommandParser::widen_for_sasl() {
+  // A SASL message (initial response or response) may carry a 64 KiB OAuth
+  // token, as a quoted string or a literal.
+  line_max_ = std::max(line_max_, limits_.max_sasl_line);
+  literal_max_ = std::max(literal_max_, limits_.max_sasl_line);
+  budget_.set_limit(std::max(limits_.max_command_size, limits_.max_sasl_line));
 }
 
 void CommandParser::syntax(std::string_view what) {
@@ -180,7 +191,10 @@ CommandParser::Result CommandParser::run(std::string_view in, size_t& used, bool
   used = 0;
   error_ = ParseError::None;
   error_text_.clear();
-  if (state_ == State::Start) string_line_ = string_line;
+  if (state_ == State::Start) {
+    string_line_ = string_line;
+    if (string_line_) widen_for_sasl();
+  }
 
   size_t i = 0;
   while (i < in.size()) {
@@ -197,7 +211,7 @@ CommandParser::Result CommandParser::run(std::string_view in, size_t& used, bool
     }
 
     const char ch = in[i++];
-    if (++line_bytes_ > limits_.max_line_length || !budget_.take(1))
+    if (++line_bytes_ > line_max_ || !budget_.take(1))
       return fatal(ParseError::LineTooLong, i, used);
     // Hand the byte back and look at it again in the new state.
     auto again = [&] {
@@ -251,6 +265,7 @@ CommandParser::Result CommandParser::run(std::string_view in, size_t& used, bool
         if (is_atom_char(ch)) {
           cur_.name.push_back(ch);
         } else {
+          if (core::iequals(cur_.name, "AUTHENTICATE")) widen_for_sasl();
           state_ = State::AfterItem;
           again();
         }
@@ -362,7 +377,7 @@ CommandParser::Result CommandParser::run(std::string_view in, size_t& used, bool
           break;
         }
         // The literal is announced: check it before reading any of it.
-        if (lit_size_ > limits_.max_literal_size)
+        if (lit_size_ > literal_max_)
           return fatal(ParseError::LiteralTooLarge, i, used);
         if (!budget_.fits(static_cast<size_t>(lit_size_)))
           return fatal(ParseError::LineTooLong, i, used);

@@ -50,6 +50,8 @@ class CommandParser {
     size_t max_line_length = 8192;    // non-literal bytes of one command
     size_t max_literal_size = 65536;  // bytes of one literal
     size_t max_command_size = 16384;  // all bytes of one command
+    /// AUTHENTICATE and SASL responses: line, literal and command limit (0 = none larger).
+    size_t max_sasl_line = 0;
   };
   enum class Result { NeedMore, Command, EmptyLine, Error };
 
@@ -97,12 +99,15 @@ class CommandParser {
   Result fatal(ParseError e, size_t i, size_t& used);
   void syntax(std::string_view what);
   void end_arg();
+  void widen_for_sasl();  // AUTHENTICATE, SASL responses: Limits::max_sasl_line
 
   Limits limits_;
   login::CommandBudget budget_;
   State state_ = State::Start;
   bool string_line_ = false;
   size_t line_bytes_ = 0;
+  size_t line_max_ = limits_.max_line_length;     // this command's limits
+  size_t literal_max_ = limits_.max_literal_size;
   Command cur_;
   Command cmd_;
   Arg arg_;

@@ -12,7 +12,9 @@ the password (imaplib login(user, token)).
 """
 from __future__ import annotations
 
+import base64
 import imaplib
+import json
 import threading
 import time
 
@@ -300,3 +302,62 @@ def test_local_jwt_refusals(local_px, oauth):
         ok, msg = login(local_px, USER, tok)
         assert not ok and "AUTHENTICATIONFAILED" in msg, why
     assert login(local_px, USER, jwt(oauth, "RS256", exp_in=-20))[0], "within grace"
+
+
+# ------------------------------------------- OAUTHBEARER / XOAUTH2 (SASL side)
+def sasl_message(mech: str, user: str, token: str) -> str:
+    if mech == "OAUTHBEARER":
+        raw = f"n,a={user},\x01host=127.0.0.1\x01port=143\x01auth=Bearer {token}\x01\x01"
+    else:
+        raw = f"user={user}\x01auth=Bearer {token}\x01\x01"
+    return base64.b64encode(raw.encode()).decode()
+
+
+@pytest.fixture(scope="module")
+def sasl_px(module_portier_factory, backend, oauth):
+    _, front, _ = oauth
+    return module_portier_factory(
+        [PF], listeners=LISTENERS, extra_toml=oauth2_toml(backend, url=front.url()),
+        settings={"server": {"workers": 1},
+                  "auth": {"mechanisms": ["PLAIN", "LOGIN", "OAUTHBEARER", "XOAUTH2"],
+                           "failure_delay": "10ms"},
+                  "login": {"auth_penalty_max": "50ms"}})
+
+
+@pytest.mark.parametrize("mech", ["OAUTHBEARER", "XOAUTH2"])
+def test_sasl_mechanism_validated_by_passdb(sasl_px, backend, oauth, mech):
+    issuer, front, _ = oauth
+    tok = front.opaque(issuer, USER)
+    mark = backend.log_mark()
+    with RawIMAP(sasl_px.port("imap")) as c:
+        r = c.command("a", f"AUTHENTICATE {mech} {sasl_message(mech, USER, tok)}")[-1]
+        assert r.startswith(b"a OK"), r
+    backend_login(backend, mark)
+    no_tokens(sasl_px, tok)
+
+
+@pytest.mark.parametrize("mech,claims,status", [
+    ("OAUTHBEARER", {"scope": "calendar"}, "insufficient_scope"),
+    ("OAUTHBEARER", {"active": False}, "invalid_token"),
+    ("XOAUTH2", {"scope": "calendar"}, "403"),
+    ("XOAUTH2", {"iss": "https://evil.test"}, "401"),
+])
+def test_sasl_failure_json_from_passdb(sasl_px, oauth, mech, claims, status):
+    issuer, front, _ = oauth
+    claims = dict(claims)
+    active = claims.pop("active", True)
+    tok = front.opaque(issuer, USER, active=active, **claims)
+    with RawIMAP(sasl_px.port("imap")) as c:
+        c.send(f"a AUTHENTICATE {mech} {sasl_message(mech, USER, tok)}\r\n")
+        line = c.readline()
+        assert line.startswith(b"+ "), line
+        doc = json.loads(base64.b64decode(line[2:]))
+        assert doc["status"] == status
+        assert doc["scope"] == "mail imap"          # the configured scopes, space-joined
+        assert doc["openid-configuration"] == "https://issuer.test/.well-known/openid-configuration"
+        if mech == "XOAUTH2":
+            assert doc["schemes"] == "bearer"
+        c.send(b"AQ==\r\n" if mech == "OAUTHBEARER" else b"\r\n")
+        last = c.readline()
+        assert last.startswith(b"a NO [AUTHENTICATIONFAILED]"), last
+    no_tokens(sasl_px, tok)

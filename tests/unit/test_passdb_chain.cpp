@@ -310,8 +310,8 @@ TEST(PassdbRegistry, LookupAndNames) {
   EXPECT_EQ(registry().find("passwd-file")->log_name, "passwd-file");
   EXPECT_EQ(registry().find("sql"), nullptr);
   EXPECT_EQ(registry().parser("nope"), nullptr);
-  EXPECT_EQ(registry().names(), "passwd-file, sqlite, pgsql, auth_http, static, ldap");
-  EXPECT_EQ(test_registry().names(), "passwd-file, sqlite, pgsql, auth_http, static, ldap, slow");
+  EXPECT_EQ(registry().names(), "passwd-file, sqlite, pgsql, auth_http, static, ldap, oauth2");
+  EXPECT_EQ(test_registry().names(), "passwd-file, sqlite, pgsql, auth_http, static, ldap, oauth2, slow");
   EXPECT_EQ(registry().find("slow"), nullptr);  // with() copies
 }
 
@@ -319,7 +319,7 @@ TEST(PassdbRegistry, ConfigErrorsWithPosition) {
   auto r = load("[[passdb]]\ndriver = \"sqlx\"\n");
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_EQ(r.errors[0].to_string(),
-            "/t/portier.toml:5:10: passdb.driver: unknown driver 'sqlx' (supported: passwd-file, sqlite, pgsql, auth_http, static, ldap, slow)");
+            "/t/portier.toml:5:10: passdb.driver: unknown driver 'sqlx' (supported: passwd-file, sqlite, pgsql, auth_http, static, ldap, oauth2, slow)");
   r = load("[[passdb]]\ndriver = \"slow\"\ndelay = \"1s\"\npath = \"x\"\n");
   ASSERT_EQ(r.errors.size(), 1u);  // `path` is passwd-file's key, not slow's
   EXPECT_EQ(r.errors[0].to_string(), "/t/portier.toml:7:1: unknown key 'path' in [[passdb]]");

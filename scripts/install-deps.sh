@@ -17,7 +17,7 @@ PKGS=(
   postgresql libpq-dev libsqlite3-dev
   libsystemd-dev fail2ban scdoc debhelper lintian fakeroot dpkg-dev man-db
   nlohmann-json3-dev slapd ldap-utils libldap-dev dovecot-lmtpd postfix prometheus python3-pytest-xdist
-  libhttp-parser-dev
+  libhttp-parser-dev python3-cryptography libcurl4-openssl-dev
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -91,6 +91,7 @@ class DovecotBackend:
                  lmtp: bool = False,
                  doveadm_password: str | None = None,
                  doveadm_api_key: str | None = None,
+                 oauth2: Mapping[str, str] | None = None,
                  keep: bool = False) -> None:
         self.users = dict(DEFAULT_USERS if users is None else users)
         self.master_users = dict({"master": "master-pw"} if master_users is None
@@ -119,6 +120,12 @@ class DovecotBackend:
         # doveadm_api_key also the doveadm HTTP API (ports["doveadm_http"]).
         self.doveadm_password = doveadm_password
         self.doveadm_api_key = doveadm_api_key
+        # oauth2: Dovecot's own `oauth2` passdb (settings of
+        # dovecot-oauth2.conf.ext, e.g. introspection_url/introspection_mode
+        # from tests/support/oauth.py) replaces the user passwd-file passdb:
+        # the password (PLAIN/LOGIN) or OAUTHBEARER/XOAUTH2 token is checked
+        # by Dovecot itself (`users` are then unused by the backend).
+        self.oauth2 = dict(oauth2) if oauth2 is not None else None
         names = (list(LISTENERS) + (list(HAPROXY_LISTENERS) if haproxy else [])
                  + (["lmtp"] if lmtp else []))
         if doveadm_password is not None:
@@ -192,7 +199,7 @@ mail_privileged_group =
 login_trusted_networks = 127.0.0.0/8 ::1/128
 haproxy_trusted_networks = {self.haproxy_trusted_networks}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" oauthbearer xoauth2" if self.oauth2 is not None else ""}
 auth_verbose = yes
 auth_failure_delay = {self.auth_failure_delay}
 auth_master_user_separator = *
@@ -211,10 +218,7 @@ passdb {{
   master = yes
   args = scheme=PLAIN {self.master_passwd_path}
 }}
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {self.passwd_path}
-}}
+{self._user_passdb()}
 userdb {{
   driver = static
   args = uid={uid} gid={gid} home={self.home_root}/%u
@@ -285,6 +289,17 @@ plugin {{
         self.conf_path.write_text(conf)
         # `gname` is unused by the config today but documents the mail group.
         self.mail_group = gname
+
+    def _user_passdb(self) -> str:
+        if self.oauth2 is None:
+            return (f"passdb {{\n  driver = passwd-file\n"
+                    f"  args = scheme=PLAIN username_format=%u {self.passwd_path}\n}}")
+        settings = {"username_attribute": "email", "active_attribute": "active",
+                    "active_value": "true", **self.oauth2}
+        ext = self.dir / "dovecot-oauth2.conf.ext"
+        ext.write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+        ext.chmod(0o644)
+        return f"passdb {{\n  driver = oauth2\n  mechanisms = plain login oauthbearer xoauth2\n  args = {ext}\n}}"
 
     def _doveadm_conf(self) -> str:
         """doveadm TCP / HTTP listeners, only when asked for (private ports)."""

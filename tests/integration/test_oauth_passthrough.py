@@ -39,6 +39,9 @@ BACKEND_PORT = {"imap": "imap", "pop3": "pop3", "submission": "submission",
 # process buffer): ~5 KiB is the longest token it takes, and still over the
 # 4 KiB / 255 / 512 byte limits that move the token off the command line.
 LONG_TOKEN_BYTES = 5000
+# Generous: the shared test machine is often loaded, and every login makes the
+# backend ask the introspection server.
+TIMEOUT = 40
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +87,7 @@ def token(srv: IntrospectionServer, size: int = 0, active: bool = True) -> str:
 
 # ------------------------------------------------------------- one login per protocol
 def login_imap(port: int, tok: str) -> bool:
-    c = imaplib.IMAP4("127.0.0.1", port, timeout=15)
+    c = imaplib.IMAP4("127.0.0.1", port, timeout=TIMEOUT)
     try:
         c.login(USER, tok)
     except imaplib.IMAP4.error:
@@ -97,7 +100,7 @@ def login_imap(port: int, tok: str) -> bool:
 
 
 def login_pop3(port: int, tok: str) -> bool:
-    c = poplib.POP3("127.0.0.1", port, timeout=15)
+    c = poplib.POP3("127.0.0.1", port, timeout=TIMEOUT)
     try:
         c.user(USER)
         c.pass_(tok)
@@ -110,10 +113,11 @@ def login_pop3(port: int, tok: str) -> bool:
 
 
 def login_submission(port: int, tok: str) -> bool:
-    c = smtplib.SMTP("127.0.0.1", port, timeout=15)
+    c = smtplib.SMTP("127.0.0.1", port, timeout=TIMEOUT)
     try:
         c.ehlo("client.test")
-        c.login(USER, tok)
+        c.user, c.password = USER, tok
+        c.auth("PLAIN", c.auth_plain)  # PLAIN only (login() would retry with LOGIN)
     except smtplib.SMTPAuthenticationError:
         c.close()
         return False
@@ -124,7 +128,7 @@ def login_submission(port: int, tok: str) -> bool:
 
 
 def login_managesieve(port: int, tok: str) -> bool:
-    with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
         f = s.makefile("rb")
         while not f.readline().startswith(b"OK"):
             pass

@@ -153,11 +153,15 @@ SERVICE = {"imap": "imap-login", "pop3": "pop3-login", "submission": "submission
            "managesieve": "managesieve-login"}
 
 
+@pytest.mark.parametrize("size", [0, LONG_TOKEN_BYTES], ids=["short", "long"])
 @pytest.mark.parametrize("mech", MECHS)
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_valid_token_logs_in_with_the_mechanism(portiers, backend, introspection, protocol, mech):
+def test_valid_token_logs_in_with_the_mechanism(portiers, backend, introspection, protocol, mech,
+                                                size):
+    """A long token goes after the empty challenge (IMAP, POP3, SMTP) or as a
+    literal (ManageSieve), and Dovecot still takes it."""
     px = portiers(protocol, mech)
-    tok = token(introspection)
+    tok = token(introspection, size)
     mark = backend.log_mark()
     assert LOGIN[protocol](px.port(protocol), tok)
     backend.wait_for_log(rf"{SERVICE[protocol]}: Info: Login: user=<{USER}>, "
@@ -177,15 +181,4 @@ def test_invalid_token_refused_by_the_backend(portiers, backend, introspection, 
     assert introspection.requests > seen
     assert any(s.token == tok for s in introspection.seen)
     px.log.wait_for(rf"proxy\({USER},.*Login failed")
-    assert tok not in px.log.text()
-
-
-@pytest.mark.parametrize("mech", MECHS)
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_long_token(portiers, backend, introspection, protocol, mech):
-    px = portiers(protocol, mech)
-    tok = token(introspection, LONG_TOKEN_BYTES)
-    mark = backend.log_mark()
-    assert LOGIN[protocol](px.port(protocol), tok)
-    backend.wait_for_log(rf"Login: user=<{USER}>, method={mech.upper()}", since=mark)
     assert tok not in px.log.text()

@@ -180,5 +180,10 @@ def test_invalid_token_refused_by_the_backend(portiers, backend, introspection, 
     # The backend asked the introspection server about this token: it got it.
     assert introspection.requests > seen
     assert any(s.token == tok for s in introspection.seen)
+    # Dovecot answered with its failure JSON challenge; portier acknowledged it
+    # (AQ== / empty line) and got the final refusal: an authentication
+    # failure, not a protocol error or a retry.
     px.log.wait_for(rf"proxy\({USER},.*Login failed")
-    assert tok not in px.log.text()
+    text = px.log.text()
+    assert "invalid input" not in text and "reconnecting" not in text, text
+    assert tok not in text

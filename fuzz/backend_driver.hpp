@@ -8,7 +8,8 @@
 // Input layout:
 //   byte 0  params: bit0 starttls, bit1 tls (ssl or starttls), bit2 nopipelining,
 //           bit3 not_trusted, bit4 noauth, bit5 master user, bits6-7 proxy_mech
-//           ("", PLAIN, LOGIN, XYZZY)
+//           ("", PLAIN, LOGIN, then by the kCreds index mod 3: OAUTHBEARER,
+//           XOAUTH2 or the unknown XYZZY)
 //   byte 1  client / credentials: bits0-2 user+password pair from kCreds,
 //           bit3 client TLS, bit4 client trusted, bit5 forward_* fields,
 //           bits6-7 protocol-specific variant (the target's make() uses them)
@@ -73,6 +74,7 @@ inline int run_backend(const MakeBackend& make, bool literals, const uint8_t* da
   ci.proxy_ttl = 5;
 
   static constexpr std::string_view kMechs[4] = {"", "PLAIN", "LOGIN", "XYZZY"};
+  static constexpr std::string_view kLastMechs[3] = {"OAUTHBEARER", "XOAUTH2", "XYZZY"};
   const Creds& cr = kCreds[g & 7];
   login::BackendLoginParams p;
   p.user = std::string(cr.user);
@@ -84,6 +86,9 @@ inline int run_backend(const MakeBackend& make, bool literals, const uint8_t* da
   p.noauth = f & 0x10;
   if (f & 0x20) p.master = "master*admin";
   p.mech = std::string(kMechs[f >> 6]);
+  if (p.mech == "XYZZY") p.mech = std::string(kLastMechs[(g & 7) % 3]);
+  p.host = "backend.example.org";  // OAUTHBEARER's host/port pairs
+  p.port = 143;
   if (g & 0x20) p.forward = {{"client_id", "fuzz 1"}, {"x", "a\"b\\c"}};
   p.hostname = "proxy.example.org";
   p.client = &ci;

@@ -125,6 +125,8 @@ BackendLoginParams backend_params(const passdb::ProxyFields& f, sasl::Credential
   p.noauth = f.noauth;
   p.forward = f.forward;
   p.hostname = hostname;
+  p.host = f.host;
+  p.port = f.port;
   p.client = &ci;
   return p;
 }

@@ -107,6 +107,8 @@ struct BackendLoginParams {
   bool noauth = false;       // Submission proxy_noauth: XCLIENT LOGIN=, no AUTH
   std::vector<std::pair<std::string, std::string>> forward;  // forward_<k>=<v>, k without prefix
   std::string hostname;   // our own host name (EHLO)
+  std::string host;       // the passdb's backend `host` (OAUTHBEARER's host pair)
+  uint16_t port = 0;      // the backend port (OAUTHBEARER's port pair)
   const ClientInfo* client = nullptr;  // addresses, session id, TTL, transport
 };
 

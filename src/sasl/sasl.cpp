@@ -5,6 +5,7 @@
 #include "core/secure.hpp"
 #include "core/strings.hpp"
 #include "sasl/oauth.hpp"
+#include "sasl/oauth_client.hpp"
 
 namespace portier::sasl {
 
@@ -266,7 +267,10 @@ std::unique_ptr<ServerMech> make_server_mech(std::string_view name, const Server
 bool needs_external_id(std::string_view name) { return core::iequals(name, "EXTERNAL"); }
 
 std::unique_ptr<ClientMech> make_client_mech(std::string_view name, std::string_view authzid,
-                                             std::string_view authcid, std::string_view password) {
+                                             std::string_view authcid, std::string_view password,
+                                             const ClientParams& params) {
+  // The OAuth clients live in oauth_client.cpp (the token is the "password").
+  if (is_oauth_client_mech(name)) return make_oauth_client(name, authcid, password, params);
   const Mechanism* m = find_mech(name);
   return m ? m->client(authzid, authcid, password) : nullptr;
 }
@@ -274,6 +278,7 @@ std::unique_ptr<ClientMech> make_client_mech(std::string_view name, std::string_
 bool is_known_mech(std::string_view name) { return find_mech(name) != nullptr; }
 
 bool is_client_mech(std::string_view name) {
+  if (is_oauth_client_mech(name)) return true;
   const Mechanism* m = find_mech(name);
   return m && m->client("", "", "") != nullptr;
 }

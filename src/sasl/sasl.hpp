@@ -8,6 +8,7 @@
 // Owns: the mechanisms' state; every password they hold is a core::Secret.
 // Uses: core (strings, Secret).
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -81,21 +82,34 @@ class ClientMech {
   /// Answers a server challenge; std::nullopt means protocol error (e.g. the
   /// server sent more challenges than the mechanism has answers for).
   virtual std::optional<std::string> step(std::string_view challenge) = 0;
+  /// True once the last challenge answered was the server's failure report
+  /// (the OAuth mechanisms' JSON): the answer only acknowledged it, and the
+  /// server's final failure reply follows.
+  virtual bool failure_reported() const { return false; }
 };
 
-/// Creates a client mechanism: "PLAIN" or "LOGIN" (case-insensitive);
-/// nullptr for anything else. For master logins pass authzid = destination
+/// What a client mechanism may know about the backend connection.
+struct ClientParams {
+  /// OAUTHBEARER's `host`/`port` pairs: where the proxy connects ("" / 0 = not sent).
+  std::string_view host;
+  uint16_t port = 0;
+};
+
+/// Creates a client mechanism: "PLAIN", "LOGIN", "OAUTHBEARER" or "XOAUTH2"
+/// (case-insensitive; the OAuth ones take the token as `password`, see
+/// sasl/oauth_client.hpp); nullptr for anything else. For master logins pass authzid = destination
 /// user and authcid = master user; for normal logins authzid is empty.
 /// LOGIN cannot carry an authzid: it is ignored for LOGIN.
 /// The mechanism holds the password (and the PLAIN message) as core::Secret.
 std::unique_ptr<ClientMech> make_client_mech(std::string_view name, std::string_view authzid,
-                                             std::string_view authcid, std::string_view password);
+                                             std::string_view authcid, std::string_view password,
+                                             const ClientParams& params = {});
 
 /// True for mechanisms this module implements ("PLAIN", "LOGIN";
 /// case-insensitive).
 bool is_known_mech(std::string_view name);
 /// True for mechanisms portier can log in to a backend with (proxy_mech):
-/// "PLAIN", "LOGIN".
+/// "PLAIN", "LOGIN", "OAUTHBEARER", "XOAUTH2".
 bool is_client_mech(std::string_view name);
 /// The implemented mechanisms' names, in registry order (config messages).
 std::vector<std::string_view> known_mech_names();

@@ -689,4 +689,59 @@ TEST(ImapBackend, SuccessRendering) {
   }
 }
 
+// OAuth pass-through (proxy_mech=%{mechanism}): the token in the mechanism's
+// message, OAUTHBEARER with the backend's host and port.
+const std::string kJson = R"({"status":"invalid_token","scope":"mail"})";
+
+TEST(ImapBackend, OauthbearerSaslIrSuccess) {
+  Fixture f;
+  f.params.mech = "OAUTHBEARER";
+  f.params.password = "tok";
+  f.params.host = "imap.lab";
+  f.params.port = 143;
+  f.params.not_trusted = true;
+  f.make();
+  EXPECT_EVENT(f.line(kBanner), Continue);
+  EXPECT_EQ(f.out(), "L AUTHENTICATE OAUTHBEARER " +
+                         core::base64_encode("n,a=user1,\x01host=imap.lab\x01port=143\x01"
+                                             "auth=Bearer tok\x01\x01"s) +
+                         "\r\n");
+  EXPECT_EVENT(f.line("L OK Logged in"), Success);
+  EXPECT_TRUE(f.b->failure().sasl_challenge.empty());
+}
+
+TEST(ImapBackend, OauthFailureChallengeKeptAndAcknowledged) {
+  for (std::string mech : {"OAUTHBEARER", "XOAUTH2"}) {
+    Fixture f;
+    f.params.mech = mech;
+    f.params.password = "bad";
+    f.params.not_trusted = true;
+    f.make();
+    EXPECT_EVENT(f.line(kBanner), Continue);
+    (void)f.out();
+    const std::string challenge = core::base64_encode(kJson);
+    EXPECT_EVENT(f.line("+ " + challenge), Continue);
+    EXPECT_EQ(f.out(), mech == "XOAUTH2" ? "\r\n" : "AQ==\r\n") << mech;
+    EXPECT_EQ(f.b->state(), "auth-continue/auth-continue");
+    EXPECT_EVENT(f.line("L NO [AUTHENTICATIONFAILED] Authentication failed."), Failure);
+    EXPECT_EQ(f.b->failure().type, FailureType::AuthReplied);
+    EXPECT_EQ(f.b->failure().sasl_challenge, challenge);
+    EXPECT_EQ(f.b->failure().client_reply, "IPFP2 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n");
+  }
+}
+
+TEST(ImapBackend, OauthLongTokenAnswersEmptyContinuation) {
+  Fixture f;
+  f.params.mech = "XOAUTH2";
+  const std::string token(10 * 1024, 'x');
+  f.params.password = token;
+  f.params.not_trusted = true;
+  f.make();
+  EXPECT_EVENT(f.line(kBanner), Continue);
+  EXPECT_EQ(f.out(), "L AUTHENTICATE XOAUTH2\r\n");  // SASL-IR, but too long for the line
+  EXPECT_EVENT(f.line("+ "), Continue);
+  EXPECT_EQ(f.out(), core::base64_encode("user=user1\x01" "auth=Bearer " + token + "\x01\x01") + "\r\n");
+  EXPECT_EVENT(f.line("L OK Logged in"), Success);
+}
+
 }  // namespace

@@ -453,3 +453,38 @@ TEST(ManagesieveBackend, StarttlsForgetsPlaintextPhase) {
   EXPECT_EQ(g.lines({R"("VERSION" "1.0")", "OK"}), BackendEvent::Failure);
   EXPECT_EQ(g.b->failure().type, FailureType::RemoteConfig);
 }
+
+// OAuth pass-through: quoted initial response, failure challenge as a string.
+TEST(ManagesieveBackend, OauthbearerFailureChallengeKeptAndAcknowledged) {
+  Fixture f;
+  f.params.mech = "OAUTHBEARER";
+  f.params.password = "tok";
+  f.params.host = "sieve.lab";
+  f.params.port = 4190;
+  f.make();
+  EXPECT_EQ(f.lines(greeting_without("XCLIENT")), BackendEvent::Continue);
+  EXPECT_EQ(f.out(), "AUTHENTICATE \"OAUTHBEARER\" \"" +
+                         core::base64_encode("n,a=user3,\x01" "auth=Bearer tok\x01\x01"s) + "\"\r\n");
+  const std::string challenge = core::base64_encode(R"({"status":"invalid_token"})");
+  EXPECT_EQ(f.line("\"" + challenge + "\""), BackendEvent::Continue);
+  EXPECT_EQ(f.out(), "\"AQ==\"\r\n");
+  EXPECT_EQ(f.line(R"(NO "Authentication failed.")"), BackendEvent::Failure);
+  EXPECT_EQ(f.b->failure().type, FailureType::AuthReplied);
+  EXPECT_EQ(f.b->failure().sasl_challenge, challenge);
+  EXPECT_EQ(f.b->failure().client_reply, "NO \"Authentication failed.\"\r\n");
+}
+
+TEST(ManagesieveBackend, Xoauth2LongTokenAsLiteral) {
+  Fixture f;
+  f.params.mech = "XOAUTH2";
+  const std::string token(10 * 1024, 'x');
+  f.params.password = token;
+  f.make();
+  EXPECT_EQ(f.lines(greeting_without("XCLIENT")), BackendEvent::Continue);
+  const std::string b64 = core::base64_encode("user=user3\x01" "auth=Bearer " + token + "\x01\x01");
+  EXPECT_EQ(f.out(), "AUTHENTICATE \"XOAUTH2\" {" + std::to_string(b64.size()) + "+}\r\n" + b64 + "\r\n");
+  // XOAUTH2's acknowledgement of a failure challenge is an empty string.
+  EXPECT_EQ(f.line(R"("eyJzdGF0dXMiOiI0MDEifQ==")"), BackendEvent::Continue);
+  EXPECT_EQ(f.out(), "\"\"\r\n");
+  EXPECT_EQ(f.line(R"(OK "Logged in.")"), BackendEvent::Success);
+}

@@ -410,3 +410,60 @@ TEST(Pop3Backend, StarttlsForgetsPlaintextPhase) {
   EXPECT_EQ(f.line("+OK Logged in."), BackendEvent::Success);
   EXPECT_EQ(f.bl->client_reply(), "+OK Logged in.\r\n");
 }
+
+// OAuth pass-through: AUTH <MECH> <ir>; the failure JSON kept and acknowledged.
+TEST(Pop3Backend, OauthbearerWithHostPortAndFailureChallenge) {
+  Fixture f;
+  f.params.mech = "OAUTHBEARER";
+  f.params.password = "tok";
+  f.params.host = "10.0.0.5";
+  f.params.port = 110;
+  f.make();
+  EXPECT_EQ(f.line("+OK Dovecot ready."), BackendEvent::Continue);
+  EXPECT_EQ(f.take(), "AUTH OAUTHBEARER " +
+                          core::base64_encode("n,a=user1,\x01host=10.0.0.5\x01port=110\x01"
+                                              "auth=Bearer tok\x01\x01"s) +
+                          "\r\n");
+  const std::string challenge = core::base64_encode(R"({"status":"invalid_token"})");
+  EXPECT_EQ(f.line("+ " + challenge), BackendEvent::Continue);
+  EXPECT_EQ(f.take(), "AQ==\r\n");
+  EXPECT_EQ(f.line("-ERR [AUTH] Authentication failed."), BackendEvent::Failure);
+  EXPECT_EQ(f.bl->failure().type, FailureType::AuthReplied);
+  EXPECT_EQ(f.bl->failure().sasl_challenge, challenge);
+  EXPECT_EQ(f.bl->failure().client_reply, "-ERR [AUTH] Authentication failed.\r\n");
+}
+
+TEST(Pop3Backend, Xoauth2SuccessAndEmptyAcknowledgement) {
+  Fixture f;
+  f.params.mech = "XOAUTH2";
+  f.params.password = "t";
+  f.make();
+  f.line("+OK ready.");
+  EXPECT_EQ(f.take(), "AUTH XOAUTH2 " + core::base64_encode("user=user1\x01" "auth=Bearer t\x01\x01"s) + "\r\n");
+  EXPECT_EQ(f.line("+OK Logged in."), BackendEvent::Success);
+
+  Fixture g;
+  g.params.mech = "XOAUTH2";
+  g.make();
+  g.line("+OK ready.");
+  (void)g.take();
+  EXPECT_EQ(g.line("+ eyJzdGF0dXMiOiI0MDEifQ=="), BackendEvent::Continue);
+  EXPECT_EQ(g.take(), "\r\n");
+  EXPECT_EQ(g.line("-ERR [AUTH] Authentication failed."), BackendEvent::Failure);
+  EXPECT_EQ(g.bl->failure().sasl_challenge, "eyJzdGF0dXMiOiI0MDEifQ==");
+}
+
+// RFC 5034 §4: an AUTH line over 255 octets goes without its initial
+// response, which answers the empty challenge.
+TEST(Pop3Backend, LongTokenAfterEmptyChallenge) {
+  Fixture f;
+  f.params.mech = "XOAUTH2";
+  const std::string token(10 * 1024, 'x');
+  f.params.password = token;
+  f.make();
+  f.line("+OK ready.");
+  EXPECT_EQ(f.take(), "AUTH XOAUTH2\r\n");
+  EXPECT_EQ(f.line("+ "), BackendEvent::Continue);
+  EXPECT_EQ(f.take(), core::base64_encode("user=user1\x01" "auth=Bearer " + token + "\x01\x01") + "\r\n");
+  EXPECT_EQ(f.line("+OK Logged in."), BackendEvent::Success);
+}

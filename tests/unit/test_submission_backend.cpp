@@ -599,3 +599,45 @@ TEST(SubmissionBackend, WipeOutputClearsTheAuthLine) {
   EXPECT_TRUE(f.b->output().empty());
   EXPECT_EQ(std::string(data, n), std::string(n, '\0'));  // same buffer, kept by clear()
 }
+
+// OAuth pass-through: no host/port pairs in Submission (as Dovecot 2.4).
+TEST(SubmissionBackend, OauthbearerFailureChallengeKeptAndAcknowledged) {
+  Fixture f;
+  f.params.mech = "OAUTHBEARER";
+  f.params.password = "tok";
+  f.params.host = "smtp.lab";
+  f.params.port = 587;
+  const std::string out = f.through_ehlo(kEhloNoXclient);
+  EXPECT_EQ(out, "AUTH OAUTHBEARER " +
+                     core::base64_encode("n,a=user1,\x01" "auth=Bearer tok\x01\x01"s) + "\r\n");
+  const std::string challenge = core::base64_encode(R"({"status":"invalid_token"})");
+  EXPECT_EQ(f.b->on_line("334 " + challenge), BackendEvent::Continue);
+  EXPECT_EQ(f.take(), "AQ==\r\n");
+  EXPECT_EQ(f.b->on_line("535 5.7.8 Authentication failed"), BackendEvent::Failure);
+  EXPECT_EQ(f.b->failure().type, FailureType::AuthReplied);
+  EXPECT_EQ(f.b->failure().sasl_challenge, challenge);
+  EXPECT_EQ(f.b->failure().client_reply, "535 5.7.8 Authentication failed\r\n");
+}
+
+TEST(SubmissionBackend, Xoauth2LongTokenAfterEmptyChallenge) {
+  Fixture f;
+  f.params.mech = "XOAUTH2";
+  const std::string token(10 * 1024, 'x');
+  f.params.password = token;
+  EXPECT_EQ(f.through_ehlo(kEhloNoXclient), "AUTH XOAUTH2\r\n");
+  EXPECT_EQ(f.b->on_line("334 "), BackendEvent::Continue);
+  EXPECT_EQ(f.take(), core::base64_encode("user=user1\x01" "auth=Bearer " + token + "\x01\x01") + "\r\n");
+  EXPECT_EQ(f.b->on_line("334 eyJzdGF0dXMiOiI0MDEifQ=="), BackendEvent::Continue);
+  EXPECT_EQ(f.take(), "\r\n");  // XOAUTH2 acknowledges with an empty line
+  EXPECT_EQ(f.b->on_line("535 5.7.8 Authentication failed"), BackendEvent::Failure);
+  EXPECT_EQ(f.b->failure().sasl_challenge, "eyJzdGF0dXMiOiI0MDEifQ==");
+}
+
+TEST(SubmissionBackend, Xoauth2Success) {
+  Fixture f;
+  f.params.mech = "xoauth2";
+  f.params.password = "t";
+  EXPECT_EQ(f.through_ehlo(kEhloNoXclient),
+            "AUTH XOAUTH2 " + core::base64_encode("user=user1\x01" "auth=Bearer t\x01\x01"s) + "\r\n");
+  EXPECT_EQ(f.b->on_line("235 2.7.0 Logged in."), BackendEvent::Success);
+}

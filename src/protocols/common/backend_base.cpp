@@ -12,6 +12,8 @@ BackendBase::BackendBase(const login::BackendLoginParams& p)
       password_(p.password.view()),
       master_(p.master),
       mech_(p.mech),
+      backend_host_(p.host),
+      backend_port_(p.port),
       starttls_(p.starttls),
       not_trusted_(p.not_trusted),
       forward_(p.forward),
@@ -36,10 +38,15 @@ login::BackendEvent BackendBase::fail(login::FailureType type, std::string reaso
   return login::BackendEvent::Failure;
 }
 
-bool BackendBase::start_sasl(bool authzid_always) {
+bool BackendBase::start_sasl(bool authzid_always, bool host_port) {
   const bool master = !master_.empty();
   const std::string_view authzid = master || authzid_always ? std::string_view(user_) : "";
-  sasl_ = sasl::make_client_mech(mech_, authzid, master ? master_ : user_, password_.view());
+  sasl::ClientParams cp;
+  if (host_port) {
+    cp.host = backend_host_;
+    cp.port = backend_port_;
+  }
+  sasl_ = sasl::make_client_mech(mech_, authzid, master ? master_ : user_, password_.view(), cp);
   password_.clear();
   return sasl_ != nullptr;
 }
@@ -62,6 +69,8 @@ BackendBase::Answer BackendBase::answer_challenge(std::string_view challenge,
   if (!raw) return Answer::BadBase64;
   std::optional<std::string> response = sasl_ ? sasl_->step(*raw) : std::nullopt;
   if (!response) return Answer::Unexpected;
+  if (sasl_->failure_reported() && failure_.sasl_challenge.empty())
+    failure_.sasl_challenge.assign(challenge);
   output_ += before;
   append_base64(*response);
   output_ += after;

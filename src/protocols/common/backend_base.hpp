@@ -41,11 +41,15 @@ class BackendBase : public login::BackendLogin {
   /// Create sasl_ for mech_ and clear password_; false for an unknown mech.
   /// authcid = master if set, else the user; authzid = the user for master
   /// logins (or always, with `authzid_always`), empty otherwise.
-  bool start_sasl(bool authzid_always = false);
+  /// `host_port`: OAUTHBEARER carries the backend's host and port (Dovecot
+  /// 2.4 sends them for IMAP and POP3 only).
+  bool start_sasl(bool authzid_always = false, bool host_port = true);
 
   enum class Answer { Sent, BadBase64, Unexpected };
   /// Answer the base64 `challenge` with sasl_: `before` + base64(response) +
-  /// `after` is appended to output_.
+  /// `after` is appended to output_. A challenge that was the server's
+  /// failure report (OAuth JSON) is kept, as sent, in
+  /// failure_.sasl_challenge for the frontend to relay.
   Answer answer_challenge(std::string_view challenge, std::string_view before,
                           std::string_view after);
   /// Append base64(`raw`) to output_ leaving no copy behind.
@@ -59,6 +63,8 @@ class BackendBase : public login::BackendLogin {
   core::Secret password_;
   std::string master_;
   std::string mech_;
+  std::string backend_host_;  // the passdb's host and port (OAUTHBEARER)
+  uint16_t backend_port_;
   bool starttls_;
   bool not_trusted_;
   std::vector<std::pair<std::string, std::string>> forward_;
@@ -68,6 +74,8 @@ class BackendBase : public login::BackendLogin {
   std::unique_ptr<sasl::ClientMech> sasl_;
 };
 
+/// The base64 length of `raw_size` bytes.
+constexpr size_t base64_size(size_t raw_size) { return (raw_size + 2) / 3 * 4; }
 /// An address as XCLIENT wants it: IPv4-mapped IPv6 as plain IPv4.
 std::string plain_ip(const asio::ip::address& a);
 /// The TTL to send on: one hop less (never below 0).

@@ -14,7 +14,11 @@
 // (what came before TLS is forgotten: capabilities are read again over TLS).
 // With proxy_nopipelining every step waits for the previous tagged reply.
 // With proxy_mech or a master user: L AUTHENTICATE <MECH> [<ir>|=], and
-// continuations `+ <b64>` are answered with bare base64 lines.
+// continuations `+ <b64>` are answered with bare base64 lines. OAuth
+// (proxy_mech=%{mechanism}): an initial response over 4 KiB of base64 goes
+// after the empty `+ ` instead; a failure challenge `+ <b64 JSON>` is kept
+// in failure().sasl_challenge and acknowledged (`AQ==` / empty line), then
+// the tagged NO ends the login as usual.
 
 #include "protocols/imap/backend_login.hpp"
 #include "protocols/common/referral.hpp"
@@ -38,6 +42,9 @@ namespace {
 constexpr std::string_view kAuthFailedReply = "NO [AUTHENTICATIONFAILED] Authentication failed.";
 // §13.10: a Dovecot backend rejects the whole ID when any key is longer.
 constexpr size_t kMaxIdKeyLength = 30;
+// The longest base64 initial response sent on the AUTHENTICATE line: the
+// line stays well inside Dovecot's login line limit (8 KiB in 2.3/2.4).
+constexpr size_t kMaxInitialResponse = 4096;
 
 bool is_ok_reply(std::string_view rest) {
   return core::istarts_with(rest, "OK") && (rest.size() == 2 || rest[2] == ' ');
@@ -302,12 +309,16 @@ int BackendLogin::write_login() {
   output_ += "L AUTHENTICATE ";
   output_ += mech_;
   // The initial response only if the *banner* listed SASL-IR (§13.6). LOGIN
-  // has no meaningful initial response: send none rather than "=".
+  // has no meaningful initial response: send none rather than "=". One too
+  // long for a backend command line (an OAuth token) answers the empty
+  // continuation instead, which the mechanism does on its own.
   if (sasl_ir_ && mech_ != "LOGIN") {
     std::string ir = sasl_->initial_response();
-    output_ += ' ';
-    if (ir.empty()) output_ += '=';
-    append_base64(ir);
+    if (common::base64_size(ir.size()) <= kMaxInitialResponse) {
+      output_ += ' ';
+      if (ir.empty()) output_ += '=';
+      append_base64(ir);
+    }
     core::secure_zero(ir);
   }
   output_ += "\r\n";

@@ -17,6 +17,10 @@
 // `OK` (state tls-ready); then XCLIENT / AUTHENTICATE as above. Challenges
 // are strings (`"<b64>"`), answered with quoted base64 lines. A response
 // may carry literals (`{n}` CRLF data): lines are joined until complete.
+// OAuth (proxy_mech=%{mechanism}): an initial response over 1 KiB of base64
+// goes as a literal `{n+}`; no host/port pairs in OAUTHBEARER (as Dovecot
+// 2.4); a failure challenge `"<b64 JSON>"` is kept in
+// failure().sasl_challenge and acknowledged (`"AQ=="` / `""`) before the NO.
 
 #include "protocols/managesieve/backend_login.hpp"
 #include "protocols/common/referral.hpp"
@@ -36,6 +40,9 @@ namespace {
 constexpr std::string_view kAuthFailedReply = "NO \"Authentication failed.\"\r\n";
 // One backend response with its literals; far more than any greeting or reply.
 constexpr size_t kMaxResponseSize = 65536;
+// The longest initial response sent as a quoted string; longer ones go as a
+// literal (Dovecot parses quoted strings only up to its line length).
+constexpr size_t kMaxQuotedResponse = 1024;
 
 bool all_atom_chars(std::string_view s) {
   for (char c : s)
@@ -187,15 +194,24 @@ BackendEvent BackendLogin::send_authenticate() {
     return fail(FailureType::RemoteConfig, "Server has disabled authentication (TLS required?)");
   // authcid = master if set, else the user; authzid = the user for master
   // logins (`destuser\0master\0pass`), empty otherwise.
-  if (!start_sasl()) return fail(FailureType::InternalConfig, "Unsupported SASL mechanism " + mech_);
+  if (!start_sasl(/*authzid_always=*/false, /*host_port=*/false))
+    return fail(FailureType::InternalConfig, "Unsupported SASL mechanism " + mech_);
   output_ += "AUTHENTICATE ";
   append_quoted(output_, mech_);
   std::string ir = sasl_->initial_response();
   if (!ir.empty()) {
-    // An empty initial response is left out entirely (§6.1 step 6).
-    output_ += " \"";
-    append_base64(ir);
-    output_ += '"';
+    // An empty initial response is left out entirely (§6.1 step 6). A long
+    // one (an OAuth token) goes as a non-synchronizing literal (RFC 5804
+    // §1.2), which needs no wait for a continuation.
+    const size_t n = common::base64_size(ir.size());
+    if (n <= kMaxQuotedResponse) {
+      output_ += " \"";
+      append_base64(ir);
+      output_ += '"';
+    } else {
+      output_ += " {" + std::to_string(n) + "+}\r\n";
+      append_base64(ir);
+    }
     core::secure_zero(ir);
   }
   output_ += "\r\n";

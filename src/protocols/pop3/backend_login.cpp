@@ -15,7 +15,10 @@
 // at once: POP3 has no banner after STLS.
 // With proxy_mech or master: `AUTH <MECH> <base64 IR | =>` instead of USER
 // (login2, or xclient while the XCLIENT reply is outstanding), `+ <b64>`
-// challenges answered on their own lines.
+// challenges answered on their own lines; an AUTH line over 255 octets goes
+// without its initial response, which then answers the empty `+ `. OAuth: a
+// failure challenge `+ <b64 JSON>` is kept in failure().sasl_challenge and
+// acknowledged (`AQ==` / empty line) before the backend's -ERR.
 // A user name or password that cannot travel on a USER/PASS line (CR, LF,
 // NUL) goes with AUTH PLAIN instead.
 
@@ -33,6 +36,9 @@ using login::BackendEvent;
 using login::FailureType;
 
 namespace {
+
+// RFC 5034 §4: an AUTH command with its initial response fits in 255 octets.
+constexpr size_t kMaxAuthLine = 255;
 
 bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
@@ -157,10 +163,16 @@ BackendEvent BackendLogin::send_login() {
     return fail(FailureType::AuthNotReplied, "Password contains NUL: cannot be sent to the backend");
   if (!start_sasl()) return fail(FailureType::InternalConfig, "Unsupported SASL mechanism " + mech_);
   std::string ir_raw = sasl_->initial_response();
-  // The initial response is always sent; `=` stands for an empty one.
-  output_ += "AUTH " + mech_ + " ";
-  if (ir_raw.empty()) output_ += '=';
-  append_base64(ir_raw);
+  // The initial response goes on the AUTH line (`=` for an empty one) unless
+  // the line would pass RFC 5034's 255 octets (an OAuth token): then it
+  // answers the backend's empty `+ `, which the mechanism does on its own.
+  const std::string cmd = "AUTH " + mech_;
+  output_ += cmd;
+  if (cmd.size() + 1 + common::base64_size(ir_raw.size()) + 2 <= kMaxAuthLine) {
+    output_ += ' ';
+    if (ir_raw.empty()) output_ += '=';
+    append_base64(ir_raw);
+  }
   output_ += "\r\n";
   core::secure_zero(ir_raw);
   if (state_.get() != State::Xclient) state_.set(State::Login2);

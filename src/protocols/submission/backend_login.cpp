@@ -18,6 +18,9 @@
 // client gets `235 2.7.0 Logged in.` after the second EHLO reply.
 // An AUTH line over 512 bytes goes out as `AUTH <MECH>`; the initial
 // response follows the backend's empty `334 `.
+// OAuth (proxy_mech=%{mechanism}): no host/port pairs in OAUTHBEARER (as
+// Dovecot 2.4); a failure challenge `334 <b64 JSON>` is kept in
+// failure().sasl_challenge and acknowledged (`AQ==` / empty line) before 535.
 
 #include "protocols/submission/backend_login.hpp"
 #include "protocols/common/referral.hpp"
@@ -238,7 +241,7 @@ BackendEvent BackendLogin::send_login() {
     return fail(FailureType::RemoteConfig, "Authentication support not advertised (TLS required?)");
 
   // Dovecot sends authzid = destination user, authcid = master or user.
-  if (!start_sasl(/*authzid_always=*/true))
+  if (!start_sasl(/*authzid_always=*/true, /*host_port=*/false))
     return fail(FailureType::InternalConfig, "Unsupported SASL mechanism " + mech_);
 
   std::string ir_raw = sasl_->initial_response();

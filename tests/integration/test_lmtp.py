@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.dovecot import DovecotBackend
+from tests.support.metrics import ADMIN, admin_port, parse, promtool, scrape, wait_metrics
 from tests.support.portier import Listener, User, proxy
 from tests.support.postfix import PostfixInstance, available as postfix_available
 from tests.support.util import free_port
@@ -542,3 +543,43 @@ def test_unix_socket_listener(module_portier_factory, route, backends, tmp_path)
     wait_for_message(b1, addr("alice"), marker)
     p.stop()
     assert not sock.exists()
+
+
+def test_delivery_metrics(module_portier_factory, route, backends, tmp_path):
+    """portier_lmtp_* (docs/METRICS.md) move by exactly what one transaction
+    did: two deliveries to the real Dovecots, an unknown user and a nologin
+    refused at RCPT, a backend down (refused at RCPT, its connection failed)
+    and a backend dying in DATA (tempfail after the final dot)."""
+    p = module_portier_factory(route, listeners=LMTP, settings=ADMIN)
+    admin = admin_port(p)
+    before = parse(scrape(admin))
+    body = b"Subject: metrics\r\n\r\n" + f"metrics-{time.time_ns()}".encode() + b"\r\n"
+    with lmtp_client(p) as c:
+        rr, dr = send(c, [addr("alice"), addr("bob"), addr("nobody"), addr("blocked"), addr("down"),
+                          addr("dies")], body)
+        c.quit()
+    assert [code for code, _ in rr] == [250, 250, 550, 550, 451, 250], rr
+    assert [code for code, _ in dr] == [250, 250, 451], dr
+    after = wait_metrics(admin, lambda v: v.get("portier_lmtp_sessions_current") == 0)
+
+    def d(series: str) -> float:
+        return after.get(series, 0) - before.get(series, 0)
+
+    assert d("portier_lmtp_sessions_total") == 1
+    assert after["portier_lmtp_sessions_current"] == 0
+    moved = {k: d(k) for k in after if k.startswith("portier_lmtp_recipients_total{") and d(k)}
+    assert moved == {
+        'portier_lmtp_recipients_total{result="delivered",reason="backend"}': 2,
+        'portier_lmtp_recipients_total{result="permfail",reason="unknown_user"}': 1,
+        'portier_lmtp_recipients_total{result="permfail",reason="disabled"}': 1,
+        'portier_lmtp_recipients_total{result="tempfail",reason="backend_failure"}': 2,
+    }, moved
+    assert d("portier_lmtp_messages_total") == 1
+    assert d("portier_lmtp_bytes_total") == len(body) + len(b".\r\n")   # as sent, the final dot included
+    assert d('portier_lmtp_backend_connections_total{result="ok"}') == 3   # b1, b2, dying
+    assert d('portier_lmtp_backend_connections_total{result="failed"}') == 1
+    assert d("portier_lmtp_data_duration_seconds_count") == 1
+    text = scrape(admin)
+    for name in ("alice", "nobody", "127.0.0.1\""):
+        assert name not in text, name
+    promtool(text, tmp_path)

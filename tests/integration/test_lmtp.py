@@ -40,15 +40,20 @@ def backends(certs):
     b2.stop()
 
 
-class DyingBackend:
-    """Fault injection: an LMTP server that accepts everything and closes the
-    connection after `die_after` body bytes of DATA."""
+class FakeLmtp:
+    """Fault injection: a fake LMTP/SMTP server on 127.0.0.1. Each connection
+    gets `greeting`, `hello` for LHLO/EHLO, 250 for other commands, and
+    on_data() for DATA (which returns whether the session goes on); every
+    command line is recorded."""
 
-    def __init__(self, die_after: int = 10) -> None:
+    greeting = b"220 fake LMTP\r\n"
+    hello = b"250-fake\r\n250 PIPELINING\r\n"
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        self.got_data = threading.Event()
         self.srv = socket.create_server(("127.0.0.1", 0))
         self.port = self.srv.getsockname()[1]
-        self.die_after = die_after
-        self.got_data = threading.Event()
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -61,44 +66,7 @@ class DyingBackend:
 
     def _one(self, c: socket.socket) -> None:
         f = c.makefile("rb")
-        c.sendall(b"220 dying LMTP\r\n")
-        try:
-            while True:
-                line = f.readline()
-                if not line:
-                    return
-                verb = line[:4].upper()
-                if verb == b"LHLO":
-                    c.sendall(b"250-dying\r\n250 PIPELINING\r\n")
-                elif verb == b"DATA":
-                    c.sendall(b"354 go\r\n")
-                    f.read(self.die_after)
-                    self.got_data.set()
-                    c.shutdown(socket.SHUT_RDWR)
-                    return
-                elif verb == b"QUIT":
-                    c.sendall(b"221 bye\r\n")
-                    return
-                else:
-                    c.sendall(b"250 2.0.0 ok\r\n")
-        finally:
-            c.close()
-
-    def close(self) -> None:
-        self.srv.close()
-
-
-class SmtpBackend(DyingBackend):
-    """Fault-free fake SMTP server (protocol=smtp): EHLO, one DATA reply for
-    all recipients; records every command line."""
-
-    def __init__(self) -> None:
-        self.lines: list[bytes] = []
-        super().__init__()
-
-    def _one(self, c: socket.socket) -> None:
-        f = c.makefile("rb")
-        c.sendall(b"220 smtp fake\r\n")
+        c.sendall(self.greeting)
         try:
             while True:
                 line = f.readline()
@@ -106,13 +74,12 @@ class SmtpBackend(DyingBackend):
                     return
                 self.lines.append(line)
                 verb = line[:4].upper()
-                if verb == b"EHLO":
-                    c.sendall(b"250-smtp.fake\r\n250 8BITMIME\r\n")
+                if verb in (b"LHLO", b"EHLO"):
+                    c.sendall(self.hello)
                 elif verb == b"DATA":
                     c.sendall(b"354 go\r\n")
-                    while f.readline() not in (b".\r\n", b""):
-                        pass
-                    c.sendall(b"250 2.0.0 queued as X1\r\n")
+                    if not self.on_data(c, f):
+                        return
                 elif verb == b"QUIT":
                     c.sendall(b"221 bye\r\n")
                     return
@@ -120,6 +87,40 @@ class SmtpBackend(DyingBackend):
                     c.sendall(b"250 2.1.0 ok\r\n")
         finally:
             c.close()
+
+    def on_data(self, c: socket.socket, f) -> bool:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.srv.close()
+
+
+class DyingBackend(FakeLmtp):
+    """Closes the connection after `die_after` body bytes of DATA."""
+
+    def __init__(self, die_after: int = 10) -> None:
+        self.die_after = die_after
+        super().__init__()
+
+    def on_data(self, c: socket.socket, f) -> bool:
+        f.read(self.die_after)
+        self.got_data.set()
+        c.shutdown(socket.SHUT_RDWR)
+        return False
+
+
+class SmtpBackend(FakeLmtp):
+    """Fault-free fake SMTP server (protocol=smtp): EHLO, one DATA reply for
+    all recipients."""
+
+    greeting = b"220 smtp fake\r\n"
+    hello = b"250-smtp.fake\r\n250 8BITMIME\r\n"
+
+    def on_data(self, c: socket.socket, f) -> bool:
+        while f.readline() not in (b".\r\n", b""):
+            pass
+        c.sendall(b"250 2.0.0 queued as X1\r\n")
+        return True
 
 
 @pytest.fixture(scope="module")
@@ -439,31 +440,15 @@ def test_postfix_relays_through_portier(portier, backends):
     assert len(msgs) == 2 and all(b"\n.dot line" in m for m in msgs)
 
 
-class StallingBackend(DyingBackend):
+class StallingBackend(FakeLmtp):
     """Takes the whole message, then never answers the final dot."""
 
-    def _one(self, c: socket.socket) -> None:
-        f = c.makefile("rb")
-        c.sendall(b"220 stall\r\n")
-        try:
-            while True:
-                line = f.readline()
-                if not line:
-                    return
-                verb = line[:4].upper()
-                if verb == b"LHLO":
-                    c.sendall(b"250-stall\r\n250 PIPELINING\r\n")
-                elif verb == b"DATA":
-                    c.sendall(b"354 go\r\n")
-                    while f.readline() not in (b".\r\n", b""):
-                        pass
-                    self.got_data.set()
-                    f.read()          # until the proxy goes away
-                    return
-                else:
-                    c.sendall(b"250 2.0.0 ok\r\n")
-        finally:
-            c.close()
+    def on_data(self, c: socket.socket, f) -> bool:
+        while f.readline() not in (b".\r\n", b""):
+            pass
+        self.got_data.set()
+        f.read()          # until the proxy goes away
+        return False
 
 
 @pytest.mark.skipif(postfix_available() is not None, reason=str(postfix_available()))

@@ -16,6 +16,7 @@
 #include "doveadm/protocol.hpp"
 #include "doveadm/route.hpp"
 #include "log/log.hpp"
+#include "login/counters.hpp"
 #include "net/address.hpp"
 #include "net/awaitable.hpp"
 #include "net/socket.hpp"
@@ -50,14 +51,9 @@ struct LineReader {
 net::Task<Route> route(const login::Snapshot& snap, const std::string& user, const std::string& rip) {
   Route r;
   const auto& cfg = snap.cfg.doveadm;
-  passdb::Request req;
-  req.user = user;
-  req.protocol = "doveadm";
-  req.service = "doveadm";
+  passdb::Request req = passdb::lookup_only_request(user, "doveadm", snap.passdbs.timeout());
   req.remote_ip = rip;
-  req.lookup_only = true;
   req.secured = true;
-  if (snap.passdbs.timeout().count() > 0) req.deadline = std::chrono::steady_clock::now() + snap.passdbs.timeout();
   passdb::Lookup l = co_await snap.passdbs.lookup(req);
   if (l.result == passdb::Result::UnknownUser) {
     r.code = "NOUSER";
@@ -144,6 +140,9 @@ class Session : public std::enable_shared_from_this<Session> {
   /// Answers the current command with portier's own failure.
   net::Task<bool> fail(std::string_view why, std::string_view code) {
     note(log::Level::Error, fmt::format("{}: {}", log::sanitize(cmd_name_, 64), why));
+    login::Counters::local().doveadm_command(code == "NOUSER"     ? login::DoveadmResult::UserUnknown
+                                             : code == "TEMPFAIL" ? login::DoveadmResult::TempFail
+                                                                  : login::DoveadmResult::Refused);
     std::string text = fmt::format("portier: {}", why);
     std::string reply = error_reply(mux_, text, code);
     co_return co_await write(client_, reply);
@@ -323,6 +322,7 @@ class Session : public std::enable_shared_from_this<Session> {
                                                                   : rec.message());
           if (scan.can_append()) co_return co_await fail(why, code);
           note(log::Level::Error, fmt::format("{}: {}", log::sanitize(cmd_name_, 64), why));
+          login::Counters::local().doveadm_command(login::DoveadmResult::Aborted);
           co_return false;
         }
         data = std::string_view(chunk_.data(), n);
@@ -330,16 +330,21 @@ class Session : public std::enable_shared_from_this<Session> {
       size_t use = scan.feed(data);
       if (scan.failed()) {
         note(log::Level::Error, fmt::format("{}: {}: malformed reply from the backend", log::sanitize(cmd_name_, 64), dest));
+        login::Counters::local().doveadm_command(login::DoveadmResult::Aborted);
         co_return false;
       }
       std::string_view out = data.substr(0, use);
       bytes += out.size();
-      if (!co_await write(client_, out)) co_return false;
+      if (!co_await write(client_, out)) {
+        login::Counters::local().doveadm_command(login::DoveadmResult::Aborted);
+        co_return false;
+      }
       pending.clear();
       if (scan.done()) break;
     }
     note(log::Level::Info, fmt::format("{}: {}: {} (exit code {}, {} bytes)", log::sanitize(cmd_name_, 64), dest,
                                        log::sanitize(scan.status(), 64), exit_code(scan.status()), bytes));
+    login::Counters::local().doveadm_command(login::DoveadmResult::Ok);
     co_return true;
   }
 

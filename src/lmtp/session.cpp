@@ -4,12 +4,14 @@
 #include <asio/detached.hpp>
 #include <asio/ip/tcp.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/strings.hpp"
 #include "core/text.hpp"
+#include "lmtp/events.hpp"
 #include "lmtp/service.hpp"
 #include "lmtp/smtp.hpp"
 #include "log/log.hpp"
@@ -28,6 +30,7 @@ namespace {
 using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
+using login::DeliveryReason;
 
 constexpr size_t kRead = 64 * 1024;         // one read (and the DATA chunk bound)
 constexpr size_t kMaxReplyLine = 4096;      // a backend reply line
@@ -208,7 +211,18 @@ class Session final : public login::Stoppable, public std::enable_shared_from_th
   std::string proxy_failed(const Backend& be) const {
     return "451 4.4.0 Proxy failed (" + be.failure + ", session=" + sid_ + ")";
   }
+  std::string refuse_failed(const std::string& addr, const Backend& be) const {
+    const std::string detail = "Proxy failed (" + be.failure + ")", dest = be.dest();
+    return refuse(addr, DeliveryReason::BackendFailure, proxy_failed(be), detail, dest);
+  }
   void end_transaction();
+  /// Count and log a recipient refused at RCPT time; returns `reply`.
+  std::string refuse(const std::string& addr, DeliveryReason why, std::string reply, std::string_view detail = {},
+                     std::string_view dest = {}) const {
+    const int code = reply.size() >= 3 ? std::atoi(reply.substr(0, 3).c_str()) : 0;
+    sink_.emit(events::RcptRefused{addr, why, code, detail, dest});
+    return reply;
+  }
 
   Conn client_;
   net::Endpoints eps_;
@@ -219,6 +233,7 @@ class Session final : public login::Stoppable, public std::enable_shared_from_th
   const uint64_t id_ = login::next_session_id();
   const std::chrono::system_clock::time_point since_ = std::chrono::system_clock::now();
   std::string sid_;
+  const events::EventSink sink_{sid_};
   std::string remote_ip_, local_ip_;
   asio::ip::address local_addr_;
   uint16_t remote_port_ = 0, local_port_ = 0;
@@ -425,63 +440,55 @@ net::Task<std::string> Session::rcpt(const PathArg& p) {
   const std::string& addr = p.path;
   const std::string& delims = cfg_.lmtp.recipient_delimiter;
   auto [user, detail] = split_detail(addr, delims);
-  passdb::Request req;
-  req.user = user;
-  req.protocol = "lmtp";
-  req.service = "lmtp";
+  passdb::Request req = passdb::lookup_only_request(user, "lmtp", snap_->passdbs.timeout());
   req.remote_ip = remote_ip_;
   req.remote_port = remote_port_;
   req.local_ip = local_ip_;
   req.local_port = local_port_;
   req.session_id = sid_;
   req.secured = trusted_;
-  req.lookup_only = true;
-  if (cfg_.auth.passdb_timeout.count() > 0) req.deadline = Clock::now() + cfg_.auth.passdb_timeout;
   passdb::Lookup lk = co_await snap_->passdbs.lookup(req);
-  if (lk.result == passdb::Result::UnknownUser) {
-    log::logf(log::Level::Info, kLog, "{}: RCPT <{}>: user doesn't exist", sid_, addr);
-    co_return "550 5.1.1 <" + addr + "> User doesn't exist";
-  }
+  if (lk.result == passdb::Result::UnknownUser)
+    co_return refuse(addr, DeliveryReason::UnknownUser, "550 5.1.1 <" + addr + "> User doesn't exist",
+                     "user doesn't exist");
   if (lk.result == passdb::Result::TempFail) {
-    log::logf(log::Level::Error, kLog, "{}: RCPT <{}>: passdb lookup failed: {}", sid_, addr, lk.error);
-    co_return "451 4.3.0 <" + addr + "> Temporary user lookup failure";
+    const std::string detail = "passdb lookup failed: " + lk.error;
+    co_return refuse(addr, DeliveryReason::PassdbTempfail, "451 4.3.0 <" + addr + "> Temporary user lookup failure",
+                     detail);
   }
   const bool smtp_field = lk.reply.get("protocol") == std::optional<std::string_view>("smtp");
   auto pf = passdb::parse_proxy_fields(lk.reply, smtp_field ? 25 : 24, smtp_field ? 25 : 24);
-  if (!pf.fields) {
-    log::logf(log::Level::Error, kLog, "{}: RCPT <{}>: {}", sid_, addr, pf.error);
-    co_return "550 5.3.5 <" + addr + "> Internal user lookup failure";
-  }
+  const std::string internal = "550 5.3.5 <" + addr + "> Internal user lookup failure";
+  if (!pf.fields) co_return refuse(addr, DeliveryReason::ConfigError, internal, pf.error);
   passdb::ProxyFields f = std::move(*pf.fields);
   if (f.nologin) {
     std::string why = f.reason.empty() ? "Login disabled" : clean_text(f.reason);
-    co_return "550 5.3.5 <" + addr + "> " + why;
+    co_return refuse(addr, DeliveryReason::Disabled, "550 5.3.5 <" + addr + "> " + why);
   }
   std::string protocol(lk.reply.get("protocol").value_or("lmtp"));
   if (!f.proxy) {
-    if (cfg_.lmtp.unproxied != "default") {
-      log::logf(log::Level::Info, kLog, "{}: RCPT <{}>: passdb entry without proxy: refused", sid_, addr);
-      co_return "550 5.1.1 <" + addr + "> User not served by this proxy";
-    }
+    if (cfg_.lmtp.unproxied != "default")
+      co_return refuse(addr, DeliveryReason::NotProxied, "550 5.1.1 <" + addr + "> User not served by this proxy",
+                       "passdb entry without proxy: refused");
     f.host = cfg_.lmtp.default_host;
     f.hostip.clear();
     f.port = cfg_.lmtp.default_port;
     protocol = cfg_.lmtp.default_protocol;
   }
   if (protocol != "lmtp" && protocol != "smtp") {
-    log::logf(log::Level::Error, kLog, "{}: RCPT <{}>: invalid protocol field '{}'", sid_, addr, protocol);
-    co_return "550 5.3.5 <" + addr + "> Internal user lookup failure";
+    const std::string detail = "invalid protocol field '" + protocol + "'";
+    co_return refuse(addr, DeliveryReason::ConfigError, internal, detail);
   }
   if (ttl_ <= 1) {
-    log::logf(log::Level::Error, kLog, "{}: RCPT <{}>: Proxying appears to be looping (TTL=0)", sid_, addr);
-    co_return "554 5.4.6 <" + addr + "> Proxying appears to be looping (TTL=0)";
+    const std::string_view looping = "Proxying appears to be looping (TTL=0)";
+    co_return refuse(addr, DeliveryReason::Loop, "554 5.4.6 <" + addr + "> " + std::string(looping), looping);
   }
   asio::error_code ec;
   auto ip = asio::ip::make_address(f.hostip.empty() ? f.host : f.hostip, ec);
-  if (ec) co_return "550 5.3.5 <" + addr + "> Internal user lookup failure";
+  if (ec) co_return refuse(addr, DeliveryReason::ConfigError, internal, "host is not an IP address");
   if (ip == local_addr_ && f.port == local_port_) {
-    log::logf(log::Level::Error, kLog, "{}: RCPT <{}>: Proxying loops to itself", sid_, addr);
-    co_return "554 5.4.6 <" + addr + "> Proxying loops to itself";
+    const std::string_view self = "Proxying loops to itself";
+    co_return refuse(addr, DeliveryReason::Loop, "554 5.4.6 <" + addr + "> " + std::string(self), self);
   }
   // The recipient the backend sees: destuser (or a user name the passdb
   // changed) with the detail put back; the original goes in ORCPT.
@@ -512,15 +519,13 @@ net::Task<std::string> Session::rcpt(const PathArg& p) {
     be = nb.get();
     backends_.push_back(std::move(nb));
     co_await open(*be);
+    const std::string dest = be->dest();
+    sink_.emit(events::BackendOpened{dest, be->failure.empty()});
   } else if (f.proxy_timeout && *f.proxy_timeout > be->timeout) {
     be->timeout = *f.proxy_timeout;  // the largest per-recipient timeout
   }
-  if (!be->failure.empty()) {
-    log::logf(log::Level::Error, kLog, "{}: RCPT <{}> at {}: Proxy failed ({})", sid_, addr, be->dest(),
-              be->failure);
-    co_return proxy_failed(*be);
-  }
-  if (be->refused) co_return be->refused->render();
+  if (!be->failure.empty()) co_return refuse_failed(addr, *be);
+  if (be->refused) co_return refuse(addr, DeliveryReason::Backend, be->refused->render());
   std::string line = "RCPT TO:<" + dest + ">";
   if (!p.params.empty()) line += " " + p.params;
   if (dest != addr && !p.has_orcpt) line += " ORCPT=rfc822;" + xtext_encode(addr);
@@ -542,22 +547,17 @@ net::Task<std::string> Session::rcpt(const PathArg& p) {
       be->refused = std::move(mr);
       auto ignored = co_await read_reply(*be);  // the RCPT's reply after a refused MAIL
       (void)ignored;
-      co_return be->refused->render();
+      co_return refuse(addr, DeliveryReason::Backend, be->refused->render());
     }
     if (mr) r = co_await read_reply(*be);
   } else {
     r = co_await command(*be, line);
   }
-  if (!r) {
-    log::logf(log::Level::Error, kLog, "{}: RCPT <{}> at {}: Proxy failed ({})", sid_, addr, be->dest(),
-              be->failure);
-    co_return proxy_failed(*be);
-  }
-  if (r->code / 100 == 2) {
-    if (r->enhanced.empty()) r->enhanced = "2.1.5";
-    be->rcpts.push_back(rcpts_.size());
-    rcpts_.push_back({addr, be, std::nullopt});
-  }
+  if (!r) co_return refuse_failed(addr, *be);
+  if (r->code / 100 != 2) co_return refuse(addr, DeliveryReason::Backend, r->render());
+  if (r->enhanced.empty()) r->enhanced = "2.1.5";
+  be->rcpts.push_back(rcpts_.size());
+  rcpts_.push_back({addr, be, std::nullopt});
   co_return r->render();
 }
 
@@ -574,6 +574,7 @@ net::Task<bool> Session::data() {
   const std::string go_ahead = "354 2.0.0 OK";
   if (!co_await reply(go_ahead)) co_return false;
   DataScanner scan;
+  uint64_t bytes = 0;
   for (bool done = false; !done;) {
     if (client_.in.empty()) {
       Io r = co_await client_.fill(cfg_.login.client_timeout);
@@ -590,6 +591,7 @@ net::Task<bool> Session::data() {
     // The bytes exactly as the client sent them (dot-stuffing untouched),
     // written from the input buffer itself: no copy per chunk.
     const std::string_view chunk(client_.in.data(), n);
+    bytes += n;
     for (auto& b : backends_) {
       if (b->rcpts.empty() || !b->usable()) continue;
       Io w = co_await b->conn->write(chunk, b->timeout);
@@ -617,11 +619,10 @@ net::Task<bool> Session::data() {
   for (size_t i = 0; i < rcpts_.size(); ++i) {
     Rcpt& rc = rcpts_[i];
     std::string line;
-    bool ok = false;
+    DeliveryReason why = DeliveryReason::Backend;
     if (rc.reply) {
       // A reply that came before a later failure still counts.
       if (rc.reply->code / 100 == 2) {
-        ok = true;
         line = "250 " + (rc.reply->enhanced.empty() ? std::string("2.0.0") : rc.reply->enhanced) + " <" + rc.addr +
                "> " + sid_ + " Saved";
       } else {
@@ -631,12 +632,15 @@ net::Task<bool> Session::data() {
       line = rc.be->refused->render();
     } else {
       line = proxy_failed(*rc.be);
+      why = DeliveryReason::BackendFailure;
     }
-    std::string backend_reply = rc.reply ? rc.reply->render() : line;
-    log::logf(log::Level::Info, kLog, "{}: {} message to <{}> at {}: {} ({}/{} at {} ms)", sid_,
-              ok ? "Sent" : "Failed to send", rc.addr, rc.be->dest(), backend_reply, i + 1, rcpts_.size(), ms);
+    const std::string backend_reply = rc.reply ? rc.reply->render() : line, dest = rc.be->dest();
+    const int code = std::atoi(line.substr(0, 3).c_str());
+    sink_.emit(events::RcptDone{rc.addr, dest, backend_reply, code, why, i + 1, rcpts_.size(), ms});
     out += line + "\r\n";
   }
+  const auto took = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
+  sink_.emit(events::MessageDone{bytes, rcpts_.size(), took});
   end_transaction();
   Io w = co_await client_.write(out, cfg_.login.client_timeout);
   co_return w == Io::Ok;
@@ -669,7 +673,7 @@ net::Task<void> Session::run() {
   sid_ = login::make_session_id(eps_.remote.address(), remote_port_);
   const std::string& host = snap_->frontend.hostname;
   const std::string greeting = "220 " + host + " portier LMTP ready";
-  log::logf(log::Level::Info, kLog, "{}: Connect from {}", sid_, remote_ip_);
+  sink_.emit(events::Connected{remote_ip_});
   std::string reason = "Client has quit the connection";
   unsigned bad = 0;
   if (co_await reply(greeting)) {
@@ -724,7 +728,7 @@ net::Task<void> Session::run() {
           out = "501 5.5.4 Invalid TO: parameters";
           valid = false;
         } else if (rcpts_.size() >= cfg_.lmtp.max_recipients) {
-          out = "452 4.5.3 Too many recipients";
+          out = refuse(p->path, DeliveryReason::TooManyRecipients, "452 4.5.3 Too many recipients");
         } else {
           out = co_await rcpt(*p);
         }
@@ -779,7 +783,7 @@ net::Task<void> Session::run() {
   end_transaction();
   client_.close();
   registry_.sessions.erase(this);
-  log::logf(log::Level::Info, kLog, "{}: Disconnect from {}: {}", sid_, remote_ip_, reason);
+  sink_.emit(events::Disconnected{remote_ip_, reason});
 }
 
 void start(login::SiblingConnection c) {

@@ -117,6 +117,27 @@ void ServiceCounters::add(const ServiceCounters& o) {
   for (const auto& [k, n] : o.proxy_failures) proxy_failures[k] += n;
 }
 
+void LmtpCounters::add(const LmtpCounters& o) {
+  sessions += o.sessions;
+  sessions_ended += o.sessions_ended;
+  messages += o.messages;
+  bytes += o.bytes;
+  for (size_t i = 0; i < recipients.size(); ++i) add_all(recipients[i], o.recipients[i]);
+  add_all(backend_connections, o.backend_connections);
+  data_duration.add(o.data_duration);
+}
+
+struct Counters::SiblingLive {
+  N lmtp_sessions{0}, lmtp_sessions_ended{0}, lmtp_messages{0}, lmtp_bytes{0};
+  std::array<std::array<N, kDeliveryReasonNames.size()>, kDeliveryResultNames.size()> lmtp_recipients{};
+  std::array<N, 2> lmtp_backend{};
+  Histogram lmtp_data_duration;
+  std::array<N, kDoveadmResultNames.size()> doveadm{};
+};
+
+Counters::Counters() : sibling_(std::make_unique<SiblingLive>()) {}
+Counters::~Counters() = default;
+
 void PassdbCounters::add(const PassdbCounters& o) {
   add_all(results, o.results);
   duration.add(o.duration);
@@ -161,6 +182,43 @@ std::map<std::string, PassdbCounters> Counters::passdb_sum() {
   }
   return out;
 }
+
+LmtpCounters Counters::lmtp_sum() {
+  LmtpCounters o;
+  std::lock_guard lk(g_all_mu);
+  for (const auto& c : all()) {
+    const SiblingLive& s = *c->sibling_;
+    o.sessions += r(s.lmtp_sessions);
+    o.sessions_ended += r(s.lmtp_sessions_ended);
+    o.messages += r(s.lmtp_messages);
+    o.bytes += r(s.lmtp_bytes);
+    for (size_t i = 0; i < o.recipients.size(); ++i) read_all(o.recipients[i], s.lmtp_recipients[i]);
+    read_all(o.backend_connections, s.lmtp_backend);
+    s.lmtp_data_duration.snapshot_into(o.data_duration);
+  }
+  return o;
+}
+
+std::array<uint64_t, kDoveadmResultNames.size()> Counters::doveadm_sum() {
+  std::array<uint64_t, kDoveadmResultNames.size()> o{};
+  std::lock_guard lk(g_all_mu);
+  for (const auto& c : all()) read_all(o, c->sibling_->doveadm);
+  return o;
+}
+
+void Counters::lmtp_session(bool opened) {
+  bump(opened ? sibling_->lmtp_sessions : sibling_->lmtp_sessions_ended);
+}
+void Counters::lmtp_recipient(DeliveryResult res, DeliveryReason why) {
+  bump(sibling_->lmtp_recipients[static_cast<size_t>(res)][static_cast<size_t>(why)]);
+}
+void Counters::lmtp_backend_connection(bool ok) { bump(sibling_->lmtp_backend[ok ? 0 : 1]); }
+void Counters::lmtp_message(uint64_t bytes, std::chrono::microseconds took) {
+  bump(sibling_->lmtp_messages);
+  bump(sibling_->lmtp_bytes, bytes);
+  sibling_->lmtp_data_duration.observe(took);
+}
+void Counters::doveadm_command(DoveadmResult res) { bump(sibling_->doveadm[static_cast<size_t>(res)]); }
 
 Counters::Live& Counters::slot(std::string_view service, std::string_view listener) {
   if (last_slot_ && last_slot_key_.first == service && last_slot_key_.second == listener)

@@ -121,6 +121,45 @@ struct PassdbCounters {
   void add(const PassdbCounters& o);
 };
 
+/// LMTP recipients: the final outcome (from the reply code the client got:
+/// 2xx, 4xx, 5xx) and what decided it. Per recipient: at RCPT when refused
+/// there, else after the backend's reply to the final dot.
+enum class DeliveryResult { Delivered, TempFail, PermFail, kCount };
+inline constexpr std::array<std::string_view, static_cast<size_t>(DeliveryResult::kCount)>
+    kDeliveryResultNames = {"delivered", "tempfail", "permfail"};
+enum class DeliveryReason {
+  Backend,            // the backend's own reply (accepted or refused)
+  BackendFailure,     // the backend connection failed (connect, lost, timed out, bad reply)
+  UnknownUser,        // passdb: no such user
+  PassdbTempfail,     // passdb: temporary failure
+  ConfigError,        // passdb reply unusable (bad host, port, protocol)
+  Disabled,           // passdb: nologin
+  NotProxied,         // no proxy field, lmtp.unproxied = "refuse"
+  Loop,               // TTL used up or the destination is portier itself
+  TooManyRecipients,  // lmtp.max_recipients
+  kCount,
+};
+inline constexpr std::array<std::string_view, static_cast<size_t>(DeliveryReason::kCount)>
+    kDeliveryReasonNames = {"backend", "backend_failure", "unknown_user", "passdb_tempfail", "config_error",
+                            "disabled", "not_proxied", "loop", "too_many_recipients"};
+
+/// The LMTP proxy's counters (lmtp/events.hpp feeds them).
+struct LmtpCounters {
+  uint64_t sessions = 0;        // client connections
+  uint64_t sessions_ended = 0;  // of those, ended (current = sessions - ended)
+  uint64_t messages = 0;        // DATA completed (the final dot received and answered)
+  uint64_t bytes = 0;           // those messages' bytes as received (dot-stuffed, with the final dot)
+  std::array<std::array<uint64_t, kDeliveryReasonNames.size()>, kDeliveryResultNames.size()> recipients{};
+  std::array<uint64_t, 2> backend_connections{};  // [0 ok, 1 failed]
+  HistogramData data_duration;                    // DATA command -> replies to the client
+  void add(const LmtpCounters& o);
+};
+
+/// doveadm proxy commands by result.
+enum class DoveadmResult { Ok, Refused, UserUnknown, TempFail, Aborted, kCount };
+inline constexpr std::array<std::string_view, static_cast<size_t>(DoveadmResult::kCount)>
+    kDoveadmResultNames = {"ok", "refused", "user_unknown", "tempfail", "aborted"};
+
 /// Process-wide reload counts (the main thread reloads).
 struct ReloadCounters {
   uint64_t ok = 0, failed = 0;
@@ -129,6 +168,8 @@ struct ReloadCounters {
 
 class Counters {
  public:
+  Counters();
+  ~Counters();
   /// One (service, listener)'s live counters (single writer: the worker).
   struct Live;
   struct PassdbLive;
@@ -141,6 +182,10 @@ class Counters {
   static std::map<std::pair<std::string, std::string>, ServiceCounters> sum_by_listener();
   /// All workers' passdb counters, by passdb log name ("passwd-file", …).
   static std::map<std::string, PassdbCounters> passdb_sum();
+  /// All threads' LMTP counters added up.
+  static LmtpCounters lmtp_sum();
+  /// All threads' doveadm command counts, by kDoveadmResultNames.
+  static std::array<uint64_t, kDoveadmResultNames.size()> doveadm_sum();
 
   /// Count one event of `service`; `state` is the proxy state for failures.
   void count(std::string_view service, const events::Event& ev, std::string_view state = {});
@@ -163,11 +208,21 @@ class Counters {
   /// One passdb answer: `result` indexes kPassdbResultNames.
   static void passdb_request(PassdbLive& p, size_t result, std::chrono::microseconds d);
 
+  // The sibling services' counting points (this thread's counters; no slot,
+  // no lock: one writer, relaxed load+store).
+  void lmtp_session(bool opened);
+  void lmtp_recipient(DeliveryResult r, DeliveryReason why);
+  void lmtp_backend_connection(bool ok);
+  void lmtp_message(uint64_t bytes, std::chrono::microseconds took);
+  void doveadm_command(DoveadmResult r);
+
   /// A configuration reload (SIGHUP) succeeded or failed.
   static void reloaded(bool ok);
   static ReloadCounters reloads();
 
  private:
+  struct SiblingLive;
+  std::unique_ptr<SiblingLive> sibling_;  // created with the Counters, read by the scrape
   mutable std::mutex mu_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<Live>> by_slot_;
   std::map<std::string, std::unique_ptr<PassdbLive>, std::less<>> by_passdb_;

@@ -187,6 +187,45 @@ void tls_and_limits(Writer& w, const ByProtocol& by) {
     w.sample("portier_auth_penalties_total", {{"protocol", proto}}, u(s.penalized));
 }
 
+void lmtp(Writer& w) {
+  const auto l = login::Counters::lmtp_sum();
+  w.family("portier_lmtp_sessions_total", "counter", "LMTP client connections.");
+  w.sample("portier_lmtp_sessions_total", {}, u(l.sessions));
+  w.family("portier_lmtp_sessions_current", "gauge", "LMTP client connections open now.");
+  w.sample("portier_lmtp_sessions_current", {}, diff(l.sessions, l.sessions_ended));
+  w.family("portier_lmtp_recipients_total", "counter",
+           "LMTP recipients by final result (delivered, tempfail, permfail) and what decided it "
+           "(backend: the backend's reply; else portier's refusal at RCPT or a failed backend connection).");
+  for (size_t res = 0; res < login::kDeliveryResultNames.size(); ++res)
+    for (size_t why = 0; why < login::kDeliveryReasonNames.size(); ++why) {
+      // The backend's series always; portier's own reasons once they happened.
+      if (why != static_cast<size_t>(login::DeliveryReason::Backend) && l.recipients[res][why] == 0) continue;
+      w.sample("portier_lmtp_recipients_total",
+               {{"result", login::kDeliveryResultNames[res]}, {"reason", login::kDeliveryReasonNames[why]}},
+               u(l.recipients[res][why]));
+    }
+  w.family("portier_lmtp_messages_total", "counter", "LMTP messages received whole (DATA answered).");
+  w.sample("portier_lmtp_messages_total", {}, u(l.messages));
+  w.family("portier_lmtp_bytes_total", "counter",
+           "Bytes of the LMTP messages received, as sent by the client (dot-stuffed, final dot included).");
+  w.sample("portier_lmtp_bytes_total", {}, u(l.bytes));
+  w.family("portier_lmtp_backend_connections_total", "counter",
+           "LMTP backend connections opened (ok) or failed (connect, TLS, greeting, LHLO).");
+  w.sample("portier_lmtp_backend_connections_total", {{"result", "ok"}}, u(l.backend_connections[0]));
+  w.sample("portier_lmtp_backend_connections_total", {{"result", "failed"}}, u(l.backend_connections[1]));
+  w.family("portier_lmtp_data_duration_seconds", "histogram",
+           "LMTP messages: from the DATA command to the replies for every recipient.");
+  histogram(w, "portier_lmtp_data_duration_seconds", {}, l.data_duration);
+}
+
+void doveadm(Writer& w) {
+  const auto d = login::Counters::doveadm_sum();
+  w.family("portier_doveadm_commands_total", "counter",
+           "doveadm proxy commands by result (ok: the backend's reply relayed, whatever its exit code).");
+  for (size_t i = 0; i < login::kDoveadmResultNames.size(); ++i)
+    w.sample("portier_doveadm_commands_total", {{"result", login::kDoveadmResultNames[i]}}, u(d[i]));
+}
+
 void process(Writer& w) {
   const auto r = login::Counters::reloads();
   w.family("portier_config_reloads_total", "counter", "Configuration reloads (SIGHUP) by result.");
@@ -231,6 +270,8 @@ std::string render() {
   passdbs(w);
   auth_cache(w);
   tls_and_limits(w, by_protocol);
+  lmtp(w);
+  doveadm(w);
   process(w);
   return w.take();
 }

@@ -23,6 +23,16 @@ RequestCopy::RequestCopy(const Request& r)
   flags_.tls_protocol = flags_.tls_cipher = {};
 }
 
+Request lookup_only_request(std::string_view user, std::string_view protocol, std::chrono::milliseconds timeout) {
+  Request r;
+  r.user = user;
+  r.protocol = protocol;
+  r.service = protocol;
+  r.lookup_only = true;
+  if (timeout.count() > 0) r.deadline = std::chrono::steady_clock::now() + timeout;
+  return r;
+}
+
 Request RequestCopy::view() const {
   Request r = flags_;
   r.user = user_;

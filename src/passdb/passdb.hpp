@@ -108,6 +108,11 @@ struct Request {
   std::chrono::steady_clock::time_point deadline{};
 };
 
+/// A routing lookup without password (the LMTP and doveadm proxies): the
+/// user, protocol and service `protocol`, lookup_only, a deadline `timeout`
+/// from now (zero: none). The caller adds what it knows of the client.
+Request lookup_only_request(std::string_view user, std::string_view protocol, std::chrono::milliseconds timeout);
+
 /// An owning copy of a Request, for work that outlives the caller's frame
 /// (a hop to another thread). The password is a core::Secret: wiped when the
 /// copy goes away.

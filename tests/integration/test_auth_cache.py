@@ -63,7 +63,7 @@ def test_cached_users_log_in_while_the_database_is_down(make_portier, dovecot, p
             break
         assert time.monotonic() < deadline, f"no recovery: {r!r}"
         time.sleep(0.3)
-    no_secrets(px, pg)
+    no_secrets(px, pg.password)
 
 def test_password_changed_in_the_database_takes_effect(make_portier, dovecot, pg):
     px = start(make_portier, pg)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import metrics
 from tests.support.dovecot import DovecotBackend
 from tests.support.portier import Listener, User, proxy
 from tests.support.util import free_port
@@ -66,7 +67,7 @@ def client_conf(tmp_path_factory) -> Path:
     return p
 
 
-def start_portier(make_portier, a, b, *, doveadm=None, extra_users=()):
+def start_portier(make_portier, a, b, *, doveadm=None, extra_users=(), settings=None):
     users = [User("user1", None, proxy(port=a.ports["doveadm"])),
              User("alice", None, proxy(port=a.ports["doveadm"])),
              User("user2", None, proxy(port=b.ports["doveadm"])),
@@ -74,7 +75,7 @@ def start_portier(make_portier, a, b, *, doveadm=None, extra_users=()):
              *extra_users]
     settings = {"doveadm": {"listen": "127.0.0.1:0", "password": CLIENT_PW,
                             "backend_password": BACKEND_PW, "timeout": "2s",
-                            **(doveadm or {})}}
+                            **(doveadm or {})}, **(settings or {})}
     p = make_portier(users, settings=settings, listeners=(Listener("imap", "none"),))
     port = None
     for line in p.log.lines():
@@ -204,6 +205,28 @@ def test_backend_down_fails_fast(make_portier, backends, client_conf):
     # The proxy still serves the others.
     ok = cli(client_conf, p.doveadm_port, "mailbox", "list", "--", "-u", "user1")
     assert ok.returncode == 0 and "OnlyOnA" in ok.stdout
+
+
+def test_commands_counted_in_metrics(make_portier, backends, client_conf):
+    """portier_doveadm_commands_total{result}: a command relayed, an unknown
+    user, a backend down — one count each."""
+    a, b = backends
+    dead = free_port()
+    p = start_portier(make_portier, a, b, extra_users=[User("ghost", None, proxy(port=dead))],
+                      settings=metrics.ADMIN)
+    admin = metrics.admin_port(p)
+    before = metrics.parse(metrics.scrape(admin))
+    assert cli(client_conf, p.doveadm_port, "mailbox", "list", "--", "-u", "user1").returncode == 0
+    assert cli(client_conf, p.doveadm_port, "mailbox", "list", "--", "-u", "nobody").returncode == 67
+    assert cli(client_conf, p.doveadm_port, "mailbox", "list", "--", "-u", "ghost").returncode == 75
+    def moved_by(v: dict[str, float]) -> dict[str, float]:
+        return {r: v.get(f'portier_doveadm_commands_total{{result="{r}"}}', 0)
+                - before.get(f'portier_doveadm_commands_total{{result="{r}"}}', 0)
+                for r in ("ok", "refused", "user_unknown", "tempfail", "aborted")}
+
+    # the relayed command is counted right after its last byte went out
+    moved = moved_by(metrics.wait_metrics(admin, lambda v: sum(moved_by(v).values()) >= 3))
+    assert moved == {"ok": 1, "refused": 0, "user_unknown": 1, "tempfail": 1, "aborted": 0}, moved
 
 
 def test_silent_backend_times_out(make_portier, backends, client_conf):

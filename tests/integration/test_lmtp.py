@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.dovecot import DovecotBackend
+from tests.support.metrics import ADMIN, admin_port, parse, promtool, scrape, wait_metrics
 from tests.support.portier import Listener, User, proxy
 from tests.support.postfix import PostfixInstance, available as postfix_available
 from tests.support.util import free_port
@@ -39,15 +40,20 @@ def backends(certs):
     b2.stop()
 
 
-class DyingBackend:
-    """Fault injection: an LMTP server that accepts everything and closes the
-    connection after `die_after` body bytes of DATA."""
+class FakeLmtp:
+    """Fault injection: a fake LMTP/SMTP server on 127.0.0.1. Each connection
+    gets `greeting`, `hello` for LHLO/EHLO, 250 for other commands, and
+    on_data() for DATA (which returns whether the session goes on); every
+    command line is recorded."""
 
-    def __init__(self, die_after: int = 10) -> None:
+    greeting = b"220 fake LMTP\r\n"
+    hello = b"250-fake\r\n250 PIPELINING\r\n"
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        self.got_data = threading.Event()
         self.srv = socket.create_server(("127.0.0.1", 0))
         self.port = self.srv.getsockname()[1]
-        self.die_after = die_after
-        self.got_data = threading.Event()
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -60,44 +66,7 @@ class DyingBackend:
 
     def _one(self, c: socket.socket) -> None:
         f = c.makefile("rb")
-        c.sendall(b"220 dying LMTP\r\n")
-        try:
-            while True:
-                line = f.readline()
-                if not line:
-                    return
-                verb = line[:4].upper()
-                if verb == b"LHLO":
-                    c.sendall(b"250-dying\r\n250 PIPELINING\r\n")
-                elif verb == b"DATA":
-                    c.sendall(b"354 go\r\n")
-                    f.read(self.die_after)
-                    self.got_data.set()
-                    c.shutdown(socket.SHUT_RDWR)
-                    return
-                elif verb == b"QUIT":
-                    c.sendall(b"221 bye\r\n")
-                    return
-                else:
-                    c.sendall(b"250 2.0.0 ok\r\n")
-        finally:
-            c.close()
-
-    def close(self) -> None:
-        self.srv.close()
-
-
-class SmtpBackend(DyingBackend):
-    """Fault-free fake SMTP server (protocol=smtp): EHLO, one DATA reply for
-    all recipients; records every command line."""
-
-    def __init__(self) -> None:
-        self.lines: list[bytes] = []
-        super().__init__()
-
-    def _one(self, c: socket.socket) -> None:
-        f = c.makefile("rb")
-        c.sendall(b"220 smtp fake\r\n")
+        c.sendall(self.greeting)
         try:
             while True:
                 line = f.readline()
@@ -105,13 +74,12 @@ class SmtpBackend(DyingBackend):
                     return
                 self.lines.append(line)
                 verb = line[:4].upper()
-                if verb == b"EHLO":
-                    c.sendall(b"250-smtp.fake\r\n250 8BITMIME\r\n")
+                if verb in (b"LHLO", b"EHLO"):
+                    c.sendall(self.hello)
                 elif verb == b"DATA":
                     c.sendall(b"354 go\r\n")
-                    while f.readline() not in (b".\r\n", b""):
-                        pass
-                    c.sendall(b"250 2.0.0 queued as X1\r\n")
+                    if not self.on_data(c, f):
+                        return
                 elif verb == b"QUIT":
                     c.sendall(b"221 bye\r\n")
                     return
@@ -119,6 +87,40 @@ class SmtpBackend(DyingBackend):
                     c.sendall(b"250 2.1.0 ok\r\n")
         finally:
             c.close()
+
+    def on_data(self, c: socket.socket, f) -> bool:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.srv.close()
+
+
+class DyingBackend(FakeLmtp):
+    """Closes the connection after `die_after` body bytes of DATA."""
+
+    def __init__(self, die_after: int = 10) -> None:
+        self.die_after = die_after
+        super().__init__()
+
+    def on_data(self, c: socket.socket, f) -> bool:
+        f.read(self.die_after)
+        self.got_data.set()
+        c.shutdown(socket.SHUT_RDWR)
+        return False
+
+
+class SmtpBackend(FakeLmtp):
+    """Fault-free fake SMTP server (protocol=smtp): EHLO, one DATA reply for
+    all recipients."""
+
+    greeting = b"220 smtp fake\r\n"
+    hello = b"250-smtp.fake\r\n250 8BITMIME\r\n"
+
+    def on_data(self, c: socket.socket, f) -> bool:
+        while f.readline() not in (b".\r\n", b""):
+            pass
+        c.sendall(b"250 2.0.0 queued as X1\r\n")
+        return True
 
 
 @pytest.fixture(scope="module")
@@ -438,31 +440,15 @@ def test_postfix_relays_through_portier(portier, backends):
     assert len(msgs) == 2 and all(b"\n.dot line" in m for m in msgs)
 
 
-class StallingBackend(DyingBackend):
+class StallingBackend(FakeLmtp):
     """Takes the whole message, then never answers the final dot."""
 
-    def _one(self, c: socket.socket) -> None:
-        f = c.makefile("rb")
-        c.sendall(b"220 stall\r\n")
-        try:
-            while True:
-                line = f.readline()
-                if not line:
-                    return
-                verb = line[:4].upper()
-                if verb == b"LHLO":
-                    c.sendall(b"250-stall\r\n250 PIPELINING\r\n")
-                elif verb == b"DATA":
-                    c.sendall(b"354 go\r\n")
-                    while f.readline() not in (b".\r\n", b""):
-                        pass
-                    self.got_data.set()
-                    f.read()          # until the proxy goes away
-                    return
-                else:
-                    c.sendall(b"250 2.0.0 ok\r\n")
-        finally:
-            c.close()
+    def on_data(self, c: socket.socket, f) -> bool:
+        while f.readline() not in (b".\r\n", b""):
+            pass
+        self.got_data.set()
+        f.read()          # until the proxy goes away
+        return False
 
 
 @pytest.mark.skipif(postfix_available() is not None, reason=str(postfix_available()))
@@ -542,3 +528,43 @@ def test_unix_socket_listener(module_portier_factory, route, backends, tmp_path)
     wait_for_message(b1, addr("alice"), marker)
     p.stop()
     assert not sock.exists()
+
+
+def test_delivery_metrics(module_portier_factory, route, backends, tmp_path):
+    """portier_lmtp_* (docs/METRICS.md) move by exactly what one transaction
+    did: two deliveries to the real Dovecots, an unknown user and a nologin
+    refused at RCPT, a backend down (refused at RCPT, its connection failed)
+    and a backend dying in DATA (tempfail after the final dot)."""
+    p = module_portier_factory(route, listeners=LMTP, settings=ADMIN)
+    admin = admin_port(p)
+    before = parse(scrape(admin))
+    body = b"Subject: metrics\r\n\r\n" + f"metrics-{time.time_ns()}".encode() + b"\r\n"
+    with lmtp_client(p) as c:
+        rr, dr = send(c, [addr("alice"), addr("bob"), addr("nobody"), addr("blocked"), addr("down"),
+                          addr("dies")], body)
+        c.quit()
+    assert [code for code, _ in rr] == [250, 250, 550, 550, 451, 250], rr
+    assert [code for code, _ in dr] == [250, 250, 451], dr
+    after = wait_metrics(admin, lambda v: v.get("portier_lmtp_sessions_current") == 0)
+
+    def d(series: str) -> float:
+        return after.get(series, 0) - before.get(series, 0)
+
+    assert d("portier_lmtp_sessions_total") == 1
+    assert after["portier_lmtp_sessions_current"] == 0
+    moved = {k: d(k) for k in after if k.startswith("portier_lmtp_recipients_total{") and d(k)}
+    assert moved == {
+        'portier_lmtp_recipients_total{result="delivered",reason="backend"}': 2,
+        'portier_lmtp_recipients_total{result="permfail",reason="unknown_user"}': 1,
+        'portier_lmtp_recipients_total{result="permfail",reason="disabled"}': 1,
+        'portier_lmtp_recipients_total{result="tempfail",reason="backend_failure"}': 2,
+    }, moved
+    assert d("portier_lmtp_messages_total") == 1
+    assert d("portier_lmtp_bytes_total") == len(body) + len(b".\r\n")   # as sent, the final dot included
+    assert d('portier_lmtp_backend_connections_total{result="ok"}') == 3   # b1, b2, dying
+    assert d('portier_lmtp_backend_connections_total{result="failed"}') == 1
+    assert d("portier_lmtp_data_duration_seconds_count") == 1
+    text = scrape(admin)
+    for name in ("alice", "nobody", "127.0.0.1\""):
+        assert name not in text, name
+    promtool(text, tmp_path)

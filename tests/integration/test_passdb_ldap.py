@@ -15,9 +15,7 @@ POP3 port, `destuser = "=%{ldap:mailDestUser}"`).
 from __future__ import annotations
 
 import imaplib
-import poplib
 import re
-import threading
 import time
 
 import pytest
@@ -25,6 +23,8 @@ import pytest
 from tests.support import slapd as slapd_mod
 from tests.support.accounts import BACKEND_USERS
 from tests.support.imap_client import RawIMAP
+from tests.support.passdb_logins import (b64, backend_login_re, frozen_server_times_out, imap_and_pop3,
+                                         imap_login, no_secrets)
 from tests.support.portier import Listener, User
 from tests.support.util import closed_port
 
@@ -103,42 +103,6 @@ def start(make_portier, toml: str, timeout: str = "10s"):
                         extra_toml=toml, settings={"server": {"workers": 1}, "auth": {"passdb_timeout": timeout}})
 
 
-def b64(s: str) -> str:
-    import base64
-    return base64.b64encode(s.encode()).decode()
-
-
-def imap_login(px, name: str, pw: str) -> bytes:
-    with RawIMAP(px.port("imap")) as c:
-        return c.command("a", f"AUTHENTICATE PLAIN {b64(chr(0) + name + chr(0) + pw)}")[-1]
-
-
-def backend_login_re(service: str, dest: str) -> str:
-    return rf"{service}-login: Info: Login: user=<{dest}>, method=[A-Z-]+, rip=127\.0\.0\.1"
-
-
-def imap_and_pop3(px, dovecot, mail: str, dest: str, pw: str) -> None:
-    mark = dovecot.log_mark()
-    c = imaplib.IMAP4("127.0.0.1", px.port("imap"), timeout=10)
-    c.authenticate("PLAIN", lambda _: f"\0{mail}\0{pw}".encode())
-    c.noop()
-    c.logout()
-    dovecot.wait_for_log(backend_login_re("imap", dest), since=mark)
-    mark = dovecot.log_mark()
-    p = poplib.POP3("127.0.0.1", px.port("pop3"), timeout=10)
-    p.user(mail)
-    p.pass_(pw)
-    p.stat()
-    p.quit()
-    dovecot.wait_for_log(backend_login_re("pop3", dest), since=mark)
-
-
-def no_secrets(px, ldap) -> None:
-    text = px.log.text()
-    for secret in [ldap.service_password, *BACKEND_USERS.values()]:
-        assert secret not in text, f"secret {secret!r} in portier's log"
-
-
 # ---------------------------------------------------------------- routing
 @pytest.mark.parametrize("auth_bind", [False, True], ids=["read-password", "auth-bind"])
 def test_routes_imap_and_pop3(make_portier, dovecot, ldap, auth_bind):
@@ -163,7 +127,7 @@ def test_routes_imap_and_pop3(make_portier, dovecot, ldap, auth_bind):
         assert svc_conns and user_conns and not (svc_conns & user_conns)
     else:
         assert not user_binds
-    no_secrets(px, ldap)
+    no_secrets(px, ldap.service_password)
 
 
 @pytest.mark.parametrize("auth_bind", [False, True], ids=["read-password", "auth-bind"])
@@ -193,7 +157,7 @@ def test_field_combinations(make_portier, dovecot, ldap, auth_bind):
     px.log.wait_for(r"ldap\(dup@example\.org,.*search returned multiple entries")
     # the passwd-file passdb first in the chain still answers its users
     assert b"pf-user-ok" in imap_login(px, PF_USER, PF_PASS)
-    no_secrets(px, ldap)
+    no_secrets(px, ldap.service_password)
 
 
 def test_auth_bind_never_sends_an_empty_password(make_portier, dovecot, ldap):
@@ -269,39 +233,9 @@ def test_injection_never_changes_the_filter(make_portier, dovecot, ldap):
 def test_stopped_slapd_hangs_then_times_out_and_worker_stays_fast(make_portier, dovecot, ldap):
     px = start(make_portier, passdb_toml(ldap, dovecot), timeout="1500ms")
     mail, dest = user(0)
-    assert imap_login(px, mail, BACKEND_USERS[dest]).startswith(b"a OK")   # pool warm
-    ldap.freeze()
-    try:
-        results: list[tuple[bytes, float]] = []
-
-        def ldap_login():
-            t = time.monotonic()
-            r = imap_login(px, mail, BACKEND_USERS[dest])
-            results.append((r, time.monotonic() - t))
-
-        threads = [threading.Thread(target=ldap_login) for _ in range(6)]   # more than the pool
-        for t in threads:
-            t.start()
-        time.sleep(0.2)
-        lat = []
-        for _ in range(10):   # passwd-file logins on the same (only) worker keep their latency
-            t0 = time.monotonic()
-            assert b"pf-user-ok" in imap_login(px, PF_USER, PF_PASS)
-            lat.append(time.monotonic() - t0)
-        for t in threads:
-            t.join(10)
-        assert max(lat) < 0.25, lat
-        assert len(results) == 6
-        for r, took in results:
-            assert r.startswith(b"a NO [UNAVAILABLE]"), r
-            assert took < 1.5 + 1.0, took
-        px.log.wait_for(r"ldap\(u000@example\.org,.*(passdb lookup timed out after 1500 ms|ldap: )")
-    finally:
-        ldap.resume()
-    deadline = time.monotonic() + 15
-    while not imap_login(px, mail, BACKEND_USERS[dest]).startswith(b"a OK"):
-        assert time.monotonic() < deadline, "no recovery after SIGCONT"
-        time.sleep(0.2)
+    frozen_server_times_out(px, ldap, mail, BACKEND_USERS[dest],
+                            r"ldap\(u000@example\.org,.*(passdb lookup timed out after 1500 ms|ldap: )",
+                            PF_USER, PF_PASS)
 
 
 def test_slapd_restarted_recovers_without_restarting_portier(make_portier, dovecot, ldap):

@@ -12,10 +12,8 @@ chosen by %{protocol}.
 """
 from __future__ import annotations
 
-import base64
 import imaplib
 import os
-import poplib
 import re
 import signal
 import smtplib
@@ -29,6 +27,8 @@ import pytest
 from tests.support import postgres
 from tests.support.accounts import BACKEND_USERS
 from tests.support.imap_client import RawIMAP
+from tests.support.passdb_logins import (b64, backend_login_re, frozen_server_times_out, imap_and_pop3,
+                                         imap_login, no_secrets)
 from tests.support.portier import Listener, User, proxy
 
 pytestmark = pytest.mark.skipif(not postgres.available(), reason="PostgreSQL 15 not installed")
@@ -125,43 +125,9 @@ def start(make_portier, driver_toml: str, timeout: str = "10s"):
                         settings={"server": {"workers": 1}, "auth": {"passdb_timeout": timeout}})
 
 
-def imap_login(px, user: str, pw: str) -> bytes:
-    with RawIMAP(px.port("imap")) as c:
-        return c.command("a", f'AUTHENTICATE PLAIN {b64(chr(0) + user + chr(0) + pw)}')[-1]
-
-
-def b64(s: str | bytes) -> str:
-    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
-
-
-def backend_login_re(service: str, user: str) -> str:
-    return rf"{service}-login: Info: Login: user=<{user}>, method=[A-Z-]+, rip=127\.0\.0\.1"
-
-
-def no_secrets(px, pg) -> None:
-    """Neither the connect string's password nor any user's is in the log."""
-    text = px.log.text()
-    for secret in [pg.password, *BACKEND_USERS.values()]:
-        assert secret not in text, f"secret {secret!r} in portier's log"
-
-
 # --------------------------------------------------------------- routing
 def login_all_protocols(px, dovecot, user: str, dest: str, pw: str) -> None:
-    mark = dovecot.log_mark()
-    c = imaplib.IMAP4("127.0.0.1", px.port("imap"), timeout=10)
-    c.authenticate("PLAIN", lambda _: f"\0{user}\0{pw}".encode())
-    c.noop()
-    c.logout()
-    dovecot.wait_for_log(backend_login_re("imap", dest), since=mark)
-
-    mark = dovecot.log_mark()
-    p = poplib.POP3("127.0.0.1", px.port("pop3"), timeout=10)
-    p.user(user)
-    p.pass_(pw)
-    p.stat()
-    p.quit()
-    dovecot.wait_for_log(backend_login_re("pop3", dest), since=mark)
-
+    imap_and_pop3(px, dovecot, user, dest, pw)
     mark = dovecot.log_mark()
     s = smtplib.SMTP("127.0.0.1", px.port("submission"), timeout=10)
     s.ehlo("client.test")
@@ -195,7 +161,7 @@ def test_pgsql_routes_all_four_protocols(make_portier, dovecot, pg):
     stmts = pg.log_text()
     for proto in ("imap", "pop3", "submission", "sieve"):
         assert QUERY.replace("%{protocol}", proto).replace("%u", "u0000@example.org") in stmts, proto
-    no_secrets(px, pg)
+    no_secrets(px, pg.password)
 
 
 @pytest.mark.parametrize("driver", ["sqlite", "pgsql"])
@@ -226,7 +192,7 @@ def test_field_combinations(make_portier, dovecot, pg, sqlite_db, driver):
     px.log.wait_for(r"sql\(dup@example\.org,.*Password query returned multiple matches")
     # the passwd-file passdb first in the chain still answers its users
     assert b"pf-user-ok" in imap_login(px, PF_USER, PF_PASS)
-    no_secrets(px, pg)
+    no_secrets(px, pg.password)
 
 
 # ------------------------------------------------------------- injection
@@ -295,40 +261,8 @@ def test_pgsql_stopped_then_recovers(make_portier, dovecot, pg):
 def test_pgsql_hanging_times_out_and_worker_stays_fast(make_portier, dovecot, pg):
     px = start(make_portier, passdb_toml("pgsql", pg.conninfo()), timeout="1500ms")
     u = user_row(0)
-    assert imap_login(px, u[0], BACKEND_USERS["user1"]).startswith(b"a OK")  # pool warm
-    pg.freeze()
-    try:
-        results: list[tuple[bytes, float]] = []
-
-        def sql_login():
-            t = time.monotonic()
-            r = imap_login(px, u[0], BACKEND_USERS["user1"])
-            results.append((r, time.monotonic() - t))
-
-        threads = [threading.Thread(target=sql_login) for _ in range(6)]  # more than the pool
-        for t in threads:
-            t.start()
-        time.sleep(0.2)
-        # passwd-file logins on the same (only) worker keep their latency
-        lat = []
-        for _ in range(10):
-            t0 = time.monotonic()
-            assert b"pf-user-ok" in imap_login(px, PF_USER, PF_PASS)
-            lat.append(time.monotonic() - t0)
-        for t in threads:
-            t.join(10)
-        assert max(lat) < 0.25, lat
-        assert len(results) == 6
-        for r, took in results:
-            assert r.startswith(b"a NO [UNAVAILABLE]"), r
-            assert took < 1.5 + 1.0, took
-        px.log.wait_for(r"sql\(u0000@example\.org,.*passdb lookup timed out after 1500 ms")
-    finally:
-        pg.resume()
-    deadline = time.monotonic() + 15
-    while not imap_login(px, u[0], BACKEND_USERS["user1"]).startswith(b"a OK"):
-        assert time.monotonic() < deadline, "no recovery after SIGCONT"
-        time.sleep(0.3)
+    frozen_server_times_out(px, pg, u[0], BACKEND_USERS["user1"],
+                            r"sql\(u0000@example\.org,.*passdb lookup timed out after 1500 ms", PF_USER, PF_PASS)
 
 
 # ---------------------------------------------------------------- reload

@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "lmtp/events.hpp"
 #include "login/counters.hpp"
 #include "metrics/exposition.hpp"
 #include "metrics/prometheus.hpp"
@@ -209,6 +210,53 @@ TEST(Metrics, ReloadsAndProcessFacts) {
   // The auth cache's counters (passdb::auth_cache_stats()) are exported too.
   EXPECT_TRUE(after.count("portier_auth_cache_hits_total"));
   EXPECT_TRUE(after.count("portier_auth_cache_entries"));
+}
+
+// LMTP events (lmtp/events.hpp) count into the thread's counters through the
+// sink that logs them; doveadm commands count directly; summed over threads.
+TEST(Metrics, LmtpAndDoveadmCountersMoveByExactAmounts) {
+  const auto before = parse(metrics::render());
+  auto feed = [] {
+    using login::DeliveryReason;
+    namespace ev = lmtp::events;
+    const std::string sid = "mtest-sid";
+    const ev::EventSink sink(sid);
+    sink.emit(ev::Connected{"192.0.2.1"});
+    sink.emit(ev::RcptRefused{"a@x.test", DeliveryReason::UnknownUser, 550, "user doesn't exist", {}});
+    sink.emit(ev::RcptRefused{"b@x.test", DeliveryReason::Backend, 550, {}, "192.0.2.9:24"});
+    sink.emit(ev::BackendOpened{"192.0.2.9:24", true});
+    sink.emit(ev::BackendOpened{"192.0.2.8:24", false});
+    sink.emit(ev::RcptRefused{"c@x.test", DeliveryReason::BackendFailure, 451, "Proxy failed (connect)",
+                              "192.0.2.8:24"});
+    sink.emit(ev::RcptDone{"d@x.test", "192.0.2.9:24", "250 2.0.0 ok", 250, DeliveryReason::Backend, 1, 2, 3});
+    sink.emit(ev::RcptDone{"e@x.test", "192.0.2.9:24", "452 4.2.2 full", 452, DeliveryReason::Backend, 2, 2, 3});
+    sink.emit(ev::MessageDone{1000, 2, std::chrono::milliseconds(3)});
+    sink.emit(ev::Disconnected{"192.0.2.1", "Client has quit the connection"});
+    Counters::local().doveadm_command(login::DoveadmResult::Ok);
+    Counters::local().doveadm_command(login::DoveadmResult::UserUnknown);
+  };
+  std::thread t1(feed), t2(feed);
+  t1.join();
+  t2.join();
+  const auto after = parse(metrics::render());
+  auto d = [&](const std::string& s) { return value(after, s) - value(before, s); };
+  EXPECT_EQ(d("portier_lmtp_sessions_total"), 2);
+  EXPECT_EQ(d("portier_lmtp_sessions_current"), 0);
+  EXPECT_EQ(d("portier_lmtp_recipients_total{result=\"delivered\",reason=\"backend\"}"), 2);
+  EXPECT_EQ(d("portier_lmtp_recipients_total{result=\"permfail\",reason=\"backend\"}"), 2);
+  EXPECT_EQ(d("portier_lmtp_recipients_total{result=\"tempfail\",reason=\"backend\"}"), 2);
+  EXPECT_EQ(d("portier_lmtp_recipients_total{result=\"permfail\",reason=\"unknown_user\"}"), 2);
+  EXPECT_EQ(d("portier_lmtp_recipients_total{result=\"tempfail\",reason=\"backend_failure\"}"), 2);
+  EXPECT_EQ(d("portier_lmtp_messages_total"), 2);
+  EXPECT_EQ(d("portier_lmtp_bytes_total"), 2000);
+  EXPECT_EQ(d("portier_lmtp_backend_connections_total{result=\"ok\"}"), 2);
+  EXPECT_EQ(d("portier_lmtp_backend_connections_total{result=\"failed\"}"), 2);
+  EXPECT_EQ(d("portier_lmtp_data_duration_seconds_count"), 2);
+  EXPECT_EQ(d("portier_lmtp_data_duration_seconds_bucket{le=\"0.005\"}"), 2);
+  EXPECT_EQ(d("portier_lmtp_data_duration_seconds_bucket{le=\"0.0025\"}"), 0);
+  EXPECT_EQ(d("portier_doveadm_commands_total{result=\"ok\"}"), 2);
+  EXPECT_EQ(d("portier_doveadm_commands_total{result=\"user_unknown\"}"), 2);
+  EXPECT_EQ(d("portier_doveadm_commands_total{result=\"tempfail\"}"), 0);
 }
 
 // The whole exposition passes promtool's parser and linter (names, _total,

@@ -223,8 +223,10 @@ class Session final : public Stoppable {
       params.password.clear();
       co_return false;
     }
-    // proxy_redirect_reauth: backend referrals ask the passdb again.
-    RedirectAuth* reauth = snap_->cfg.login.proxy_redirect_reauth ? &flow : nullptr;
+    // proxy_redirect_reauth ([login] or the passdb field): backend referrals
+    // ask the passdb again.
+    const bool reauth_on = snap_->cfg.login.proxy_redirect_reauth || v.fields.redirect_reauth;
+    RedirectAuth* reauth = reauth_on ? &flow : nullptr;
     const bool ok = co_await backend_login(v.fields, params, reauth);
     if (ok) Counters::login_duration(log_.counters(), since(t0));
     co_return ok;

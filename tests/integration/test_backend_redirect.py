@@ -164,37 +164,41 @@ def test_managesieve_referral_is_followed(make_portier, make_fake, dovecot):
 
 
 # ---- proxy_redirect_reauth: the passdb decides where a referral leads ---------
-def reauth_portier(make_portier, tmp_path, first_port: int, rows):
+def reauth_portier(make_portier, tmp_path, first_port: int, rows, via: str = "login"):
     """[login] proxy_redirect_reauth = true with an SQL passdb: the first
     login (next = '') proxies to `first_port`; `rows` are (next, attempts,
     proxy, host, hostip, port, nologin) answers to the re-authentication,
-    chosen by %{proxy_redirect_host_next} and %{proxy_redirect_host_attempts}."""
+    chosen by %{proxy_redirect_host_next} and %{proxy_redirect_host_attempts}.
+    `via`: the [login] setting, or the passdb field on the first answer."""
     import sqlite3
     db = tmp_path / "redirect.db"
     con = sqlite3.connect(db)
     con.execute("CREATE TABLE r (next TEXT, attempts TEXT, password TEXT, proxy TEXT, host TEXT, "
-                "hostip TEXT, port INT, nologin TEXT)")
-    con.execute("INSERT INTO r VALUES ('', '', ?, 'Y', '127.0.0.1', NULL, ?, NULL)",
-                ("{PLAIN}" + PW, first_port))
+                "hostip TEXT, port INT, nologin TEXT, reauth TEXT)")
+    con.execute("INSERT INTO r VALUES ('', '', ?, 'Y', '127.0.0.1', NULL, ?, NULL, ?)",
+                ("{PLAIN}" + PW, first_port, "Y" if via == "passdb" else None))
     for row in rows:
-        con.execute("INSERT INTO r VALUES (?, ?, NULL, ?, ?, ?, ?, ?)", row)
+        con.execute("INSERT INTO r VALUES (?, ?, NULL, ?, ?, ?, ?, ?, NULL)", row)
     con.commit()
     con.close()
     extra = (f'[[passdb]]\ndriver = "sqlite"\nconnect = "{db}"\n'
-             "query = \"SELECT password, proxy, host, hostip, port, nologin, 8 AS proxy_timeout "
+             "query = \"SELECT password, proxy, host, hostip, port, nologin, 8 AS proxy_timeout, "
+             "reauth AS proxy_redirect_reauth "
              "FROM r WHERE '%{user}' = 'user1' AND next = '%{proxy_redirect_host_next}' "
              "AND attempts IN ('%{proxy_redirect_host_attempts}', '*')\"\n")
     return make_portier([], listeners=LISTENERS, extra_toml=extra,
                         settings={"server": {"workers": 1},
-                                  "login": {"proxy_redirect_reauth": True}})
+                                  "login": {"proxy_redirect_reauth": via == "login"}})
 
 
-def test_reauth_maps_a_host_name_to_the_next_backend(make_portier, make_fake, dovecot, tmp_path):
+@pytest.mark.parametrize("via", ["login", "passdb"])
+def test_reauth_maps_a_host_name_to_the_next_backend(make_portier, make_fake, dovecot, tmp_path,
+                                                      via):
     port = dovecot.ports["imap"]
     fake = make_fake(imap_referrer(f"imap2.example.test:{port}"))
     px = reauth_portier(make_portier, tmp_path, fake.port, [
         (f"imap2.example.test:{port}", f"127.0.0.1:{fake.port}", "Y", "imap2.example.test",
-         "127.0.0.1", port, None)])
+         "127.0.0.1", port, None)], via=via)
     mark = dovecot.log_mark()
     with RawIMAP(px.port("imap")) as c:
         assert c.command("a", f'LOGIN user1 "{PW}"')[-1].startswith(b"a OK"), c.transcript

@@ -35,7 +35,6 @@ std::string dest_text(const passdb::ProxyFields& f, const asio::ip::address& ip)
          std::to_string(f.port);
 }
 
-
 std::string proxy_header(unsigned version, const ClientInfo& ci) {
   const asio::ip::tcp::endpoint src(ci.remote_ip, ci.remote_port), dst(ci.local_ip, ci.local_port);
   if (version == 1) return net::proxy::serialize_v1(src, dst);

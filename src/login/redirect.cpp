@@ -98,14 +98,17 @@ ReauthVerdict judge_reauth(const passdb::Lookup& lookup, const Protocol& protoco
   if (!pf.fields)
     return ProxyFailure{FailureType::InternalConfig, "Redirect authentication: " + pf.error, {}};
   passdb::ProxyFields& f = *pf.fields;
-  if (f.destuser.empty()) f.destuser = target.user;
+  // The referral's user unless the passdb names one (destuser defaults to
+  // the login user otherwise).
+  const bool referral_user = !lookup.reply.get("destuser") && !target.user.empty();
+  if (referral_user) f.destuser = target.user;
   if (f.proxy) return std::move(f);
   if (f.nologin && !f.host.empty()) {
     // The same referral (and host check) as a first login's passdb answer.
     AuthVerdict v = judge(lookup, protocol);
     if (!v.referral)
       return ProxyFailure{FailureType::InternalConfig, "Redirect authentication: " + v.log_error, {}};
-    if (v.referral->user.empty()) v.referral->user = target.user;
+    if (referral_user) v.referral->user = target.user;
     return std::move(*v.referral);
   }
   return ProxyFailure{FailureType::Internal,

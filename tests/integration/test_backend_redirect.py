@@ -40,16 +40,23 @@ def start(make_portier, port: int):
                         settings={"server": {"workers": 1}})
 
 
-def test_imap_referral_to_an_ip_is_followed(make_portier, make_fake, dovecot):
-    fake = make_fake(imap_referrer(f"127.0.0.1:{dovecot.ports['imap']}"))
-    px = start(make_portier, fake.port)
+def imap_login_lands_at(px, dovecot, dest: str):
+    """An IMAP LOGIN through `px` ends logged in at the real Dovecot, which
+    portier reached as `dest` (a regex)."""
     mark = dovecot.log_mark()
     with RawIMAP(px.port("imap")) as c:
         assert c.command("a", f'LOGIN user1 "{PW}"')[-1].startswith(b"a OK"), c.transcript
         assert c.command("b", "NOOP")[-1].startswith(b"b OK")
     dovecot.wait_for_log(r"imap-login: Info: Login: user=<user1>", since=mark)
-    px.log.wait_for(rf"Backend referral followed to 127\.0\.0\.1:{dovecot.ports['imap']}: .*Go there")
-    px.log.wait_for(rf"Started proxying to 127\.0\.0\.1:{dovecot.ports['imap']}")
+    px.log.wait_for(rf"Started proxying to {dest}")
+
+
+def test_imap_referral_to_an_ip_is_followed(make_portier, make_fake, dovecot):
+    fake = make_fake(imap_referrer(f"127.0.0.1:{dovecot.ports['imap']}"))
+    px = start(make_portier, fake.port)
+    dest = rf"127\.0\.0\.1:{dovecot.ports['imap']}"
+    imap_login_lands_at(px, dovecot, dest)
+    px.log.wait_for(rf"Backend referral followed to {dest}: .*Go there")
     assert len(fake.connections) == 1
 
 
@@ -199,13 +206,9 @@ def test_reauth_maps_a_host_name_to_the_next_backend(make_portier, make_fake, do
     px = reauth_portier(make_portier, tmp_path, fake.port, [
         (f"imap2.example.test:{port}", f"127.0.0.1:{fake.port}", "Y", "imap2.example.test",
          "127.0.0.1", port, None)], via=via)
-    mark = dovecot.log_mark()
-    with RawIMAP(px.port("imap")) as c:
-        assert c.command("a", f'LOGIN user1 "{PW}"')[-1].startswith(b"a OK"), c.transcript
-        assert c.command("b", "NOOP")[-1].startswith(b"b OK")
-    dovecot.wait_for_log(r"imap-login: Info: Login: user=<user1>", since=mark)
-    px.log.wait_for(rf"Backend referral followed to imap2\.example\.test\[127\.0\.0\.1\]:{port}")
-    px.log.wait_for(rf"Started proxying to imap2\.example\.test\[127\.0\.0\.1\]:{port}")
+    dest = rf"imap2\.example\.test\[127\.0\.0\.1\]:{port}"
+    imap_login_lands_at(px, dovecot, dest)
+    px.log.wait_for(rf"Backend referral followed to {dest}")
 
 
 def test_reauth_nologin_refers_the_client(make_portier, make_fake, tmp_path):

@@ -338,6 +338,10 @@ TEST(Redirect, ReauthVerdict) {
   EXPECT_EQ(f.destuser, "bob");
   v = judge_reauth(lookup(passdb::Result::Ok, "proxy host=10.0.0.2 destuser=carol"), kImap, t);
   EXPECT_EQ(std::get<passdb::ProxyFields>(v).destuser, "carol");
+  // A referral without a user: the login user (the passdb's).
+  v = judge_reauth(lookup(passdb::Result::Ok, "proxy host=10.0.0.2"), kImap,
+                   RedirectTarget{"", "10.0.0.2", 143});
+  EXPECT_EQ(std::get<passdb::ProxyFields>(v).destuser, "alice");
   // nologin + host: a referral for the client.
   v = judge_reauth(lookup(passdb::Result::Ok, "nologin host=imap3.example.org port=1993"), kImap, t);
   auto& r = std::get<Referral>(v);

@@ -27,6 +27,13 @@ std::string Error::to_string() const {
   return s;
 }
 
+Tls::ClientCert Tls::client_cert(const Listener& l) const {
+  // A CRL belongs to its CA: a listener with its own client_ca does not
+  // inherit the [tls] crl.
+  return {l.verify_client.value_or(verify_client), l.client_ca.value_or(client_ca),
+          l.crl.value_or(l.client_ca ? std::string() : crl)};
+}
+
 namespace {
 
 /// A control-plane listener address: "ip:port" or "[ipv6]:port" (port 0 =
@@ -297,13 +304,7 @@ class Loader {
       } else if (key == "certificate") {
         load_tls_certificates(v, tls);
       } else if (key == "verify_client") {
-        std::string m;
-        if (get_string(v, "tls.verify_client", m)) {
-          if (m == "none") tls.verify_client = Tls::VerifyClient::None;
-          else if (m == "optional") tls.verify_client = Tls::VerifyClient::Optional;
-          else if (m == "required") tls.verify_client = Tls::VerifyClient::Required;
-          else error(v, "tls.verify_client: unknown value '" + m + "' (expected none, optional or required)");
-        }
+        if (auto m = get_verify_client(v, "tls.verify_client")) tls.verify_client = *m;
       } else if (key == "client_ca") {
         if (get_string(v, "tls.client_ca", tls.client_ca)) tls.client_ca = resolve(tls.client_ca);
       } else if (key == "crl") {
@@ -320,6 +321,16 @@ class Loader {
       error(t, "[tls]: cert and key must be given together");
     if (tls.verify_client != Tls::VerifyClient::None && tls.client_ca.empty())
       error(t, "[tls]: verify_client needs client_ca");
+  }
+
+  std::optional<VerifyClient> get_verify_client(const toml::node& v, std::string_view what) {
+    std::string m;
+    if (!get_string(v, what, m)) return std::nullopt;
+    if (m == "none") return VerifyClient::None;
+    if (m == "optional") return VerifyClient::Optional;
+    if (m == "required") return VerifyClient::Required;
+    error(v, std::string(what) + ": unknown value '" + m + "' (expected none, optional or required)");
+    return std::nullopt;
   }
 
   // [[tls.certificate]] names = [...], cert, key
@@ -470,6 +481,15 @@ class Loader {
           }
         } else if (key == "haproxy") {
           if (!get_bool(v, "listener.haproxy", l.haproxy)) ok = false;
+        } else if (key == "verify_client") {
+          l.verify_client = get_verify_client(v, "listener.verify_client");
+          if (!l.verify_client) ok = false;
+        } else if (key == "client_ca" || key == "crl") {
+          std::string file;
+          if (get_string(v, key == "crl" ? "listener.crl" : "listener.client_ca", file))
+            (key == "crl" ? l.crl : l.client_ca) = resolve(file);
+          else
+            ok = false;
         } else if (key == "path") {
           if (!get_string(v, "listener.path", l.path)) {
             ok = false;
@@ -490,6 +510,15 @@ class Loader {
       if (l.tls != TlsMode::None && !c.tls.has_cert()) {
         error(tls_node ? *tls_node : static_cast<const toml::node&>(*t),
               "listener.tls: TLS mode requires [tls] cert and key (or a [[tls.certificate]])");
+        ok = false;
+      }
+      const bool own_client_cert = l.verify_client || l.client_ca || l.crl;
+      if (own_client_cert && l.tls == TlsMode::None) {
+        error(*t, "listener: verify_client, client_ca and crl need tls = \"starttls\" or \"implicit\"");
+        ok = false;
+      } else if (own_client_cert && c.tls.client_cert(l).verify != VerifyClient::None &&
+                 c.tls.client_cert(l).client_ca.empty()) {
+        error(*t, "listener: verify_client needs client_ca (here or in [tls])");
         ok = false;
       }
       if (!ok) continue;
@@ -831,6 +860,8 @@ class Loader {
         get_uint(v, "login.max_invalid_commands", l.max_invalid_commands, 0, 1000);
       } else if (key == "proxy_ttl") {
         get_uint(v, "login.proxy_ttl", l.proxy_ttl, 0, 100);
+      } else if (key == "proxy_redirect_reauth") {
+        get_bool(v, "login.proxy_redirect_reauth", l.proxy_redirect_reauth);
       } else if (key == "proxy_host_immediate_failure_after") {
         get_duration(v, "login.proxy_host_immediate_failure_after",
                      l.proxy_host_immediate_failure_after);

@@ -36,6 +36,9 @@ struct Cidr {
 /// IPv4 form (10.0.0.0/8). Host bits are cleared. std::nullopt when invalid.
 std::optional<Cidr> parse_cidr(std::string_view text);
 
+/// Client certificates on a TLS listener: "none" | "optional" | "required".
+enum class VerifyClient { None, Optional, Required };
+
 /// One [[listener]] table.
 struct Listener {
   std::string protocol;  ///< "imap" | "pop3" | "submission" | "managesieve"
@@ -51,6 +54,10 @@ struct Listener {
   /// `path`: a unix stream socket instead of address/port (sibling services
   /// such as LMTP, for Postfix's `lmtp:unix:`); created mode 0666.
   std::string path;
+  /// Client certificates on this listener; unset = the [tls] value.
+  std::optional<VerifyClient> verify_client;
+  std::optional<std::string> client_ca;
+  std::optional<std::string> crl;
   int line = 0;  ///< line of the [[listener]] header, for later diagnostics
 };
 
@@ -76,11 +83,20 @@ struct Tls {
     std::string key;
   };
   std::vector<Certificate> certificates;
-  /// Client certificates: "none" | "optional" | "required".
-  enum class VerifyClient { None, Optional, Required };
+  /// Client certificates (a [[listener]] may override all three).
+  using VerifyClient = config::VerifyClient;
   VerifyClient verify_client = VerifyClient::None;
   std::string client_ca;  ///< PEM CA bundle (required unless verify_client = none)
   std::string crl;        ///< PEM CRL file; empty = no revocation check
+  /// The client-certificate settings of one listener: its own keys where it
+  /// has them, else the ones above (the [tls] crl only with the [tls] client_ca).
+  struct ClientCert {
+    VerifyClient verify = VerifyClient::None;
+    std::string client_ca;
+    std::string crl;
+    bool operator==(const ClientCert&) const = default;
+  };
+  ClientCert client_cert(const Listener& l) const;
   /// Where the user name of a verified certificate comes from (EXTERNAL):
   /// a subject attribute (commonName, emailAddress, ...) or subjectAltName:email|dns.
   std::string cert_username_field = "commonName";
@@ -229,6 +245,10 @@ struct Login {
   size_t max_command_size = 16384;  ///< all bytes of one pre-login command, literals included
   unsigned max_invalid_commands = 3;
   unsigned proxy_ttl = 5;
+  /// On a backend referral, ask the passdb chain again (mechanism EXTERNAL,
+  /// lookup only, %{proxy_redirect_host_next} / %{proxy_redirect_host_attempts})
+  /// instead of connecting straight to the referred IP (Dovecot 2.4).
+  bool proxy_redirect_reauth = false;
   /// Fail new logins at once for a backend failing longer than this while
   /// another login already waits on it (Dovecot's fast fail). 0 = off.
   std::chrono::milliseconds proxy_host_immediate_failure_after{30000};

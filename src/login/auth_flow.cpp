@@ -145,12 +145,30 @@ net::Task<void> FailureDelay::wait(std::string key, const config::Config& cfg,
 // (no thread hop); password hashing runs on the auth pool and blocking
 // drivers on their own pools, never on this event loop.
 Task<passdb::Lookup> AuthFlow::verify(const sasl::Credentials& c) {
-  passdb::Request req;
-  req.user = c.authcid;
+  user_ = c.authcid;
+  passdb::Request req = request(c.authcid, log_.method());
   req.password = c.password.view();
+  // EXTERNAL: the certificate proved the identity and there is no password:
+  // the passdb only looks the user up (Dovecot's nopassword semantics).
+  req.lookup_only = sasl::needs_external_id(c.mech);
+  co_return co_await lookup(req);
+}
+
+Task<passdb::Lookup> AuthFlow::redirect_lookup(std::string_view host_next,
+                                               std::string_view host_attempts) {
+  passdb::Request req = request(user_, "EXTERNAL");
+  req.lookup_only = true;
+  req.redirect_host_next = host_next;
+  req.redirect_host_attempts = host_attempts;
+  co_return co_await lookup(req);
+}
+
+passdb::Request AuthFlow::request(std::string_view user, std::string_view mechanism) const {
+  passdb::Request req;
+  req.user = user;
   req.protocol = protocol_.name;
   req.service = protocol_.service;
-  req.mechanism = log_.method();
+  req.mechanism = mechanism;
   req.remote_ip = log_.rip();
   req.remote_port = ci_.remote_port;
   req.local_ip = log_.lip();
@@ -160,15 +178,16 @@ Task<passdb::Lookup> AuthFlow::verify(const sasl::Credentials& c) {
   req.local_name = ci_.local_name;
   req.secured = ci_.secured();
   req.cert_valid = ci_.cert_valid;
-  // EXTERNAL: the certificate proved the identity and there is no password:
-  // the passdb only looks the user up (Dovecot's nopassword semantics).
-  req.lookup_only = sasl::needs_external_id(c.mech);
   req.login_attempt = attempt_;
   if (ssl_ && ci_.tls) {
     req.tls_protocol = SSL_get_version(ssl_);
     if (const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl_)) req.tls_cipher = SSL_CIPHER_get_name(cipher);
   }
   req.hashing = &pool_;
+  return req;
+}
+
+Task<passdb::Lookup> AuthFlow::lookup(passdb::Request& req) {
   const auto t0 = std::chrono::steady_clock::now();
   passdb::Lookup l = co_await snap_->passdbs.lookup(req);
   count_passdb(l, std::chrono::duration_cast<std::chrono::microseconds>(

@@ -74,7 +74,7 @@ class FailureDelay {
   Governor& governor_;
 };
 
-class AuthFlow {
+class AuthFlow final : public RedirectAuth {
  public:
   /// `attempt`: this connection's login attempt number (1, 2, ...); `ssl`:
   /// the client's TLS session or null (both for passdb requests, e.g.
@@ -89,8 +89,17 @@ class AuthFlow {
   /// `proxy(user): …` log lines of a refusal are emitted here.
   net::Task<AuthVerdict> run(const sasl::Credentials& creds);
 
+  /// proxy_redirect_reauth: the login's user looked up again (mechanism
+  /// EXTERNAL, lookup only) with %{proxy_redirect_host_next/attempts} set.
+  net::Task<passdb::Lookup> redirect_lookup(std::string_view host_next,
+                                            std::string_view host_attempts) override;
+  const Protocol& protocol() const override { return protocol_; }
+
  private:
   net::Task<passdb::Lookup> verify(const sasl::Credentials& c);
+  /// The request about `user` with everything the connection tells.
+  passdb::Request request(std::string_view user, std::string_view mechanism) const;
+  net::Task<passdb::Lookup> lookup(passdb::Request& req);
   /// The passdb's answer and latency into the worker's passdb counters.
   static void count_passdb(const passdb::Lookup& l, std::chrono::microseconds took);
 
@@ -102,6 +111,7 @@ class AuthFlow {
   const Abort& abort_;
   unsigned attempt_;
   const ssl_st* ssl_;
+  std::string user_;  // the login's authcid (redirect_lookup)
 };
 
 }  // namespace portier::login

@@ -1,7 +1,5 @@
 #include "login/backend_driver.hpp"
 
-#include <charconv>
-
 #include <sys/socket.h>
 
 #include <asio/error.hpp>
@@ -37,14 +35,6 @@ std::string dest_text(const passdb::ProxyFields& f, const asio::ip::address& ip)
          std::to_string(f.port);
 }
 
-namespace {
-std::string endpoint_text(const asio::ip::tcp::endpoint& ep) {
-  const auto ip = ep.address();
-  return (ip.is_v6() ? "[" + net::to_text(ip) + "]" : net::to_text(ip)) + ":" +
-         std::to_string(ep.port());
-}
-}  // namespace
-
 std::string proxy_header(unsigned version, const ClientInfo& ci) {
   const asio::ip::tcp::endpoint src(ci.remote_ip, ci.remote_port), dst(ci.local_ip, ci.local_port);
   if (version == 1) return net::proxy::serialize_v1(src, dst);
@@ -76,52 +66,18 @@ std::optional<ProxyFailure> precheck(const passdb::ProxyFields& f, bool ip_ok,
 std::variant<asio::ip::tcp::endpoint, ProxyFailure> redirect_endpoint(
     std::string_view target, const asio::ip::tcp::endpoint& current,
     const std::vector<asio::ip::tcp::endpoint>& visited, const ClientInfo& ci, unsigned hops) {
-  const std::string shown = log::sanitize(target);
-  auto bad = [&] {
-    return ProxyFailure{FailureType::InternalConfig,
-                        "Redirect to " + shown + ": Failed to parse host:port", {}};
-  };
-  std::string_view hp = target;
-  if (auto at = hp.rfind('@'); at != std::string_view::npos) hp = hp.substr(at + 1);
-  std::string_view host = hp, port_text;
-  if (hp.starts_with('[')) {
-    auto close = hp.find(']');
-    if (close == std::string_view::npos) return bad();
-    host = hp.substr(1, close - 1);
-    std::string_view after = hp.substr(close + 1);
-    if (!after.empty()) {
-      if (after[0] != ':') return bad();
-      port_text = after.substr(1);
-    }
-  } else if (auto colon = hp.find(':'); colon != std::string_view::npos &&
-                                        hp.find(':', colon + 1) == std::string_view::npos) {
-    host = hp.substr(0, colon);
-    port_text = hp.substr(colon + 1);
-  }
-  if (host.empty()) return bad();
-  uint16_t port = current.port();
-  if (!port_text.empty()) {
-    unsigned v = 0;
-    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), v);
-    if (ec != std::errc() || end != port_text.data() + port_text.size() || v == 0 || v > 65535)
-      return bad();
-    port = static_cast<uint16_t>(v);
-  }
+  auto parsed = parse_redirect_target(target, current.port());
+  if (auto* bad = std::get_if<ProxyFailure>(&parsed)) return std::move(*bad);
+  const auto& t = std::get<RedirectTarget>(parsed);
   asio::error_code ec;
-  auto ip = asio::ip::make_address(std::string(host), ec);
+  auto ip = asio::ip::make_address(t.host, ec);
   if (ec)
     return ProxyFailure{FailureType::InternalConfig,
-                        "Redirect to " + shown + ": Failed to parse IP '" + log::sanitize(host) +
-                            "' (DNS lookups not supported)",
+                        "Redirect to " + log::sanitize(target) + ": Failed to parse IP '" +
+                            log::sanitize(t.host) + "' (DNS lookups not supported)",
                         {}};
-  asio::ip::tcp::endpoint next(ip, port);
-  for (const auto& v : visited)
-    if (v == next)
-      return ProxyFailure{FailureType::RemoteConfig,
-                          "Proxying loops - already connected to " + endpoint_text(next), {}};
-  if (ci.proxy_ttl <= hops + 1)
-    return ProxyFailure{FailureType::RemoteConfig,
-                        "TTL reached zero - proxies appear to be looping?", {}};
+  asio::ip::tcp::endpoint next(ip, t.port);
+  if (auto loop = redirect_loop(next, visited, ci.proxy_ttl, hops)) return std::move(*loop);
   return next;
 }
 
@@ -170,7 +126,7 @@ BackendDriver::Result BackendDriver::give_up(Frontend& fe, ProxyFailure f) {
 }
 
 Task<BackendDriver::Result> BackendDriver::run(Frontend& fe, const passdb::ProxyFields& f,
-                                               const BackendLoginParams& params) {
+                                               BackendLoginParams& params, RedirectAuth* reauth) {
   asio::error_code ec;
   asio::ip::address ip = asio::ip::make_address(f.hostip.empty() ? f.host : f.hostip, ec);
   log_.set_dest(dest_text(f, ip));
@@ -219,15 +175,26 @@ Task<BackendDriver::Result> BackendDriver::run(Frontend& fe, const passdb::Proxy
     if (failure->type == FailureType::AuthRedirect && !failure->redirect.empty()) {
       // The backend referred the login elsewhere: a fresh dialogue there,
       // within the same deadline (not a reconnect).
-      auto next = redirect_endpoint(failure->redirect, ep, visited, *params.client,
-                                    static_cast<unsigned>(visited.size() - 1));
-      if (auto* stop = std::get_if<ProxyFailure>(&next)) co_return give_up(fe, std::move(*stop));
-      ep = std::get<asio::ip::tcp::endpoint>(next);
+      RedirectStep step;
+      if (reauth) {
+        step = co_await reauth_step(*reauth, failure->redirect, ep, visited, params);
+        if (abort_.any() || client_gone_) co_return Result::Aborted;
+      } else {
+        auto next = redirect_endpoint(failure->redirect, ep, visited, *params.client,
+                                      static_cast<unsigned>(visited.size() - 1));
+        if (auto* to = std::get_if<asio::ip::tcp::endpoint>(&next))
+          step = RedirectHop{*to, endpoint_text(*to)};
+        else
+          step = std::get<ProxyFailure>(std::move(next));
+      }
+      if (auto* stop = std::get_if<ProxyFailure>(&step)) co_return give_up(fe, std::move(*stop));
+      if (auto* r = std::get_if<Referral>(&step)) co_return refer(fe, std::move(*r), params);
+      auto& hop = std::get<RedirectHop>(step);
+      ep = hop.ep;
       visited.push_back(ep);
-      const std::string to = endpoint_text(ep);
-      log_.emit(events::ProxyRedirected{&*failure, to}, last_state_);
-      log_.set_dest(to);
-      host_key = to;
+      log_.emit(events::ProxyRedirected{&*failure, hop.dest}, last_state_);
+      log_.set_dest(hop.dest);
+      host_key = hop.dest;
       continue;
     }
     if (next_after_failure(failure->type, reconnects_, snap_.cfg.login.proxy_max_reconnects,
@@ -239,6 +206,46 @@ Task<BackendDriver::Result> BackendDriver::run(Frontend& fe, const passdb::Proxy
     co_await timer_.async_wait(use_nothrow);
     if (abort_.any() || client_gone_) co_return Result::Aborted;
   }
+}
+
+// proxy_redirect_reauth: the passdb decides where the referral leads.
+Task<BackendDriver::RedirectStep> BackendDriver::reauth_step(
+    RedirectAuth& auth, const std::string& target, const asio::ip::tcp::endpoint& current,
+    const std::vector<asio::ip::tcp::endpoint>& visited, BackendLoginParams& params) {
+  auto parsed = parse_redirect_target(target, current.port());
+  if (auto* bad = std::get_if<ProxyFailure>(&parsed)) co_return std::move(*bad);
+  const RedirectTarget t = std::get<RedirectTarget>(std::move(parsed));
+  const std::string next = t.host_port();
+  const std::string attempts = attempts_text(visited);
+  const passdb::Lookup lookup = co_await auth.redirect_lookup(next, attempts);
+  ReauthVerdict v = judge_reauth(lookup, auth.protocol(), t);
+  if (auto* f = std::get_if<ProxyFailure>(&v)) co_return std::move(*f);
+  if (auto* r = std::get_if<Referral>(&v)) co_return std::move(*r);
+  const passdb::ProxyFields& pf = std::get<passdb::ProxyFields>(v);
+  asio::error_code ec;
+  const std::string& host = pf.hostip.empty() ? pf.host : pf.hostip;
+  auto ip = asio::ip::make_address(host, ec);
+  if (ec)
+    co_return ProxyFailure{FailureType::InternalConfig,
+                           "Redirect to " + log::sanitize(next) + ": invalid host IP '" +
+                               log::sanitize(host) + "' from the passdb (DNS lookups not supported)",
+                           {}};
+  asio::ip::tcp::endpoint ep(ip, pf.port);
+  if (auto loop = redirect_loop(ep, visited, params.client->proxy_ttl,
+                                static_cast<unsigned>(visited.size() - 1)))
+    co_return std::move(*loop);
+  if (!pf.destuser.empty()) params.user = pf.destuser;
+  co_return RedirectHop{ep, dest_text(pf, ip)};
+}
+
+// A re-authentication answered nologin + host: refer the client, end the login.
+BackendDriver::Result BackendDriver::refer(Frontend& fe, Referral r, const BackendLoginParams& params) {
+  if (r.user.empty()) r.user = params.user;
+  r.mech = log_.method();
+  log_.emit(events::ClientRedirected{r.host}, last_state_);
+  fe.referred(r);
+  failure_ = ProxyFailure{FailureType::AuthRedirect, "Redirected to " + log::sanitize(r.host), {}};
+  return Result::Failed;
 }
 
 long long BackendDriver::secs_since_session() const { return secs_since(session_start_); }

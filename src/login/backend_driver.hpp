@@ -21,6 +21,7 @@
 #include "login/governor.hpp"
 #include "login/log_sink.hpp"
 #include "login/protocol.hpp"
+#include "login/redirect.hpp"
 #include "login/runtime.hpp"
 #include "net/awaitable.hpp"
 #include "net/deadline.hpp"
@@ -93,8 +94,12 @@ class BackendDriver {
   /// bytes behind it. On Failed, failure() is final and the frontend's reply
   /// is the session's to render. Aborted: shutdown, login timeout or the
   /// client left; failure() may hold the last attempt's failure.
-  net::Task<Result> run(Frontend& fe, const passdb::ProxyFields& f,
-                        const BackendLoginParams& params);
+  /// `reauth` ([login] proxy_redirect_reauth): a backend referral asks the
+  /// passdb again (its destuser replaces params.user); null: referrals go
+  /// straight to the IP they name. A re-authentication that refers the
+  /// client elsewhere renders the referral and ends Failed (AuthRedirect).
+  net::Task<Result> run(Frontend& fe, const passdb::ProxyFields& f, BackendLoginParams& params,
+                        RedirectAuth* reauth = nullptr);
   /// Cancel pending backend I/O and waits (shutdown, login timeout).
   void cancel();
 
@@ -115,6 +120,18 @@ class BackendDriver {
                                                  const BackendLoginParams& params,
                                                  const asio::ip::tcp::endpoint& ep,
                                                  Clock::time_point deadline);
+  /// Where a backend referral leads: the next destination (and its log
+  /// text), a referral for the client, or the end.
+  struct RedirectHop {
+    asio::ip::tcp::endpoint ep;
+    std::string dest;
+  };
+  using RedirectStep = std::variant<RedirectHop, Referral, ProxyFailure>;
+  net::Task<RedirectStep> reauth_step(RedirectAuth& auth, const std::string& target,
+                                      const asio::ip::tcp::endpoint& current,
+                                      const std::vector<asio::ip::tcp::endpoint>& visited,
+                                      BackendLoginParams& params);
+  Result refer(Frontend& fe, Referral r, const BackendLoginParams& params);
   net::Task<std::optional<ProxyFailure>> connect(const passdb::ProxyFields& f,
                                                  const asio::ip::tcp::endpoint& ep);
   net::Task<std::optional<ProxyFailure>> dialogue(const passdb::ProxyFields& f);

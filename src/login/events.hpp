@@ -94,8 +94,14 @@ struct ProxyRedirected {
   std::string_view to;                    // the new destination, ip:port
 };
 
+/// A backend referral's re-authentication (proxy_redirect_reauth) answered
+/// `nologin` + `host`: the client is referred there and the login ends.
+struct ClientRedirected {
+  std::string_view host;
+};
+
 using Event = std::variant<ConnectionRefused, PrefaceRefused, PreloginEnded, AuthRefused, ProxyConfigError,
                            UserLimit, Note, ProxyRetry, ProxyFailed, ProxyTimedOut, ClientGone,
-                           ProxyStarted, RelayEnded, ProxyRedirected>;
+                           ProxyStarted, RelayEnded, ProxyRedirected, ClientRedirected>;
 
 }  // namespace portier::login::events

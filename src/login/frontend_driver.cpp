@@ -16,7 +16,8 @@ constexpr auto kGoodbyeWriteLimit = std::chrono::milliseconds(2000);
 constexpr auto kShutdownGoodbyeWriteLimit = std::chrono::milliseconds(300);
 }  // namespace
 
-void FrontendDriver::start(const Protocol& p) {
+void FrontendDriver::start(const Protocol& p, SSL_CTX* tls_ctx) {
+  tls_ctx_ = tls_ctx;
   fe_ = p.make_frontend(snap_.frontend, ci_);
   fe_->start();
 }
@@ -63,11 +64,11 @@ Task<FrontendDriver::Next> FrontendDriver::read() {
 }
 
 Task<FrontendDriver::Next> FrontendDriver::start_tls() {
-  if (!snap_.server_ctx) {
+  if (!tls_ctx_) {
     end("TLS not configured");
     co_return Next::End;
   }
-  auto hs = co_await client_.handshake_server(snap_.server_ctx.get());
+  auto hs = co_await client_.handshake_server(tls_ctx_);
   Counters::tls_handshake(log_.counters(), TlsLeg::Client, hs.ok);
   if (!hs.ok) {
     end("TLS handshaking: " + log::sanitize(hs.error));

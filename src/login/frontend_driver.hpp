@@ -44,8 +44,9 @@ class FrontendDriver {
         conn_(conn), timer_(client.socket().get_executor()) {}
 
   Frontend& fe() { return *fe_; }
-  /// Create the Frontend (after any implicit TLS handshake) and queue its greeting.
-  void start(const Protocol& p);
+  /// Create the Frontend (after any implicit TLS handshake) and queue its
+  /// greeting; `tls_ctx`: the listener's context for STARTTLS (null = none).
+  void start(const Protocol& p, SSL_CTX* tls_ctx);
   /// Run the dialogue until the client has given credentials (true), or the
   /// session ended (false: closed, logged out, shutdown, timeout, TLS error).
   net::Task<bool> next_login();
@@ -90,6 +91,7 @@ class FrontendDriver {
   Governor::Lease& conn_;
   LoginTimer timer_;
   std::unique_ptr<Frontend> fe_;
+  SSL_CTX* tls_ctx_ = nullptr;  // owned by the snapshot
 };
 
 }  // namespace portier::login

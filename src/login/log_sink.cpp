@@ -152,7 +152,7 @@ constexpr std::string_view kEventNames[] = {
     "connection_refused", "preface_refused", "prelogin_ended", "auth_refused", "proxy_config_error",
     "user_limit",         "note",           "proxy_retry",  "proxy_failed",
     "proxy_timed_out",    "client_gone",    "proxy_started", "relay_ended",
-    "proxy_redirected"};
+    "proxy_redirected",   "client_redirected"};
 static_assert(std::size(kEventNames) == std::variant_size_v<events::Event>);
 
 void add_failure(log::Fields& f, const ProxyFailure* p) {
@@ -193,6 +193,8 @@ void add_event_fields(const events::Event& ev, log::Fields& f) {
         } else if constexpr (std::is_same_v<T, events::ProxyRedirected>) {
           f.push_back({"reason", log::sanitize(e.failure->reason)});
           f.push_back({"to", std::string(e.to)});
+        } else if constexpr (std::is_same_v<T, events::ClientRedirected>) {
+          f.push_back({"host", log::sanitize(e.host)});
         } else if constexpr (std::is_same_v<T, events::ProxyTimedOut> ||
                              std::is_same_v<T, events::ClientGone>) {
           f.push_back({"state", std::string(e.state)});
@@ -263,6 +265,8 @@ void SessionLog::emit(const events::Event& ev, std::string_view state) {
         } else if constexpr (std::is_same_v<T, events::ProxyRedirected>) {
           proxy_line(fp, Level::Info, fmt::format("Backend referral followed to {}: {}", e.to,
                                                   log::sanitize(e.failure->reason)));
+        } else if constexpr (std::is_same_v<T, events::ClientRedirected>) {
+          proxy_line(fp, Level::Info, "Redirected to " + log::sanitize(e.host));
         } else if constexpr (std::is_same_v<T, events::ProxyRetry>) {
           proxy_line(fp, Level::Warning, fmt::format("{}{} - reconnecting (attempt #{})",
                                                  failure_log_prefix(e.failure->type),

@@ -1,5 +1,7 @@
 #include "login/runtime.hpp"
 
+#include <algorithm>
+
 #include "passdb/registry.hpp"
 
 namespace portier::login {
@@ -20,16 +22,32 @@ std::shared_ptr<const Snapshot> Snapshot::build(const config::Config& cfg,
     std::vector<tls::ServerCert> certs;
     if (!cfg.tls.cert.empty()) certs.push_back({{}, cfg.tls.cert, cfg.tls.key});
     for (const auto& c : cfg.tls.certificates) certs.push_back({c.names, c.cert, c.key});
-    tls::ServerTlsOptions o;
-    o.verify = static_cast<tls::VerifyClient>(cfg.tls.verify_client);  // same order: none, optional, required
-    o.client_ca = cfg.tls.client_ca;
-    o.crl = cfg.tls.crl;
-    o.ktls = cfg.tls.ktls;
-    if (auto r = tls::ServerContexts::build(certs, o)) {
-      s->server_certs = std::move(*r);
-      s->server_ctx = s->server_certs->default_ref();
-    } else {
+    auto build = [&](const config::Tls::ClientCert& cc) -> std::unique_ptr<tls::ServerContexts> {
+      tls::ServerTlsOptions o;
+      o.verify = static_cast<tls::VerifyClient>(cc.verify);  // same order: none, optional, required
+      o.client_ca = cc.client_ca;
+      o.crl = cc.crl;
+      o.ktls = cfg.tls.ktls;
+      auto r = tls::ServerContexts::build(certs, o);
+      if (r) return std::move(*r);
       errors.push_back("tls: " + r.error().message);
+      return nullptr;
+    };
+    const config::Tls::ClientCert global{cfg.tls.verify_client, cfg.tls.client_ca, cfg.tls.crl};
+    s->server_certs = build(global);
+    if (s->server_certs) s->server_ctx = s->server_certs->default_ref();
+    // Listeners with their own client-certificate settings: the same
+    // certificates (and SNI selection) under their own verification.
+    for (const auto& l : cfg.listeners) {
+      const config::Tls::ClientCert cc = cfg.tls.client_cert(l);
+      SSL_CTX* ctx = s->server_ctx.get();
+      if (l.tls != config::TlsMode::None && cc != global) {
+        auto it = std::find_if(s->listener_certs.begin(), s->listener_certs.end(),
+                               [&cc](const auto& e) { return e.first == cc; });
+        if (it == s->listener_certs.end()) it = s->listener_certs.insert(it, {cc, build(cc)});
+        ctx = it->second ? it->second->default_ctx() : nullptr;
+      }
+      s->listener_ctx.push_back(ctx);
     }
     if (!tls::valid_username_field(cfg.tls.cert_username_field))
       errors.push_back("tls: cert_username_field: unknown field '" + cfg.tls.cert_username_field +
@@ -56,6 +74,10 @@ std::shared_ptr<const Snapshot> Snapshot::build(const config::Config& cfg,
   s->frontend.max_invalid_commands = cfg.login.max_invalid_commands;
   if (!errors.empty()) return nullptr;
   return s;
+}
+
+SSL_CTX* Snapshot::server_ctx_for(size_t index) const {
+  return index < listener_ctx.size() ? listener_ctx[index] : server_ctx.get();
 }
 
 bool Snapshot::is_trusted(const asio::ip::address& ip) const {

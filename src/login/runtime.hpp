@@ -20,6 +20,11 @@ struct Snapshot {
   passdb::Chain passdbs;  // the [[passdb]] entries, in order, built through passdb::registry()
   tls::CtxPtr server_ctx;          // null when no [tls] cert is configured; the default certificate
   std::unique_ptr<tls::ServerContexts> server_certs;  // all client-facing certificates (SNI)
+  /// The same certificates for listeners whose client-certificate settings
+  /// differ from [tls]'s, one set per distinct setting.
+  std::vector<std::pair<config::Tls::ClientCert, std::unique_ptr<tls::ServerContexts>>>
+      listener_certs;
+  std::vector<SSL_CTX*> listener_ctx;  // per cfg.listeners index: the context to handshake with
   tls::CtxPtr backend_verify_ctx;  // verifies chain; host name checked per connection
   tls::CtxPtr backend_anycert_ctx; // `any-cert`
   FrontendSettings frontend;
@@ -28,6 +33,10 @@ struct Snapshot {
   static std::shared_ptr<const Snapshot> build(const config::Config& cfg,
                                                std::vector<std::string>& errors);
   bool is_trusted(const asio::ip::address& ip) const;
+  /// The client-facing TLS context of listener `index` (cfg.listeners order;
+  /// [tls]'s settings for an index the config does not have); null without
+  /// a certificate.
+  SSL_CTX* server_ctx_for(size_t index) const;
 };
 
 }  // namespace portier::login

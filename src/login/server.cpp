@@ -43,7 +43,7 @@ Server::Server(std::shared_ptr<const Snapshot> snapshot, std::vector<const Proto
   auth_pool_ = std::make_unique<asio::thread_pool>(std::max(2u, n));
   for (size_t i = 0; i < snapshot_->cfg.listeners.size(); ++i)
     listeners_.push_back({protocols_[i], snapshot_->cfg.listeners[i].tls,
-                          snapshot_->cfg.listeners[i].haproxy ? "haproxy" : "", {}});
+                          snapshot_->cfg.listeners[i].haproxy ? "haproxy" : "", {}, i});
   listener_names_.resize(listeners_.size());
 }
 

@@ -122,7 +122,7 @@ class Session final : public Stoppable {
       if (driver_) driver_->cancel();
     });
     if (implicit_tls) {
-      auto hs = co_await client_.handshake_server(snap_->server_ctx.get());
+      auto hs = co_await client_.handshake_server(snap_->server_ctx_for(listener_.index));
       Counters::tls_handshake(log_.counters(), TlsLeg::Client, hs.ok);
       if (!hs.ok) {
         log_.emit(events::PreloginEnded{"TLS handshaking: " + log::sanitize(hs.error),
@@ -133,7 +133,7 @@ class Session final : public Stoppable {
       note_tls_peer(ci_, client_.ssl(), *snap_);
     }
     ci_.end_client_tls = ci_.tls;
-    front_.start(*listener_.protocol);
+    front_.start(*listener_.protocol, snap_->server_ctx_for(listener_.index));
     // Bytes a preface read behind itself are the client's first input.
     if (!pre.leftover.empty()) front_.fe().feed(pre.leftover);
     core::secure_zero(pre.leftover.data(), pre.leftover.size());
@@ -223,7 +223,11 @@ class Session final : public Stoppable {
       params.password.clear();
       co_return false;
     }
-    const bool ok = co_await backend_login(v.fields, params);
+    // proxy_redirect_reauth ([login] or the passdb field): backend referrals
+    // ask the passdb again.
+    const bool reauth_on = snap_->cfg.login.proxy_redirect_reauth || v.fields.redirect_reauth;
+    RedirectAuth* reauth = reauth_on ? &flow : nullptr;
+    const bool ok = co_await backend_login(v.fields, params, reauth);
     if (ok) Counters::login_duration(log_.counters(), since(t0));
     co_return ok;
   }
@@ -248,12 +252,13 @@ class Session final : public Stoppable {
     return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);
   }
 
-  Task<bool> backend_login(const passdb::ProxyFields& f, BackendLoginParams& params) {
+  Task<bool> backend_login(const passdb::ProxyFields& f, BackendLoginParams& params,
+                           RedirectAuth* reauth) {
     phase_ = Phase::BackendLogin;
     governor_.backend_login_started();
     driver_.emplace(client_, *snap_, governor_, log_, abort_, stats_.start);
     const auto t0 = Clock::now();
-    auto r = co_await driver_->run(front_.fe(), f, params);
+    auto r = co_await driver_->run(front_.fe(), f, params, reauth);
     params.password.clear();
     Counters::login_result(log_.counters(), r == BackendDriver::Result::LoggedIn ? LoginResult::Success
                                             : r == BackendDriver::Result::Failed ? LoginResult::BackendFailed

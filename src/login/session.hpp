@@ -92,6 +92,10 @@ struct ListenerInfo {
   /// The bound address, "127.0.0.1:143" / "[::]:993": the metrics' `listener`
   /// label (storage owned by the Server).
   std::string_view name;
+  /// Its position in cfg.listeners (Snapshot::server_ctx_for: per-listener
+  /// client-certificate settings; listeners are bound once, so a reload
+  /// applies the [[listener]] table at the same position).
+  size_t index = 0;
 };
 
 /// Accepted connection → complete session. `auth_pool` runs password checks.

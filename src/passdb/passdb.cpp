@@ -16,11 +16,14 @@ RequestCopy::RequestCopy(const Request& r)
       local_name_(r.local_name),
       tls_protocol_(r.tls_protocol),
       tls_cipher_(r.tls_cipher),
+      redirect_host_next_(r.redirect_host_next),
+      redirect_host_attempts_(r.redirect_host_attempts),
       password_(r.password),
       flags_(r) {
   flags_.user = flags_.password = flags_.protocol = flags_.service = flags_.mechanism = {};
   flags_.remote_ip = flags_.local_ip = flags_.session_id = flags_.local_name = {};
   flags_.tls_protocol = flags_.tls_cipher = {};
+  flags_.redirect_host_next = flags_.redirect_host_attempts = {};
 }
 
 Request lookup_only_request(std::string_view user, std::string_view protocol, std::chrono::milliseconds timeout) {
@@ -46,6 +49,8 @@ Request RequestCopy::view() const {
   r.local_name = local_name_;
   r.tls_protocol = tls_protocol_;
   r.tls_cipher = tls_cipher_;
+  r.redirect_host_next = redirect_host_next_;
+  r.redirect_host_attempts = redirect_host_attempts_;
   return r;
 }
 

@@ -92,6 +92,11 @@ struct Request {
   std::string_view tls_protocol;  ///< client TLS version, e.g. "TLSv1.3" ("" = none/unknown)
   std::string_view tls_cipher;    ///< client TLS cipher, e.g. "TLS_AES_256_GCM_SHA384"
   unsigned login_attempt = 1;   ///< 1 for the first login attempt on this connection, +1 per retry
+  /// A re-authentication after a backend referral ([login] proxy_redirect_reauth):
+  /// the referral's destination ("host:port") and the destinations this login
+  /// already tried ("ip:port,ip:port"); "" otherwise.
+  std::string_view redirect_host_next;
+  std::string_view redirect_host_attempts;
   /// Look the user up without checking the password (LMTP/doveadm routing,
   /// and a chain after a `continue`/`continue-ok` success): a found user is Ok.
   bool lookup_only = false;
@@ -125,7 +130,7 @@ class RequestCopy {
 
  private:
   std::string user_, protocol_, service_, mechanism_, remote_ip_, local_ip_, session_id_, local_name_;
-  std::string tls_protocol_, tls_cipher_;
+  std::string tls_protocol_, tls_cipher_, redirect_host_next_, redirect_host_attempts_;
   core::Secret password_;
   Request flags_;  // ports, flags and executor; its views are unused
 };

@@ -76,6 +76,8 @@ ProxyFieldsResult parse_proxy_fields(const Reply& reply, uint16_t default_port, 
       f.nopipelining = truthy(value);
     } else if (key == "proxy_not_trusted") {
       f.not_trusted = truthy(value);
+    } else if (key == "proxy_redirect_reauth") {
+      f.redirect_reauth = truthy(value);
     } else if (key == "proxy_noauth") {
       f.noauth = truthy(value);
     } else if (key == "source_ip") {

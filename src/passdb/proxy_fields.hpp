@@ -35,6 +35,7 @@ struct ProxyFields {
   std::optional<std::chrono::milliseconds> proxy_timeout;  ///< "proxy_timeout"
   bool nopipelining = false;  ///< "proxy_nopipelining"
   bool not_trusted = false;   ///< "proxy_not_trusted": don't send ID/XCLIENT forwarding
+  bool redirect_reauth = false;  ///< "proxy_redirect_reauth": a backend referral asks the passdb again
   bool noauth = false;        ///< "proxy_noauth": Submission only, XCLIENT LOGIN= instead of AUTH
   std::string source_ip;      ///< "source_ip": local IP to connect from ("" = any)
   /// "proxy_protocol": v1 | v2 | no — the PROXY header to send first to the

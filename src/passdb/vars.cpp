@@ -26,6 +26,8 @@ constexpr Name kLong[] = {
     {"mech", Var::Mechanism},      {"secured", Var::Secured},    {"pid", Var::Pid},
     {"client_pid", Var::Pid},      {"password", Var::Password},  {"session", Var::Session},
     {"local_name", Var::LocalName}, {"cert", Var::Cert},
+    {"proxy_redirect_host_next", Var::RedirectHostNext},
+    {"proxy_redirect_host_attempts", Var::RedirectHostAttempts},
 };
 
 std::optional<Var> short_var(char c) {
@@ -72,6 +74,8 @@ std::string_view var_name(Var v) {
     case Var::Session: return "session";
     case Var::LocalName: return "local_name";
     case Var::Cert: return "cert";
+    case Var::RedirectHostNext: return "proxy_redirect_host_next";
+    case Var::RedirectHostAttempts: return "proxy_redirect_host_attempts";
   }
   return "?";
 }
@@ -182,6 +186,8 @@ std::string Template::value(Var v, const Request& req) {
     case Var::Session: return std::string(req.session_id);
     case Var::LocalName: return std::string(req.local_name);
     case Var::Cert: return req.cert_valid ? "valid" : "";
+    case Var::RedirectHostNext: return std::string(req.redirect_host_next);
+    case Var::RedirectHostAttempts: return std::string(req.redirect_host_attempts);
   }
   return {};
 }

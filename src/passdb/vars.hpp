@@ -46,6 +46,8 @@ enum class Var : uint8_t {
   Session,     ///< %{session}
   LocalName,   ///< %{local_name}: TLS SNI
   Cert,        ///< %{cert} / %k: "valid" when a verified client certificate was presented
+  RedirectHostNext,      ///< %{proxy_redirect_host_next}: a backend referral's host:port (reauth)
+  RedirectHostAttempts,  ///< %{proxy_redirect_host_attempts}: ip:port,... already tried (reauth)
 };
 
 /// The canonical 2.4 name of `v` ("user", "remote_ip", ...).

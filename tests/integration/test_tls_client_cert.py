@@ -10,6 +10,7 @@ the test: valid, expired, from another CA, revoked through the CRL.
 from __future__ import annotations
 
 import base64
+import signal
 import sqlite3
 import ssl
 import subprocess
@@ -253,3 +254,54 @@ def test_external_through_haproxy_verified_cn(make_portier, dovecot, client_pki)
         reply = c.command("a", "AUTHENTICATE EXTERNAL =")[-1]
         assert reply.startswith(b"a OK" if ok else b"a NO"), reply
         c.close()
+
+
+def test_per_listener_client_certificates(make_portier, dovecot, client_pki, tmp_path):
+    """verify_client on a [[listener]] overrides [tls]: the implicit-TLS
+    listener requires a certificate while the STARTTLS one (the [tls] value,
+    none) never asks for one. SNI still picks the named certificate on the
+    listener with its own settings, and SIGHUP applies a changed listener
+    setting to new connections."""
+    ca = client_pki["ca"]
+    sni_cert, sni_key = ca.issue("sni", "/CN=sni-mail", san="DNS:mail.example.org",
+                                 eku="serverAuth")
+    sni = (f'[[tls.certificate]]\nnames = ["mail.example.org"]\ncert = "{sni_cert}"\n'
+           f'key = "{sni_key}"\n\n')
+    listeners = (Listener("imap", "implicit", options=(("verify_client", "required"),)),
+                 Listener("imap", "starttls"))
+    px = portier_with(make_portier, dovecot, client_pki, verify="none", listeners=listeners,
+                      extra=sni)
+    mark = px.log.mark()
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError, EOFError)):
+        c = connect(px, client_pki, None)
+        c.command("a", "CAPABILITY")   # TLS 1.3: the alert may come with the first read
+    px.log.wait_for(r"Disconnected.*TLS handshaking: .*peer did not return a certificate",
+                    since=mark, timeout=10)
+    with connect(px, client_pki, "user1") as c:
+        assert c.command("a", "AUTHENTICATE EXTERNAL =")[-1].startswith(b"a OK")
+    # SNI on the listener with its own verification: the named certificate.
+    ctx = ssl.create_default_context(cafile=str(ca.cert))
+    ctx.load_cert_chain(*(str(p) for p in client_pki["user1"]))
+    c = RawIMAP(px.port("imap", "implicit"), read_banner=False)
+    c.sock = ctx.wrap_socket(c.sock, server_hostname="mail.example.org")
+    assert c.sock.getpeercert()["subject"][-1][0] == ("commonName", "sni-mail")
+    c.banner = c.readline()
+    assert b"AUTH=EXTERNAL" in caps(c)
+    c.close()
+    # STARTTLS listener: no certificate asked for, so none is verified.
+    c = RawIMAP(px.port("imap", "starttls"))
+    c.command("s", "STARTTLS")
+    c.sock = client_ctx(px, client_pki, "user1").wrap_socket(c.sock, server_hostname="localhost")
+    assert b"AUTH=EXTERNAL" not in caps(c)
+    assert c.command("b", f'LOGIN user1 "{P1}"')[-1].startswith(b"b OK")
+    c.close()
+    # Reload: the implicit listener becomes optional.
+    px.listeners_cfg = [Listener("imap", "implicit", options=(("verify_client", "optional"),)),
+                        Listener("imap", "starttls")]
+    px.write_config()
+    mark = px.log.mark()
+    px.signal(signal.SIGHUP)
+    px.log.wait_for(r"Config reloaded", since=mark, timeout=10)
+    with connect(px, client_pki, None) as c:
+        assert b"AUTH=EXTERNAL" not in caps(c)
+        assert c.command("b", f'LOGIN user1 "{P1}"')[-1].startswith(b"b OK")

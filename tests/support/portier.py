@@ -94,6 +94,7 @@ class Listener:
     address: str = "127.0.0.1"
     haproxy: bool = False      # a PROXY v1/v2 header first (docs/PROXY_PROTOCOL.md)
     path: str | None = None    # a unix socket instead of address/port (LMTP)
+    options: tuple = ()        # further keys as (name, value) pairs, e.g. (("verify_client", "required"),)
 
 
 DEFAULT_LISTENERS = (Listener("imap", "none"), Listener("imap", "starttls"),
@@ -127,7 +128,8 @@ def render_config(*, listeners: Sequence[Listener], passwd_path: Path,
             continue
         out.append(_table("listener", {"protocol": lst.protocol, "address": lst.address,
                                        "port": lst.port, "tls": lst.tls,
-                                       "haproxy": lst.haproxy or None}, array=True))
+                                       "haproxy": lst.haproxy or None, **dict(lst.options)},
+                                array=True))
     for name in ("tls", "backend"):
         if name in sections:
             out.append(_table(name, sections.pop(name)))

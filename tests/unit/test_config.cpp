@@ -506,6 +506,40 @@ TEST(Config, TlsCertificateErrors) {
                "verify_client needs client_ca");
 }
 
+TEST(Config, ListenerClientCertificates) {
+  const std::string tls = "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_ca = \"ca.pem\"\ncrl = \"crl.pem\"\n";
+  auto c = load_ok("[[listener]]\nprotocol = \"imap\"\ntls = \"implicit\"\nverify_client = \"required\"\n"
+                   "[[listener]]\nprotocol = \"imap\"\ntls = \"starttls\"\n"
+                   "[[listener]]\nprotocol = \"pop3\"\ntls = \"implicit\"\nverify_client = \"optional\"\n"
+                   "client_ca = \"/other/ca.pem\"\n" +
+                   kPassdb + tls);
+  using VC = portier::config::VerifyClient;
+  ASSERT_EQ(c.listeners.size(), 3u);
+  auto a = c.tls.client_cert(c.listeners[0]);
+  EXPECT_EQ(a.verify, VC::Required);
+  EXPECT_EQ(a.client_ca, "/etc/portier/ca.pem");
+  EXPECT_EQ(a.crl, "/etc/portier/crl.pem");
+  auto b = c.tls.client_cert(c.listeners[1]);
+  EXPECT_EQ(b.verify, VC::None);  // [tls]'s
+  auto p = c.tls.client_cert(c.listeners[2]);
+  EXPECT_EQ(p.verify, VC::Optional);
+  EXPECT_EQ(p.client_ca, "/other/ca.pem");
+  EXPECT_EQ(p.crl, "");  // a CRL belongs to its CA: not inherited with an own client_ca
+  expect_error("[[listener]]\nprotocol = \"imap\"\nverify_client = \"required\"\n" + kPassdb + tls, 1,
+               "need tls = \"starttls\" or \"implicit\"");
+  expect_error("[[listener]]\nprotocol = \"imap\"\ntls = \"implicit\"\nverify_client = \"required\"\n" +
+                   kPassdb + "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+               1, "verify_client needs client_ca (here or in [tls])");
+  expect_error("[[listener]]\nprotocol = \"imap\"\ntls = \"implicit\"\nverify_client = \"always\"\n" +
+                   kPassdb + tls,
+               4, "listener.verify_client: unknown value 'always'");
+}
+
+TEST(Config, ProxyRedirectReauth) {
+  EXPECT_FALSE(load_ok(kListener + kPassdb).login.proxy_redirect_reauth);
+  EXPECT_TRUE(load_ok(kListener + kPassdb + "[login]\nproxy_redirect_reauth = true\n").login.proxy_redirect_reauth);
+}
+
 TEST(Config, ListenerUnixSocketPath) {
   Config c = load_ok("[[listener]]\nprotocol = \"lmtp\"\npath = \"/run/portier/lmtp\"\n" + kPassdb);
   ASSERT_EQ(c.listeners.size(), 1u);

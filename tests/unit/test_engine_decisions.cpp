@@ -306,3 +306,60 @@ TEST(BackendDecisions, RedirectEndpoint) {
   EXPECT_NO_THROW(ok(ep("10.0.0.9", 3)));
   EXPECT_EQ(err(ep("10.0.0.9", 4)).type, FailureType::RemoteConfig);
 }
+
+// ---- proxy_redirect_reauth (§11.6 b 4) ----
+
+TEST(Redirect, TargetParsing) {
+  auto ok = [](std::string_view t) { return std::get<RedirectTarget>(parse_redirect_target(t, 143)); };
+  RedirectTarget t = ok("user1;AUTH=PLAIN@imap2.example.org:1143");
+  EXPECT_EQ(t.user, "user1");
+  EXPECT_EQ(t.host, "imap2.example.org");
+  EXPECT_EQ(t.port, 1143);
+  EXPECT_EQ(t.host_port(), "imap2.example.org:1143");
+  t = ok("[2001:db8::1]");
+  EXPECT_EQ(t.user, "");
+  EXPECT_EQ(t.host_port(), "[2001:db8::1]:143");
+  EXPECT_EQ(ok("bob@host").user, "bob");
+  EXPECT_EQ(std::get<ProxyFailure>(parse_redirect_target("host:0", 143)).reason,
+            "Redirect to host:0: Failed to parse host:port");
+  std::vector<asio::ip::tcp::endpoint> v{{asio::ip::make_address("10.0.0.1"), 143},
+                                         {asio::ip::make_address("::1"), 993}};
+  EXPECT_EQ(attempts_text(v), "10.0.0.1:143,[::1]:993");
+}
+
+TEST(Redirect, ReauthVerdict) {
+  RedirectTarget t{"bob", "imap2.example.org", 143};
+  // proxy: its host/hostip and port; the referral's user is the default destuser.
+  auto v = judge_reauth(lookup(passdb::Result::Ok, "proxy host=imap2.example.org hostip=10.0.0.2 port=1143"),
+                        kImap, t);
+  auto& f = std::get<passdb::ProxyFields>(v);
+  EXPECT_EQ(f.hostip, "10.0.0.2");
+  EXPECT_EQ(f.port, 1143);
+  EXPECT_EQ(f.destuser, "bob");
+  v = judge_reauth(lookup(passdb::Result::Ok, "proxy host=10.0.0.2 destuser=carol"), kImap, t);
+  EXPECT_EQ(std::get<passdb::ProxyFields>(v).destuser, "carol");
+  // A referral without a user: the login user (the passdb's).
+  v = judge_reauth(lookup(passdb::Result::Ok, "proxy host=10.0.0.2"), kImap,
+                   RedirectTarget{"", "10.0.0.2", 143});
+  EXPECT_EQ(std::get<passdb::ProxyFields>(v).destuser, "alice");
+  // nologin + host: a referral for the client.
+  v = judge_reauth(lookup(passdb::Result::Ok, "nologin host=imap3.example.org port=1993"), kImap, t);
+  auto& r = std::get<Referral>(v);
+  EXPECT_EQ(r.host, "imap3.example.org");
+  EXPECT_EQ(r.port, 1993);
+  EXPECT_EQ(r.user, "bob");
+  EXPECT_TRUE(r.nologin);
+  // Anything else: an internal failure.
+  for (const char* reply : {"", "nologin", "host=imap3.example.org", "reason=x"}) {
+    v = judge_reauth(lookup(passdb::Result::Ok, reply), kImap, t);
+    auto& e = std::get<ProxyFailure>(v);
+    EXPECT_EQ(e.type, FailureType::Internal) << reply;
+    EXPECT_EQ(e.reason, "Redirect authentication is missing proxy or nologin field") << reply;
+  }
+  v = judge_reauth(lookup(passdb::Result::TempFail), kImap, t);
+  EXPECT_EQ(std::get<ProxyFailure>(v).reason, "Redirect authentication failed: db down");
+  v = judge_reauth(lookup(passdb::Result::UnknownUser), kImap, t);
+  EXPECT_EQ(std::get<ProxyFailure>(v).reason, "Redirect authentication failed");
+  v = judge_reauth(lookup(passdb::Result::Ok, "nologin host=a/b"), kImap, t);
+  EXPECT_EQ(std::get<ProxyFailure>(v).type, FailureType::InternalConfig);
+}

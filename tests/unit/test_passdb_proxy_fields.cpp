@@ -63,6 +63,7 @@ TEST(PassdbProxyFields, AllFields) {
                {"proxy_timeout", "500ms"},
                {"proxy_nopipelining", ""},
                {"proxy_not_trusted", ""},
+               {"proxy_redirect_reauth", ""},
                {"proxy_noauth", ""},
                {"source_ip", "192.0.2.99"},
                {"nopassword", ""},
@@ -82,6 +83,7 @@ TEST(PassdbProxyFields, AllFields) {
   EXPECT_TRUE(f.noauth);
   EXPECT_TRUE(f.nopipelining);
   EXPECT_TRUE(f.not_trusted);
+  EXPECT_TRUE(f.redirect_reauth);
   EXPECT_EQ(f.source_ip, "192.0.2.99");
   EXPECT_TRUE(f.nopassword);
   EXPECT_EQ(f.forward, (Fields{{"x_session", "abc"}, {"foo", ""}}));

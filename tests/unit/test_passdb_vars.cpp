@@ -153,3 +153,19 @@ TEST(PassdbVars, NulInAValueIsRefused) {
   EXPECT_FALSE(t->expand(r, sql, out));
   EXPECT_TRUE(out.empty());
 }
+
+// proxy_redirect_reauth: the referral's destination and the destinations
+// tried, empty on an ordinary login; an owning copy keeps them.
+TEST(PassdbVars, RedirectReauthVariables) {
+  Request r = sample();
+  EXPECT_EQ(expand("[%{proxy_redirect_host_next}][%{proxy_redirect_host_attempts}]", r), "[][]");
+  r.redirect_host_next = "imap2.example.org:143";
+  r.redirect_host_attempts = "10.0.0.1:143,10.0.0.2:143";
+  const std::string t = "%{proxy_redirect_host_next} %{proxy_redirect_host_attempts}";
+  EXPECT_EQ(expand(t, r), "imap2.example.org:143 10.0.0.1:143,10.0.0.2:143");
+  RequestCopy copy(r);
+  EXPECT_EQ(expand(t, copy.view()), "imap2.example.org:143 10.0.0.1:143,10.0.0.2:143");
+  auto tpl = Template::compile(t);
+  ASSERT_TRUE(tpl);
+  EXPECT_EQ(tpl->key(r), "imap2.example.org:143\x1f" "10.0.0.1:143,10.0.0.2:143");
+}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import imaplib
+import json
 import os
 import poplib
 import smtplib
@@ -29,6 +30,7 @@ import pytest
 from tests.support.dovecot import DovecotBackend
 from tests.support.oauth import IntrospectionServer
 from tests.support.portier import Listener
+from tests.support.sasl_wire import PROTOS, Conn, message
 
 USER = "user1"
 MECHS = ("xoauth2", "oauthbearer")
@@ -187,3 +189,74 @@ def test_invalid_token_refused_by_the_backend(portiers, backend, introspection, 
     text = px.log.text()
     assert "invalid input" not in text and "reconnecting" not in text, text
     assert tok not in text
+
+
+# ---------------------------------------- the client's own OAuth mechanism, passed on
+@pytest.fixture(scope="module")
+def px_mech(module_portier_factory, backend):
+    """portier offering OAUTHBEARER/XOAUTH2 to clients; the static passdb
+    sends each protocol to its backend port with `proxy_mech = %{mechanism}`
+    (Dovecot's documented pass-through): Dovecot validates the token."""
+    ports = {p: backend.ports[BACKEND_PORT[p]] for p in PROTOCOLS}
+    return module_portier_factory(
+        [], listeners=tuple(Listener(p, "none") for p in PROTOCOLS),
+        settings={"auth": {"mechanisms": ["PLAIN", "OAUTHBEARER", "XOAUTH2"],
+                           "failure_delay": "10ms"},
+                  "login": {"auth_penalty_max": "50ms"}},
+        extra_toml="".join(
+            "[[passdb]]\ndriver = \"static\"\n"
+            f"protocols = [\"{p}\"]\n"
+            f"fields = \"proxy host=127.0.0.1 port={ports[p]} nopassword "
+            "proxy_mech=%{mechanism} pass=%{password}\"\n" for p in PROTOCOLS))
+
+
+@pytest.mark.parametrize("mech", ("OAUTHBEARER", "XOAUTH2"))
+@pytest.mark.parametrize("proto", PROTOS, ids=lambda p: p.name)
+def test_client_mechanism_passed_through(px_mech, backend, introspection, proto, mech):
+    """O5: the client's mechanism and token reach Dovecot unchanged."""
+    tok = token(introspection)
+    mark = backend.log_mark()
+    with Conn(px_mech, proto, timeout=TIMEOUT) as c:
+        last = c.cmd(proto.auth(mech, message(mech, USER, tok)))[-1]
+        assert last.startswith(proto.ok), last
+    backend.wait_for_log(rf"{SERVICE[proto.name]}: Info: Login: user=<{USER}>, method={mech}",
+                         since=mark)
+    assert tok not in px_mech.log.text()
+
+
+@pytest.mark.parametrize("mech,answer", (("OAUTHBEARER", "AQ=="), ("XOAUTH2", "")))
+@pytest.mark.parametrize("proto", PROTOS, ids=lambda p: p.name)
+def test_backend_failure_json_relayed_to_the_client(px_mech, introspection, proto, mech, answer):
+    """A token Dovecot refuses: Dovecot's own failure JSON reaches the client
+    as portier's continuation; after the client's answer, the final failure."""
+    tok = token(introspection, active=False)
+    # Dovecot's own auth penalty (up to 15 s per failure from one IP) delays
+    # its answer: a long timeout.
+    with Conn(px_mech, proto, timeout=TIMEOUT) as c:
+        line = c.cmd(proto.auth(mech, message(mech, USER, tok)))[-1]
+        challenge = proto.challenge(line)
+        assert challenge, line
+        doc = json.loads(base64.b64decode(challenge))
+        # Dovecot 2.3's JSON (not portier's default): XOAUTH2 "401"+schemes,
+        # OAUTHBEARER "invalid_token".
+        if mech == "XOAUTH2":
+            assert doc.get("status") == "401" and doc.get("schemes") == "bearer", doc
+        else:
+            assert doc.get("status") == "invalid_token", doc
+        last = c.cmd(proto.response(answer))[-1]
+        assert not last.startswith(proto.ok) and proto.challenge(last) is None, last
+    assert tok not in px_mech.log.text()
+
+
+def test_plain_client_gets_no_oauth_challenge(portiers, introspection):
+    """A PLAIN client whose password went to the backend as a token gets the
+    plain failure: the backend's OAuth JSON is not relayed to it."""
+    px = portiers("imap", "xoauth2")
+    tok = token(introspection, active=False)
+    with socket.create_connection(("127.0.0.1", px.port("imap")), timeout=TIMEOUT) as s:
+        f = s.makefile("rb")
+        f.readline()
+        ir = base64.b64encode(b"\0" + USER.encode() + b"\0" + tok.encode()).decode()
+        s.sendall(f"a AUTHENTICATE PLAIN {ir}\r\n".encode())
+        reply = f.readline()
+        assert reply.startswith(b"a NO"), reply

@@ -114,7 +114,10 @@ FrontendBase::Event FrontendBase::parse() {
   return command_line(l.substr(0, sp), args);
 }
 
-sasl::Credentials FrontendBase::take_credentials() { return std::move(credentials_); }
+sasl::Credentials FrontendBase::take_credentials() {
+  login_mech_ = credentials_.mech;
+  return std::move(credentials_);
+}
 
 std::string FrontendBase::take_pending_input() { return in_.take_rest(); }
 
@@ -126,7 +129,10 @@ void FrontendBase::tls_started() {
 
 void FrontendBase::proxy_failed(const login::ProxyFailure& f) {
   login_over();
-  if (f.sasl_challenge.empty())
+  // Only a client that itself logged in with an OAuth mechanism can answer a
+  // relayed OAuth challenge (a PLAIN client whose password went to the
+  // backend as a token gets the plain failure).
+  if (f.sasl_challenge.empty() || !sasl::is_oauth_mech(login_mech_))
     render_proxy_failure(f);
   else
     behind_challenge(f.sasl_challenge, [&] { render_proxy_failure(f); });

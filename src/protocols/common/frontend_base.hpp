@@ -231,6 +231,7 @@ class FrontendBase : public login::Frontend {
   const FailureTexts& failure_texts_;
   sasl::ServerExchange sasl_;
   sasl::Credentials credentials_;
+  std::string login_mech_;       // the mechanism of the login being verified (take_credentials)
   unsigned invalid_commands_ = 0;
   bool answer_pending_ = false;  // a failure challenge is out
   std::string held_reply_;       // the final reply behind it

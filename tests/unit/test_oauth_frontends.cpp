@@ -133,7 +133,15 @@ TEST(OAuthFrontends, OverlongSaslLineIsBounded) {
     Harness h(p, true);
     EXPECT_EQ(h.send(h.auth_line("OAUTHBEARER", huge)), FrontendEvent::Close) << p.name;
   }
-  // Other commands keep the ordinary limit.
+  // Other mechanisms and other commands keep the ordinary limit.
+  for (const Proto& p : kProtos) {
+    Harness h(p, true);
+    EXPECT_EQ(h.send(h.auth_line("PLAIN", std::string(20 * 1024, 'A'))), FrontendEvent::Close)
+        << p.name;
+    Harness r(p, true);
+    r.send(r.auth_line("PLAIN", std::nullopt));
+    EXPECT_EQ(r.send(r.response(std::string(20 * 1024, 'A'))), FrontendEvent::Close) << p.name;
+  }
   for (const Proto& p : kProtos) {
     Harness h(p, true);
     EXPECT_EQ(h.send(std::string(p.auth).substr(0, 2) + std::string(20 * 1024, 'x') + "\r\n"),

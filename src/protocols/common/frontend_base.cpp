@@ -88,16 +88,26 @@ FrontendEvent FrontendBase::next() {
 }
 
 namespace {
-/// POP3 and Submission: `AUTH <mech> <initial response>` may carry a 64 KiB
-/// SASL message; every other command keeps the normal line limit.
-bool auth_command_ahead(std::string_view in) {
-  return in.size() >= 5 && core::iequals(in.substr(0, 5), "AUTH ");
+/// POP3 and Submission: `AUTH OAUTHBEARER|XOAUTH2 <initial response>` may
+/// carry a 64 KiB token; every other command keeps the normal line limit.
+bool oauth_command_ahead(std::string_view in) {
+  if (in.size() < 5 || !core::iequals(in.substr(0, 5), "AUTH ")) return false;
+  in.remove_prefix(5);
+  const size_t sp = in.find(' ');
+  return sp != std::string_view::npos && sasl::is_oauth_mech(in.substr(0, sp));
 }
 }  // namespace
 
+size_t FrontendBase::sasl_response_limit() const {
+  const bool oauth = sasl_.active() && sasl::is_oauth_mech(sasl_.mech_name());
+  return oauth ? login::sasl_line_limit(settings_) : login::line_limit(settings_);
+}
+
 FrontendBase::Event FrontendBase::parse() {
-  const bool sasl = mode_ == Mode::SaslResponse || auth_command_ahead(in_.avail());
-  switch (in_.take_line(sasl ? login::sasl_line_limit(settings_) : login::line_limit(settings_))) {
+  const size_t limit = mode_ == Mode::SaslResponse      ? sasl_response_limit()
+                       : oauth_command_ahead(in_.avail()) ? login::sasl_line_limit(settings_)
+                                                          : login::line_limit(settings_);
+  switch (in_.take_line(limit)) {
     case login::PreloginInput::Line::NeedMore:
       return FrontendEvent::NeedInput;
     case login::PreloginInput::Line::TooLong:

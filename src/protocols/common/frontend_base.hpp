@@ -202,6 +202,9 @@ class FrontendBase : public login::Frontend {
     for (auto& a : cmd.args) core::secure_zero(a.value);
     return ev;
   }
+  /// The line limit for the SASL response awaited now: login::sasl_line_limit
+  /// for an OAuth mechanism's (a 64 KiB token), else login::line_limit.
+  size_t sasl_response_limit() const;
   /// Count one invalid command; true when login.max_invalid_commands is reached.
   bool invalid_limit_reached();
   /// A good command (POP3 counts bad commands in a row).

@@ -234,7 +234,7 @@ Frontend::Event Frontend::sasl_refused(sasl::Outcome outcome, std::string_view t
 }
 
 Frontend::Event Frontend::next_sasl_response() {
-  switch (in_.take_line(login::sasl_line_limit(settings_), /*lf_counts=*/true)) {
+  switch (in_.take_line(sasl_response_limit(), /*lf_counts=*/true)) {
     case login::PreloginInput::Line::NeedMore:
       return FrontendEvent::NeedInput;
     case login::PreloginInput::Line::TooLong:

@@ -15,6 +15,7 @@
 #include <algorithm>
 
 #include "core/strings.hpp"
+#include "sasl/oauth.hpp"
 
 namespace portier::protocols::imap {
 
@@ -61,7 +62,7 @@ bool is_atom_char(unsigned char c) {
 bool command_is(const Command& c, std::string_view name) { return core::iequals(c.name, name); }
 
 void CommandParser::widen_for_sasl() {
-  // An initial response (SASL-IR) may carry a 64 KiB OAuth token.
+  // The initial response (SASL-IR) of an OAuth mechanism may carry a 64 KiB token.
   line_max_ = std::max(line_max_, limits_.max_sasl_line);
   budget_.set_limit(std::max(limits_.max_command_size, limits_.max_sasl_line));
 }
@@ -119,6 +120,10 @@ void CommandParser::end_arg() {
     line_bytes_ = 0;  // the line limit applies per ID item
   } else {
     current_list().push_back(std::move(arg_));
+    // AUTHENTICATE OAUTHBEARER/XOAUTH2 <initial response>: a 64 KiB token.
+    if (stack_.empty() && cur_.args.size() == 1 && core::iequals(cur_.name, "AUTHENTICATE") &&
+        sasl::is_oauth_mech(cur_.args[0].value))
+      widen_for_sasl();
   }
   arg_ = Arg{};
   arg_len_ = 0;
@@ -299,7 +304,6 @@ CommandParser::Result CommandParser::parse(std::string_view in, size_t& consumed
           if (state_ == State::Name) {
             state_ = State::ArgSep;
             if (core::iequals(cur_.name, "ID")) id_mode_ = true;
-            if (core::iequals(cur_.name, "AUTHENTICATE")) widen_for_sasl();
           }
         } else if (c == '\r') {
           state_ = State::EolLf;

@@ -171,7 +171,7 @@ class CommandParser {
 
   enum class IdState : uint8_t { Start, Key, Value, After, Invalid };
 
-  void widen_for_sasl();  // AUTHENTICATE: Limits::max_sasl_line for this command
+  void widen_for_sasl();  // AUTHENTICATE <OAuth mech>: Limits::max_sasl_line for this command
 
   Limits limits_;
   login::CommandBudget budget_;

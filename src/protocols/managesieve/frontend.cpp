@@ -227,6 +227,7 @@ Frontend::Event Frontend::sasl_refused(sasl::Outcome outcome, std::string_view t
 
 Frontend::Event Frontend::next_sasl_response() {
   if (in_.avail().empty()) return FrontendEvent::NeedInput;
+  parser_.set_wide_string_line(sasl_response_limit() > login::line_limit(settings_));
   auto string_line = [](auto& p, auto in, size_t& used) { return p.parse_string_line(in, used); };
   switch (parse_input(parser_, string_line)) {
     case CommandParser::Result::NeedMore:

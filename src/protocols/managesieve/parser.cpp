@@ -13,6 +13,7 @@
 #include <algorithm>
 
 #include "core/strings.hpp"
+#include "sasl/oauth.hpp"
 
 namespace portier::protocols::managesieve {
 
@@ -169,6 +170,10 @@ void CommandParser::syntax(std::string_view what) {
 
 void CommandParser::end_arg() {
   cur_.args.push_back(std::move(arg_));
+  // AUTHENTICATE "OAUTHBEARER"/"XOAUTH2" <initial response>: a 64 KiB token.
+  if (!string_line_ && cur_.args.size() == 1 && core::iequals(cur_.name, "AUTHENTICATE") &&
+      sasl::is_oauth_mech(cur_.args[0].value))
+    widen_for_sasl();
   arg_ = Arg{};
   state_ = State::AfterItem;
 }
@@ -193,7 +198,7 @@ CommandParser::Result CommandParser::run(std::string_view in, size_t& used, bool
   error_text_.clear();
   if (state_ == State::Start) {
     string_line_ = string_line;
-    if (string_line_) widen_for_sasl();
+    if (string_line_ && wide_string_line_) widen_for_sasl();
   }
 
   size_t i = 0;
@@ -265,7 +270,6 @@ CommandParser::Result CommandParser::run(std::string_view in, size_t& used, bool
         if (is_atom_char(ch)) {
           cur_.name.push_back(ch);
         } else {
-          if (core::iequals(cur_.name, "AUTHENTICATE")) widen_for_sasl();
           state_ = State::AfterItem;
           again();
         }

@@ -65,6 +65,9 @@ class CommandParser {
   /// The same for a line that holds exactly one string (quoted or literal).
   /// The kind of line is fixed when its first byte arrives.
   Result parse_string_line(std::string_view in, size_t& used) { return run(in, used, true); }
+  /// The next string lines may hold a 64 KiB SASL message
+  /// (Limits::max_sasl_line): the response of an OAuth mechanism.
+  void set_wide_string_line(bool wide) { wide_string_line_ = wide; }
 
   Command& command() { return cmd_; }
   ParseError error() const { return error_; }
@@ -99,7 +102,7 @@ class CommandParser {
   Result fatal(ParseError e, size_t i, size_t& used);
   void syntax(std::string_view what);
   void end_arg();
-  void widen_for_sasl();  // AUTHENTICATE, SASL responses: Limits::max_sasl_line
+  void widen_for_sasl();  // AUTHENTICATE <OAuth mech>, OAuth responses: Limits::max_sasl_line
 
   Limits limits_;
   login::CommandBudget budget_;
@@ -108,6 +111,7 @@ class CommandParser {
   size_t line_bytes_ = 0;
   size_t line_max_ = limits_.max_line_length;     // this command's limits
   size_t literal_max_ = limits_.max_literal_size;
+  bool wide_string_line_ = false;
   Command cur_;
   Command cmd_;
   Arg arg_;

@@ -257,7 +257,11 @@ def test_continue_ok_then_static_routes(make_portier, backend, oauth):
 @pytest.fixture(scope="module")
 def local_px(module_portier_factory, backend, oauth):
     issuer, _, _ = oauth
-    return module_portier_factory([], listeners=LISTENERS, settings={"server": {"workers": 1}},
+    return module_portier_factory([], listeners=LISTENERS,
+                                  settings={"server": {"workers": 1},
+                                            "auth": {"mechanisms": ["PLAIN", "OAUTHBEARER", "XOAUTH2"],
+                                                     "failure_delay": "10ms"},
+                                            "login": {"auth_penalty_max": "50ms"}},
                                   extra_toml=oauth2_toml(backend, mode="local", keys=str(issuer.keydir),
                                                          extra="cache_size = 0\n"))
 
@@ -301,7 +305,28 @@ def test_local_jwt_refusals(local_px, oauth):
     for why, tok in bad.items():
         ok, msg = login(local_px, USER, tok)
         assert not ok and "AUTHENTICATIONFAILED" in msg, why
+        # The same token over OAUTHBEARER and XOAUTH2: the failure JSON names why.
+        for mech in ("OAUTHBEARER", "XOAUTH2"):
+            doc = sasl_refusal(local_px, mech, tok)
+            want = "insufficient_scope" if why == "scope" else "invalid_token"
+            if mech == "XOAUTH2":
+                want = {"insufficient_scope": "403", "invalid_token": "401"}[want]
+            assert doc["status"] == want, (why, mech, doc)
+        no_tokens(local_px, tok)
     assert login(local_px, USER, jwt(oauth, "RS256", exp_in=-20))[0], "within grace"
+
+
+def sasl_refusal(px, mech: str, tok: str) -> dict:
+    """AUTHENTICATE with a refused token: the failure JSON of the challenge,
+    after which the client's answer gets the final NO."""
+    with RawIMAP(px.port("imap")) as c:
+        c.send(f"a AUTHENTICATE {mech} {sasl_message(mech, USER, tok)}\r\n")
+        line = c.readline()
+        assert line.startswith(b"+ "), line
+        c.send(b"AQ==\r\n" if mech == "OAUTHBEARER" else b"\r\n")
+        last = c.readline()
+        assert last.startswith(b"a NO [AUTHENTICATIONFAILED]"), last
+        return json.loads(base64.b64decode(line[2:]))
 
 
 # ------------------------------------------- OAUTHBEARER / XOAUTH2 (SASL side)
